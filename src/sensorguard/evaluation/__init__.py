@@ -1,0 +1,1 @@
+"""Metrics (point, event, changepoint) and the benchmark runner."""
