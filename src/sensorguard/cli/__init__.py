@@ -33,6 +33,7 @@ _COMMAND_MODULES = [
     "sensorguard.cli.serve_cmds",
     "sensorguard.cli.stack_cmds",
     "sensorguard.cli.bench_cmds",
+    "sensorguard.cli.monitor_cmds",
 ]
 
 

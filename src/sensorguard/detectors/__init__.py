@@ -21,6 +21,9 @@ from sensorguard.errors import SensorGuardError
 # name -> "module:Class"
 _REGISTRY: dict[str, str] = {
     "operating-states": "sensorguard.detectors.states:OperatingStateDetector",
+    "pca": "sensorguard.detectors.pca:PCADetector",
+    "iforest": "sensorguard.detectors.iforest:IsolationForestDetector",
+    "drift-robust": "sensorguard.detectors.robust:DriftRobustDetector",
 }
 
 

@@ -1,0 +1,140 @@
+"""`sensorguard benchmark`: score a detector on a folder of labelled files."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sensorguard.cli._common import console, err_console, guarded, progress
+from sensorguard.errors import SensorGuardError
+
+
+class Layout(str, Enum):
+    csv = "csv"
+    tep = "tep"
+    nab = "nab"
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SensorGuardError(
+                f"bad --param {item!r}", "write it as NAME=VALUE, e.g. --param margin=1.5"
+            )
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("benchmark")
+    @guarded
+    def benchmark(
+        data_dir: Path = typer.Argument(
+            ..., help="Folder with the benchmark files (searched recursively)."
+        ),
+        output_dir: Path = typer.Option(
+            ..., "--output-dir", "-o", help="Where predictions and summary.json are written."
+        ),
+        sep: str = typer.Option(
+            ",", "--sep", help="CSV separator of the input files; outputs use the same one."
+        ),
+        time_column: str = typer.Option("datetime", "--time-column", help="Time column."),
+        label_column: str = typer.Option(
+            "anomaly", "--label-column", help="0/1 label column; files without it are skipped."
+        ),
+        ignore_columns: list[str] = typer.Option(
+            [],
+            "--ignore-columns",
+            help="Columns that are neither sensors nor labels (repeat or comma-separate).",
+        ),
+        train_rows: int = typer.Option(
+            400, "--train-rows", min=2, help="Rows at the start of each file to fit on."
+        ),
+        detector: str | None = typer.Option(
+            None, "--detector", "-d", help="Detector name (default: the best benchmarked one)."
+        ),
+        param: list[str] = typer.Option(
+            [], "--param", "-p", help="Detector parameter NAME=VALUE (JSON value), repeatable."
+        ),
+        layout: Layout = typer.Option(
+            Layout.csv,
+            "--format",
+            help="csv: the labelled-CSV contract; tep: Tennessee Eastman folder (fit on "
+            "d00.dat, test dNN_te.dat); nab: NAB root folder (data/ + labels/).",
+        ),
+        nab_category: list[str] = typer.Option(
+            [], "--nab-category", help="With --format nab: only these categories."
+        ),
+        window_seconds: float = typer.Option(
+            60.0, "--window-seconds", help="Changepoint scoring window right of each change."
+        ),
+    ) -> None:
+        """Fit a fresh detector on the first --train-rows rows of every file (sensor
+        columns only), predict the rest, and write per-file predictions (time, score,
+        is_anomaly) plus summary.json with F1, FAR %, MAR % summed over all files and
+        NAB-style changepoint scores (standard, low-FP, low-FN; perfect = 100, silent = 0).
+        """
+        from sensorguard.detectors import get_detector_class
+        from sensorguard.evaluation import readers
+        from sensorguard.evaluation.benchmark import DEFAULT_DETECTOR, run_benchmark
+
+        name = detector or DEFAULT_DETECTOR
+        get_detector_class(name)  # unknown names fail before any work
+        params = _parse_params(param)
+        ignored = [c.strip() for item in ignore_columns for c in item.split(",") if c.strip()]
+        if len(sep) == 0:
+            raise SensorGuardError("--sep is empty", "give a separator such as ';' or ','")
+
+        items: list[Any]
+        if layout is Layout.csv:
+            files = readers.discover_csv(data_dir)
+            total = len(files)
+            items_iter: Any = readers.iter_csv_folder(
+                data_dir,
+                sep=sep,
+                time_column=time_column,
+                label_column=label_column,
+                ignore_columns=ignored,
+            )
+        elif layout is Layout.tep:
+            items = list(readers.iter_tep(data_dir))
+            total, items_iter = len(items), items
+        else:
+            items = list(readers.iter_nab(data_dir, nab_category or None))
+            total, items_iter = len(items), items
+
+        with progress() as bar:
+            task = bar.add_task(f"benchmark {name}", total=total)
+            summary = run_benchmark(
+                items_iter,
+                output_dir,
+                detector=name,
+                params=params,
+                train_rows=train_rows,
+                sep=sep,
+                window_seconds=window_seconds,
+                on_file=lambda _f: bar.advance(task),
+            )
+        for s in summary["skipped"]:
+            err_console.print(f"note: skipped {s['file']}: {s['reason']}", highlight=False)
+        for n in summary["notes"]:
+            err_console.print(f"note: {n}", highlight=False)
+        m = summary["metrics"]
+        cp = summary["changepoint"]["scores"]
+        console.print(
+            f"{name}: {summary['files_evaluated']} file(s)  F1 {m['f1']:.3f}  "
+            f"FAR {m['far_percent']:.2f} %  MAR {m['mar_percent']:.2f} %  "
+            f"NAB standard {cp['standard']:.1f}  low-FP {cp['reward_low_FP']:.1f}  "
+            f"low-FN {cp['reward_low_FN']:.1f}",
+            highlight=False,
+        )
+        console.print(f"summary: {output_dir / 'summary.json'}", highlight=False)

@@ -1,0 +1,552 @@
+"""``train``, ``demo``, ``ui`` and ``models list/history/show/promote/rollback``.
+
+Wiring only: every command calls :mod:`sensorguard.pipelines.training`,
+:mod:`sensorguard.pipelines.lifecycle` or :mod:`sensorguard.pipelines.demo`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sensorguard.cli._common import EXIT_REJECTED, console, err_console, fail, guarded, progress
+
+models_app = typer.Typer(
+    help="Registered model versions: list, show, promote (through the quality gate), "
+    "rollback, and the audit history.",
+    no_args_is_help=True,
+)
+
+_FAIL_ON_REJECT = typer.Option(
+    False,
+    "--fail-on-reject",
+    help=f"Exit with code {EXIT_REJECTED} when the gate rejects (for scripts); default 0.",
+)
+
+
+def _quiet_mlflow() -> None:
+    """MLflow logs INFO lines (migrations, validation) that are noise on a terminal."""
+    import os
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _settings() -> Any:
+    from sensorguard.config import get_settings
+
+    _quiet_mlflow()
+    return get_settings()
+
+
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    import json
+
+    from sensorguard.errors import SensorGuardError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SensorGuardError(
+                f"bad --param {item!r}", "write it as NAME=VALUE, e.g. --param max_states=6"
+            )
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _print_decision(decision: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="quality gate", show_lines=False)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for c in decision.checks:
+        table.add_row(c.name, "[green]ok[/]" if c.passed else "[red]FAIL[/]", c.detail)
+    console.print(table)
+    cmp = Table(title="evaluation metrics (same data for both)")
+    cmp.add_column("metric")
+    cmp.add_column(f"candidate v{decision.candidate_version}", justify="right")
+    if decision.production is not None:
+        cmp.add_column(f"production v{decision.production_version}", justify="right")
+    for key in ("f1", "precision", "recall", "event_recall", "false_alarms_per_day"):
+        row = [key, _fmt(decision.candidate.get(key))]
+        if decision.production is not None:
+            row.append(_fmt(decision.production.get(key)))
+        cmp.add_row(*row)
+    console.print(cmp)
+
+
+def _report_outcome(outcome: Any, fail_on_reject: bool) -> None:
+    if outcome.action == "promote":
+        prev = f" (v{outcome.from_version} archived, alias 'previous')" if outcome.from_version else ""
+        console.print(
+            f"[bold green]promoted[/] v{outcome.to_version} to production{prev}", highlight=False
+        )
+        return
+    console.print(
+        f"[bold yellow]rejected[/] v{outcome.to_version}: {'; '.join(outcome.decision.reasons)}",
+        highlight=False,
+    )
+    current = outcome.from_version
+    console.print(
+        "production unchanged" + (f" (v{current})" if current else " (no production version yet)")
+    )
+    if fail_on_reject:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+# ---------------------------------------------------------------- train
+
+
+@guarded
+def train(
+    data: Path = typer.Argument(..., help="Readings to train on: CSV (any separator) or Parquet."),
+    detector: str | None = typer.Option(
+        None, "--detector", "-d", help="Detector name (default: SENSORGUARD_DETECTOR)."
+    ),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="Detector parameter NAME=VALUE (repeatable)."
+    ),
+    promote: bool = typer.Option(
+        True,
+        "--promote/--no-promote",
+        help="After registering, run the quality gate and promote on a pass.",
+    ),
+    holdout: float = typer.Option(
+        0.3, "--holdout", help="Fraction of the (time-ordered) tail held out for evaluation."
+    ),
+    sep: str | None = typer.Option(None, "--sep", help="CSV separator (default: sniffed)."),
+    time_column: str | None = typer.Option(None, "--time-column", help="Time column name."),
+    label_column: str | None = typer.Option(None, "--label-column", help="Label column name."),
+    asset_column: str | None = typer.Option(None, "--asset-column", help="Asset column name."),
+    fail_on_reject: bool = _FAIL_ON_REJECT,
+) -> None:
+    """Train a detector, log the run to MLflow and register a new model version.
+
+    The first (1 - holdout) of the readings train the detector (rows labelled normal
+    only); the tail measures precision/recall/F1 and event metrics. Then, unless
+    --no-promote, the quality gate compares the new version with production on the same
+    held-out data and promotes it when it passes.
+
+    Example: sensorguard train data/pump.csv --param max_states=6
+    """
+    from sensorguard.data import load_readings
+    from sensorguard.pipelines.lifecycle import gate_and_promote
+    from sensorguard.pipelines.training import train_and_register
+
+    settings = _settings()
+    params = _parse_params(param)
+    readings = load_readings(
+        data, sep=sep, time_column=time_column, label_column=label_column, asset_column=asset_column
+    )
+    with progress() as bar:
+        task = bar.add_task("train", total=None)
+        result = train_and_register(
+            readings,
+            detector_name=detector,
+            params=params,
+            settings=settings,
+            trigger="cli",
+            holdout=holdout,
+            on_step=lambda s: bar.update(task, description=s),
+        )
+        bar.update(task, description="trained", total=1, completed=1)
+    console.print(
+        f"run [bold]{result.run_id}[/] → [bold]{result.name}[/] version [bold]{result.version}[/] "
+        f"({result.train_rows} training rows, {result.eval_rows} held out, {result.seconds:.1f} s)",
+        highlight=False,
+    )
+    m = result.metrics
+    console.print(
+        "  "
+        + ", ".join(
+            f"{k}={_fmt(m[k])}"
+            for k in ("silhouette", "n_states", "threshold", "eval_f1", "eval_event_recall")
+            if k in m
+        ),
+        highlight=False,
+    )
+    if not promote:
+        console.print(f"not promoted (--no-promote); later: sensorguard models promote {result.version}")
+        return
+    if result.eval_readings is None:
+        console.print(
+            "[yellow]no labels: the quality gate cannot evaluate this version[/]; promote it "
+            f"with labelled data: sensorguard models promote {result.version} --data FILE",
+            highlight=False,
+        )
+        if fail_on_reject:
+            raise typer.Exit(EXIT_REJECTED)
+        return
+    assert result.version is not None
+    with progress() as bar:
+        task = bar.add_task("quality gate: evaluating candidate and production", total=None)
+        outcome = gate_and_promote(
+            result.version,
+            result.eval_readings,
+            settings=settings,
+            trigger="cli",
+            candidate_detector=result.detector,
+        )
+        bar.update(task, total=1, completed=1)
+    _print_decision(outcome.decision)
+    _report_outcome(outcome, fail_on_reject)
+
+
+# ---------------------------------------------------------------- models
+
+
+@models_app.command("list")
+@guarded
+def models_list(
+    limit: int = typer.Option(50, "--limit", help="Show at most this many versions."),
+) -> None:
+    """Versions (newest first) with aliases, lifecycle/gate tags and key metrics."""
+    from rich.table import Table
+
+    from sensorguard.pipelines.lifecycle import list_versions
+
+    settings = _settings()
+    versions = list_versions(settings, limit=limit)
+    table = Table(title=f"{settings.model_name} @ {settings.resolved_tracking_uri}")
+    for col, just in (
+        ("version", "right"),
+        ("aliases", "left"),
+        ("lifecycle", "left"),
+        ("gate", "left"),
+        ("created (UTC)", "left"),
+        ("detector", "left"),
+        ("trigger", "left"),
+        ("F1", "right"),
+        ("event recall", "right"),
+        ("false alarms/day", "right"),
+        ("silhouette", "right"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for v in versions:
+        aliases = ", ".join(v.aliases)
+        style = "bold green" if settings.production_alias in v.aliases else None
+        table.add_row(
+            str(v.version),
+            aliases,
+            v.lifecycle,
+            v.tags.get("gate", ""),
+            v.created.strftime("%Y-%m-%d %H:%M:%S"),
+            v.tags.get("detector", v.params.get("detector", "")),
+            v.tags.get("trigger", ""),
+            _fmt(v.metrics.get("eval_f1")),
+            _fmt(v.metrics.get("eval_event_recall")),
+            _fmt(v.metrics.get("eval_false_alarms_per_day"), 2),
+            _fmt(v.metrics.get("silhouette")),
+            style=style,
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+@guarded
+def models_show(version: int = typer.Argument(..., help="Version number.")) -> None:
+    """One version: aliases, tags, the training run's parameters and metrics."""
+    from rich.table import Table
+
+    from sensorguard.pipelines.lifecycle import show_version
+
+    settings = _settings()
+    v = show_version(version, settings)
+    console.print(
+        f"[bold]{settings.model_name}[/] version [bold]{v.version}[/]  "
+        f"aliases: {', '.join(v.aliases) or '–'}  run: {v.run_id}  "
+        f"created: {v.created:%Y-%m-%d %H:%M:%S} UTC",
+        highlight=False,
+    )
+    console.print(f"  load: models:/{settings.model_name}/{v.version}", highlight=False)
+    for title, items in (("tags", v.tags), ("metrics", v.metrics), ("params", v.params)):
+        table = Table(title=title, show_header=False)
+        table.add_column("key")
+        table.add_column("value", overflow="fold")
+        for k in sorted(items):
+            table.add_row(k, _fmt(items[k], 4))
+        console.print(table)
+
+
+@models_app.command("history")
+@guarded
+def models_history(
+    limit: int = typer.Option(50, "--limit", help="Show at most this many events."),
+) -> None:
+    """The audit trail: every promotion, rejection and rollback, newest first."""
+    from rich.table import Table
+
+    from sensorguard.pipelines.lifecycle import history
+
+    settings = _settings()
+    events = history(settings, limit=limit)
+    if not events:
+        console.print(f"no lifecycle events recorded for '{settings.model_name}' yet")
+        return
+    table = Table(title=f"lifecycle history of {settings.model_name}")
+    for col in ("time (UTC)", "action", "from", "to", "trigger", "user", "F1 cand/prod", "reason"):
+        table.add_column(col, overflow="fold")
+    for e in events:
+        gate = e.gate or {}
+        cand = (gate.get("candidate") or {}).get("f1")
+        prod = (gate.get("production") or {}).get("f1")
+        f1 = "" if cand is None else f"{cand:.3f}/{'–' if prod is None else f'{prod:.3f}'}"
+        action = e.action + (" (forced)" if e.forced else "")
+        table.add_row(
+            e.time.strftime("%Y-%m-%d %H:%M:%S"),
+            action,
+            "–" if e.from_version is None else f"v{e.from_version}",
+            "–" if e.to_version is None else f"v{e.to_version}",
+            e.trigger,
+            e.user,
+            f1,
+            e.reason,
+        )
+    console.print(table)
+
+
+@models_app.command("promote")
+@guarded
+def models_promote(
+    version: int = typer.Argument(..., help="Version to promote to production."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Labelled readings to evaluate on (default: the version's own held-out data).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Skip the gate (needs --reason)."),
+    reason: str = typer.Option("", "--reason", help="Why the gate is bypassed (with --force)."),
+    fail_on_reject: bool = _FAIL_ON_REJECT,
+) -> None:
+    """Promote a version through the quality gate (candidate vs production, same data)."""
+    from sensorguard.errors import SensorGuardError
+    from sensorguard.pipelines.lifecycle import gate_and_promote, promote, show_version
+    from sensorguard.pipelines.training import load_holdout
+
+    settings = _settings()
+    if force:
+        if not reason.strip():
+            raise fail("--force needs --reason 'why the gate is bypassed'")
+        outcome = promote(version, settings=settings, trigger="cli", force=True, reason=reason)
+        console.print(
+            f"[bold yellow]forced[/] v{version} to production (gate bypassed: {reason})",
+            highlight=False,
+        )
+        if outcome.from_version:
+            console.print(f"v{outcome.from_version} archived, alias 'previous'")
+        return
+    info = show_version(version, settings)
+    if data is not None:
+        from sensorguard.data import load_readings
+
+        readings = load_readings(data)
+    else:
+        held = load_holdout(info.run_id, settings) if info.run_id else None
+        if held is None:
+            raise SensorGuardError(
+                f"v{version} has no stored held-out data to evaluate on",
+                "pass labelled readings with --data FILE (or --force --reason TEXT)",
+            )
+        readings = held
+    with progress() as bar:
+        task = bar.add_task("quality gate: evaluating candidate and production", total=None)
+        outcome = gate_and_promote(version, readings, settings=settings, trigger="cli")
+        bar.update(task, total=1, completed=1)
+    _print_decision(outcome.decision)
+    _report_outcome(outcome, fail_on_reject)
+
+
+@models_app.command("rollback")
+@guarded
+def models_rollback(
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the audit trail)."),
+) -> None:
+    """Put the previous production version back into production (one step)."""
+    from sensorguard.pipelines.lifecycle import rollback
+
+    settings = _settings()
+    out = rollback(settings=settings, trigger="cli", reason=reason)
+    console.print(
+        f"[bold green]rolled back[/]: production v{out.from_version} → v{out.to_version}; "
+        f"v{out.from_version} is now '{settings.previous_alias}' (run rollback again to undo)",
+        highlight=False,
+    )
+
+
+# ---------------------------------------------------------------- demo / ui
+
+
+@guarded
+def demo(
+    days: float = typer.Option(14.0, "--days", help="Days of simulated history to train on."),
+    new_days: float = typer.Option(3.0, "--new-days", help="Days of new readings to score."),
+    seed: int = typer.Option(7, "--seed", help="Random seed of the simulation."),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", "-o", help="Where the plot and report go (default: <home>/demo)."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="A smaller run (for tests and CI)."),
+) -> None:
+    """The whole lifecycle on a simulated pump, start to finish.
+
+    simulate a history → train → log → register → quality gate → promote → simulate new
+    readings with failures → load the production model by alias → score → report + plot.
+    Run it again: a new candidate is trained and the gate compares it with production.
+    """
+    from rich.table import Table
+
+    from sensorguard.pipelines.demo import DEMO_STEPS, run_demo
+
+    settings = _settings()
+    with progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_step(name: str) -> None:
+            for t in tasks.values():
+                bar.update(t, completed=1)
+            tasks[name] = bar.add_task(name, total=1)
+
+        report = run_demo(
+            days=days,
+            new_days=new_days,
+            seed=seed,
+            output_dir=output_dir,
+            settings=settings,
+            quick=quick,
+            on_step=on_step,
+        )
+        for t in tasks.values():
+            bar.update(t, completed=1)
+    assert len(DEMO_STEPS) == 7
+    m = report.training_metrics
+    console.print(
+        f"\n[bold]trained[/] v{report.candidate_version}: silhouette {_fmt(m.get('silhouette'))}, "
+        f"{int(m.get('n_states', 0))} operating states, held-out F1 {_fmt(m.get('eval_f1'))}, "
+        f"event recall {_fmt(m.get('eval_event_recall'))}",
+        highlight=False,
+    )
+    colour = "green" if report.gate_passed else "yellow"
+    console.print(f"[bold {colour}]{report.gate_summary}[/]", highlight=False)
+    if report.production_version is not None:
+        console.print(
+            f"scored {report.new_rows} new readings with models:/{settings.model_name}"
+            f"@{settings.production_alias} (v{report.production_version}, loaded by alias)",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"[yellow]no version is in production yet[/]: scored {report.new_rows} new "
+            f"readings with the rejected candidate v{report.scored_version} for illustration",
+            highlight=False,
+        )
+    table = Table(title="failures found vs. truth")
+    for col, just in (
+        ("failure mode", "left"),
+        ("found / true", "right"),
+        ("mean delay (min)", "right"),
+        ("sensors blamed", "left"),
+        ("injected on", "left"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in report.modes:
+        table.add_row(
+            r.mode,
+            f"{r.detected}/{r.events}",
+            _fmt(r.mean_delay_min, 1),
+            ", ".join(r.blamed) or "–",
+            r.expected_sensor or "–",
+        )
+    table.add_row(
+        "[bold]all[/]",
+        f"[bold]{report.events_detected}/{report.events_total}[/]",
+        _fmt(report.mean_delay_min, 1),
+        f"false alarms: {report.false_alarm_events} ({report.false_alarms_per_day:.2f}/day)",
+        "",
+    )
+    console.print(table)
+    console.print(f"plot:   {report.plot}", highlight=False)
+    console.print(f"report: {report.report_file}", highlight=False)
+    console.print(f"done in {report.seconds:.1f} s", highlight=False)
+    if settings.is_embedded:
+        console.print(
+            "see the runs, versions and aliases in the MLflow UI: [bold]sensorguard ui[/] "
+            "(then open http://127.0.0.1:5000)",
+            highlight=False,
+        )
+    else:
+        console.print(f"see the runs in the MLflow UI at {report.tracking_uri}", highlight=False)
+
+
+@guarded
+def ui(
+    port: int = typer.Option(5000, "--port", help="Port of the MLflow UI."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
+) -> None:
+    """Serve the MLflow UI on the embedded store (runs, registry, artifacts)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from sensorguard.registry import configure_mlflow, ensure_experiment
+
+    settings = _settings()
+    if not settings.is_embedded:
+        console.print(
+            f"MLflow runs as a server here: open {settings.resolved_tracking_uri}", highlight=False
+        )
+        return
+    configure_mlflow(settings)
+    ensure_experiment(settings.experiment, settings)  # creates the store on first use
+    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    cmd = [
+        exe,
+        "server",
+        "--backend-store-uri",
+        settings.resolved_tracking_uri,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        settings.artifact_root.as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    err_console.print(
+        f"MLflow UI on http://{host}:{port} (store {settings.resolved_tracking_uri}); "
+        "Ctrl+C stops it",
+        highlight=False,
+    )
+    try:
+        code = subprocess.call(cmd)
+    except KeyboardInterrupt:
+        code = 0
+    except FileNotFoundError:
+        raise fail("the `mlflow` command is not installed in this environment") from None
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("demo")(demo)
+    app.command("ui")(ui)
+    app.add_typer(models_app, name="models")

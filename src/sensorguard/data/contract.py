@@ -1,0 +1,631 @@
+"""The readings contract: what a validated batch of sensor readings looks like.
+
+Readings are a time column plus numeric sensor columns, optionally an asset (machine)
+id column and a label column. :meth:`Readings.from_frame` validates a raw table and
+every problem is reported as a :class:`~sensorguard.errors.DataValidationError` that
+names the source, the column and the row, and says how to fix it.
+
+Rows are numbered from 1 in the order of the input (for a CSV file, row 1 is the
+first line after the header). Policies (see ``docs/data.md``):
+
+* unsorted rows are sorted stably by (asset, time) and the count is noted;
+* duplicated timestamps of one asset are an error naming the rows, unless
+  ``duplicates="last"`` (keep the last row) or ``"first"``;
+* missing sensor values stay NaN (filled later by the model, see
+  :data:`sensorguard.detectors.base.MISSING_POLICY`); a column more than half empty
+  gets a note;
+* text columns that are not time, label or asset (e.g. ``failure_mode``) are kept in
+  ``frame`` but are not sensors, with a note; a mostly numeric column with a few
+  non-numeric cells is an error (dropping it would silently lose a sensor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sensorguard.errors import DataValidationError
+
+TIME_CANDIDATES = ("timestamp", "time", "datetime", "date")
+LABEL_CANDIDATES = ("machine_status", "label", "anomaly", "status")
+ASSET_CANDIDATES = ("asset_id", "asset", "machine_id", "machine")
+
+NORMAL_STATUSES = frozenset({"NORMAL"})
+ABNORMAL_STATUSES = frozenset({"BROKEN", "RECOVERING"})
+"""Status strings (case-insensitive) accepted in a label column; NORMAL -> 0, others -> 1."""
+
+ANNOTATION_COLUMNS = frozenset(
+    {"failure_mode", "failure_type", "fault", "fault_type", "comment", "comments", "note", "notes"}
+)
+"""Column names (case-insensitive) that annotate rows and are never sensors, even when
+empty (an all-empty column is otherwise a sensor whose readings are all missing)."""
+
+DUPLICATE_POLICIES = ("error", "last", "first")
+DEFAULT_MIN_TRAIN_ROWS = 50
+MOSTLY_MISSING = 0.5
+"""A sensor column with a larger fraction of missing values gets a note."""
+MOSTLY_NUMERIC = 0.5
+"""A text column whose non-empty cells are more than this fraction numbers is a sensor
+with bad cells (an error), not a text column."""
+
+_MAX_LISTED = 5
+
+
+@dataclass
+class Readings:
+    """A validated batch of readings, sorted by (asset, time).
+
+    ``frame`` holds the time column (datetime64), the asset and label columns when
+    present, the sensor columns (float64) and any kept non-sensor text columns.
+    """
+
+    frame: pd.DataFrame
+    sensors: list[str]
+    time_column: str
+    label_column: str | None = None
+    asset_column: str | None = None
+    source: str = "<frame>"
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return (
+            f"Readings(source={self.source!r}, rows={len(self)}, "
+            f"sensors={len(self.sensors)}, label={self.label_column!r}, "
+            f"asset={self.asset_column!r})"
+        )
+
+    @cached_property
+    def X(self) -> pd.DataFrame:
+        """The sensor columns, float64, in ``sensors`` order."""
+        return self.frame[self.sensors]
+
+    @property
+    def times(self) -> pd.Series:
+        return self.frame[self.time_column]
+
+    @property
+    def status(self) -> pd.Series | None:
+        """The raw label column, or None."""
+        return None if self.label_column is None else self.frame[self.label_column]
+
+    @cached_property
+    def y(self) -> np.ndarray | None:
+        """Labels as int64 0/1 (NORMAL -> 0, BROKEN/RECOVERING -> 1), or None."""
+        if self.label_column is None:
+            return None
+        return label_to_binary(self.frame[self.label_column], self.label_column, self.source)
+
+    @property
+    def asset(self) -> pd.Series | None:
+        return None if self.asset_column is None else self.frame[self.asset_column]
+
+    @property
+    def assets(self) -> list[str]:
+        """Distinct asset ids in order of appearance ([] without an asset column)."""
+        if self.asset_column is None:
+            return []
+        return [str(a) for a in pd.unique(self.frame[self.asset_column])]
+
+    @property
+    def extra_columns(self) -> list[str]:
+        """Columns kept in ``frame`` that are neither sensors nor time/label/asset."""
+        roles = {self.time_column, self.label_column, self.asset_column, *self.sensors}
+        return [c for c in self.frame.columns if c not in roles]
+
+    def slice(self, start: int | None, stop: int | None) -> Readings:
+        """Rows ``start:stop`` by position, as new Readings (same columns and notes)."""
+        part = self.frame.iloc[start:stop].reset_index(drop=True)
+        return replace(self, frame=part, notes=list(self.notes))
+
+    def for_asset(self, asset: str) -> Readings:
+        """The rows of one asset (requires an asset column)."""
+        if self.asset_column is None:
+            raise DataValidationError(
+                f"{self.source}: no asset column", "pass --asset-column to name it"
+            )
+        mask = self.frame[self.asset_column].astype(str) == str(asset)
+        if not mask.any():
+            raise DataValidationError(
+                f"{self.source}: no rows for asset {asset!r}",
+                f"assets present: {', '.join(self.assets[:_MAX_LISTED])}",
+            )
+        part = self.frame.loc[mask].reset_index(drop=True)
+        return replace(self, frame=part, notes=list(self.notes))
+
+    def summary(self) -> dict[str, Any]:
+        """Plain facts for reports and the ``validate`` command."""
+        times = self.times
+        out: dict[str, Any] = {
+            "source": self.source,
+            "rows": len(self),
+            "start": None
+            if len(self) == 0
+            else str(times.iloc[0] if self.asset_column is None else times.min()),
+            "end": None
+            if len(self) == 0
+            else str(times.iloc[-1] if self.asset_column is None else times.max()),
+            "sensors": list(self.sensors),
+            "time_column": self.time_column,
+            "label_column": self.label_column,
+            "asset_column": self.asset_column,
+            "assets": self.assets,
+            "missing_fraction": float(self.X.isna().to_numpy().mean())
+            if self.sensors and len(self)
+            else 0.0,
+            "notes": list(self.notes),
+        }
+        y = self.y
+        if y is not None:
+            out["abnormal_rows"] = int(y.sum())
+            out["abnormal_fraction"] = float(y.mean()) if len(y) else 0.0
+            out["status_counts"] = {
+                str(k): int(v) for k, v in self.frame[self.label_column].value_counts().items()
+            }
+        return out
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        *,
+        time_column: str | None = None,
+        label_column: str | None = None,
+        asset_column: str | None = None,
+        ignore_columns: Iterable[str] = (),
+        source: str = "<frame>",
+        duplicates: str = "error",
+        min_rows: int | None = None,
+        row_offset: int = 1,
+        line_offset: int | None = None,
+    ) -> Readings:
+        """Validate a raw table into Readings (see the module docstring for the rules).
+
+        ``row_offset`` is the number given to the first row in messages; loaders of
+        text files pass ``line_offset`` so messages also quote the line in the file.
+        ``min_rows`` only checks the row count; use :func:`validate_for_training` for
+        the full training checks.
+        """
+        return _validate(
+            df,
+            time_column=time_column,
+            label_column=label_column,
+            asset_column=asset_column,
+            ignore_columns=ignore_columns,
+            source=source,
+            duplicates=duplicates,
+            min_rows=min_rows,
+            where=_Where(source, row_offset, line_offset),
+        )
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Formats row positions for messages."""
+
+    source: str
+    row_offset: int = 1
+    line_offset: int | None = None
+
+    def row(self, pos: int) -> str:
+        text = f"row {pos + self.row_offset}"
+        if self.line_offset is not None:
+            text += f" (line {pos + self.line_offset})"
+        return text
+
+    def rows(self, positions: Sequence[int]) -> str:
+        shown = ", ".join(str(p + self.row_offset) for p in positions[:_MAX_LISTED])
+        more = f" and {len(positions) - _MAX_LISTED} more" if len(positions) > _MAX_LISTED else ""
+        return f"rows {shown}{more}"
+
+
+def _find_column(
+    columns: list[str],
+    wanted: str | None,
+    candidates: Sequence[str],
+    role: str,
+    where: _Where,
+    flag: str,
+) -> str | None:
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        lowered = {c.lower().strip(): c for c in columns}
+        if wanted.lower().strip() in lowered:
+            return lowered[wanted.lower().strip()]
+        raise DataValidationError(
+            f"{where.source}: {role} column {wanted!r} not found (columns found: {_list(columns)})",
+            f"pass the right name with {flag}",
+        )
+    lowered = {c.lower().strip(): c for c in columns}
+    for cand in candidates:
+        if cand in lowered:
+            return lowered[cand]
+    return None
+
+
+def _list(items: Sequence[Any], limit: int = 12) -> str:
+    items = [str(i) for i in items]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", … ({len(items) - limit} more)"
+
+
+def _parse_times(raw: pd.Series, col: str, where: _Where, notes: list[str]) -> pd.Series:
+    missing = raw.isna()
+    if missing.any():
+        pos = np.flatnonzero(missing.to_numpy())
+        raise DataValidationError(
+            f"{where.source}: time column '{col}' is empty at {where.row(int(pos[0]))} "
+            f"({len(pos)} empty time value(s): {where.rows(pos.tolist())})",
+            "every reading needs a timestamp; fill or delete those rows",
+        )
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        parsed = raw
+    elif pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        parsed = pd.to_datetime(raw.astype("float64"), unit="s", errors="coerce")
+        notes.append(f"time column '{col}' is numeric: read as Unix epoch seconds")
+    else:
+        text = raw.astype(str).str.strip()
+        parsed = _to_datetime(text)
+        bad = parsed.isna()
+        if bad.any():
+            pos = np.flatnonzero(bad.to_numpy())
+            raise DataValidationError(
+                f"{where.source}: time column '{col}' has an unparseable value "
+                f"{text.iloc[int(pos[0])]!r} at {where.row(int(pos[0]))} "
+                f"({len(pos)} bad value(s): {where.rows(pos.tolist())})",
+                "use ISO 8601 times such as 2026-01-01T00:00:00, or name the right "
+                "column with --time-column",
+            )
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        notes.append(f"time column '{col}' had time zones: converted to UTC")
+    return parsed.astype("datetime64[ns]").rename(col)
+
+
+def _to_datetime(text: pd.Series) -> pd.Series:
+    """Parse strings: ISO 8601 first (fast), then pandas' mixed-format inference, then
+    the same in UTC (mixed time-zone offsets). The attempt with fewest failures wins."""
+    import warnings
+
+    tried: list[tuple[int, pd.Series]] = []
+    attempts: list[dict[str, Any]] = [
+        {"format": "ISO8601"},
+        {"format": "mixed"},
+        {"format": "mixed", "utc": True},
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kwargs in attempts:
+            try:
+                out = pd.to_datetime(text, errors="coerce", **kwargs)
+            except (ValueError, TypeError, OverflowError):
+                continue
+            if not pd.api.types.is_datetime64_any_dtype(out.dtype):
+                continue
+            n_bad = int(out.isna().sum())
+            if n_bad == 0:
+                return out
+            tried.append((n_bad, out))
+    if not tried:
+        return pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    return min(tried, key=lambda item: item[0])[1]
+
+
+def label_to_binary(labels: pd.Series, col: str, source: str) -> np.ndarray:
+    """0/1 labels from a 0/1 or status-string column; unknown values are an error."""
+    if pd.api.types.is_bool_dtype(labels.dtype):
+        return labels.to_numpy(dtype=np.int64)
+    if pd.api.types.is_numeric_dtype(labels.dtype):
+        values = labels.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = (values == 0) | (values == 1)
+        if not ok.all():
+            bad = pd.unique(labels[~ok])
+            raise DataValidationError(
+                f"{source}: label column '{col}' has value(s) other than 0/1: {_list(list(bad))}",
+                "labels must be 0/1 or NORMAL/BROKEN/RECOVERING; pass --label-column to "
+                "choose another column or --ignore-columns to drop it",
+            )
+        return values.astype(np.int64)
+    text = labels.astype(str).str.strip().str.upper()
+    normal = text.isin(NORMAL_STATUSES | {"0", "FALSE", "0.0"})
+    abnormal = text.isin(ABNORMAL_STATUSES | {"1", "TRUE", "1.0"})
+    unknown = ~(normal | abnormal)
+    if unknown.any():
+        bad = pd.unique(labels[unknown].astype(str))
+        raise DataValidationError(
+            f"{source}: label column '{col}' has unknown value(s): {_list(list(bad))}",
+            "labels must be 0/1 or NORMAL/BROKEN/RECOVERING (any case); pass "
+            "--label-column to choose another column or --ignore-columns to drop it",
+        )
+    return abnormal.to_numpy(dtype=np.int64)
+
+
+def _sensor_or_text(s: pd.Series, col: str, where: _Where, notes: list[str]) -> pd.Series | None:
+    """A float64 sensor column, or None for a text column (noted)."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype("float64")
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return s.astype("float64")
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        notes.append(f"column '{col}' holds times, not sensor values: not used as a sensor")
+        return None
+    present = s.notna()
+    n_present = int(present.sum())
+    if n_present == 0:
+        # an entirely empty column is read as text by some engines
+        return pd.Series(np.nan, index=s.index, dtype="float64", name=col)
+    text = s.astype(str).str.strip()
+    conv = pd.to_numeric(text.where(present), errors="coerce")
+    bad = conv.isna() & present
+    if bad.any():
+        # decimal commas (1,5) are common in ;-separated files
+        alt = pd.to_numeric(text.where(present).str.replace(",", ".", regex=False), errors="coerce")
+        if not (alt.isna() & present).any():
+            notes.append(f"column '{col}': decimal commas read as decimal points")
+            return alt.astype("float64")
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return conv.astype("float64")
+    if (n_present - n_bad) / n_present > MOSTLY_NUMERIC:
+        pos = np.flatnonzero(bad.to_numpy())
+        raise DataValidationError(
+            f"{where.source}: sensor column '{col}' has a non-numeric value "
+            f"{text.iloc[int(pos[0])]!r} at {where.row(int(pos[0]))} "
+            f"({n_bad} such value(s): {where.rows(pos.tolist())})",
+            "sensor values must be numbers; leave the cell empty for a missing reading, "
+            f"or drop the column with --ignore-columns {col}",
+        )
+    notes.append(f"column '{col}' is not numeric: kept but not used as a sensor")
+    return None
+
+
+def _validate(
+    df: pd.DataFrame,
+    *,
+    time_column: str | None,
+    label_column: str | None,
+    asset_column: str | None,
+    ignore_columns: Iterable[str],
+    source: str,
+    duplicates: str,
+    min_rows: int | None,
+    where: _Where,
+) -> Readings:
+    if not isinstance(df, pd.DataFrame):
+        raise DataValidationError(
+            f"{source}: expected a pandas DataFrame, got {type(df).__name__}",
+            "load files with sensorguard.data.load_readings",
+        )
+    if duplicates not in DUPLICATE_POLICIES:
+        raise DataValidationError(
+            f"unknown duplicates policy {duplicates!r}",
+            f"use one of: {', '.join(DUPLICATE_POLICIES)}",
+        )
+    notes: list[str] = []
+    if isinstance(df.index, pd.DatetimeIndex) and time_column is None:
+        # a time-indexed frame: the index is the time column
+        name = str(df.index.name or "timestamp")
+        if name not in {str(c) for c in df.columns}:
+            df = df.reset_index(names=name)
+    columns = [str(c) for c in df.columns]
+    if len(set(columns)) != len(columns):
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        raise DataValidationError(
+            f"{source}: column name(s) appear more than once: {_list(dup)}",
+            "give every column a distinct name",
+        )
+    if columns != list(df.columns):
+        df = df.set_axis(columns, axis=1)
+
+    ignore = [str(c) for c in ignore_columns]
+    if ignore:
+        unknown = [c for c in ignore if c not in columns]
+        if unknown:
+            raise DataValidationError(
+                f"{source}: column(s) to ignore not found: {_list(unknown)} "
+                f"(columns found: {_list(columns)})",
+                "check the names given to --ignore-columns",
+            )
+        df = df.drop(columns=ignore)
+        columns = [c for c in columns if c not in set(ignore)]
+        notes.append(f"ignored column(s): {', '.join(ignore)}")
+
+    tcol = _find_column(columns, time_column, TIME_CANDIDATES, "time", where, "--time-column")
+    if tcol is None:
+        raise DataValidationError(
+            f"{source}: no time column found (columns found: {_list(columns)}); "
+            f"looked for {', '.join(TIME_CANDIDATES)}",
+            "name the time column with --time-column",
+        )
+    lcol = _find_column(columns, label_column, LABEL_CANDIDATES, "label", where, "--label-column")
+    acol = _find_column(columns, asset_column, ASSET_CANDIDATES, "asset", where, "--asset-column")
+    roles = [c for c in (tcol, lcol, acol) if c is not None]
+    if len(set(roles)) != len(roles):
+        raise DataValidationError(
+            f"{source}: the same column is used for two roles (time={tcol}, label={lcol}, "
+            f"asset={acol})",
+            "name each role's column explicitly",
+        )
+
+    if len(df) == 0:
+        raise DataValidationError(
+            f"{source}: no readings (the table has a header but no rows)",
+            "provide at least one row of readings",
+        )
+
+    times = _parse_times(df[tcol], tcol, where, notes)
+    out: dict[str, pd.Series] = {tcol: times}
+
+    asset: pd.Series | None = None
+    if acol is not None:
+        raw_asset = df[acol]
+        if raw_asset.isna().any():
+            pos = np.flatnonzero(raw_asset.isna().to_numpy())
+            raise DataValidationError(
+                f"{source}: asset column '{acol}' is empty at {where.row(int(pos[0]))} "
+                f"({len(pos)} empty value(s))",
+                "fill in the asset id on every row, or drop the column with --ignore-columns",
+            )
+        asset = raw_asset.astype(str)
+        out[acol] = asset
+
+    if lcol is not None:
+        raw_label = df[lcol]
+        if raw_label.isna().any():
+            pos = np.flatnonzero(raw_label.isna().to_numpy())
+            raise DataValidationError(
+                f"{source}: label column '{lcol}' is empty at {where.row(int(pos[0]))} "
+                f"({len(pos)} empty label(s): {where.rows(pos.tolist())})",
+                "label every row (0/1 or NORMAL/BROKEN/RECOVERING), or drop the column with "
+                f"--ignore-columns {lcol}",
+            )
+        label_to_binary(raw_label, lcol, source)  # raises on unknown values
+        out[lcol] = raw_label
+
+    sensors: list[str] = []
+    for col in columns:
+        if col in roles:
+            continue
+        if col.lower().strip() in ANNOTATION_COLUMNS:
+            out[col] = df[col]
+            notes.append(f"column '{col}' is an annotation: kept but not used as a sensor")
+            continue
+        conv = _sensor_or_text(df[col], col, where, notes)
+        if conv is None:
+            out[col] = df[col]
+            continue
+        out[col] = conv
+        sensors.append(col)
+    if not sensors:
+        raise DataValidationError(
+            f"{source}: no numeric sensor columns (columns found: {_list(columns)})",
+            "readings need at least one numeric sensor column next to the time column",
+        )
+
+    frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+    # keep the input column order except the roles, which lead
+    ordered = roles + [c for c in columns if c not in roles]
+    frame = frame[ordered]
+
+    for col in sensors:
+        frac = float(frame[col].isna().mean())
+        if frac == 1.0:
+            notes.append(f"sensor '{col}' has no values at all")
+        elif frac > MOSTLY_MISSING:
+            notes.append(f"sensor '{col}' is {frac:.0%} missing")
+
+    frame = _order_rows(frame, tcol, acol, duplicates, where, notes)
+    readings = Readings(
+        frame=frame,
+        sensors=sensors,
+        time_column=tcol,
+        label_column=lcol,
+        asset_column=acol,
+        source=source,
+        notes=notes,
+    )
+    if min_rows is not None:
+        check_min_rows(readings, min_rows)
+    return readings
+
+
+def _order_rows(
+    frame: pd.DataFrame,
+    tcol: str,
+    acol: str | None,
+    duplicates: str,
+    where: _Where,
+    notes: list[str],
+) -> pd.DataFrame:
+    """Sort stably by (asset, time) and apply the duplicates policy, all in numpy."""
+    n = len(frame)
+    t = frame[tcol].to_numpy().view(np.int64)
+    asset = frame[acol] if acol is not None else None
+    if asset is not None and n and (asset == asset.iloc[0]).all():
+        asset = None  # one asset: a time sort is enough
+    if asset is None:
+        codes = np.zeros(n, dtype=np.int64)
+    else:
+        codes = pd.factorize(asset, sort=True)[0].astype(np.int64)
+    same_key_next = (codes[1:] == codes[:-1]) & (t[1:] == t[:-1])
+    in_order = bool(
+        ((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (t[1:] >= t[:-1]))).all()
+    )
+    order = np.arange(n)
+    if not in_order:
+        order = np.lexsort((t, codes))  # stable: equal keys keep their input order
+        if asset is None:
+            moved = int((order != np.arange(n)).sum())
+            notes.append(f"{moved} row(s) were out of time order: sorted by time (stable)")
+        else:
+            notes.append(f"rows sorted by {acol}, then time (stable)")
+        t, codes = t[order], codes[order]
+        same_key_next = (codes[1:] == codes[:-1]) & (t[1:] == t[:-1])
+    if same_key_next.any():
+        dup_next = np.r_[same_key_next, False]  # row has a later twin
+        dup_prev = np.r_[False, same_key_next]  # row has an earlier twin
+        involved = order[dup_next | dup_prev]  # original positions
+        n_extra = int(dup_prev.sum())
+        if duplicates == "error":
+            first = int(involved.min())
+            ts = pd.Timestamp(frame[tcol].iloc[first])
+            per = f" of asset {frame[acol].iloc[first]!r}" if acol is not None else ""
+            raise DataValidationError(
+                f"{where.source}: duplicated timestamp {ts}{per} at {where.row(first)} "
+                f"({n_extra} duplicate row(s) in {where.rows(sorted(involved.tolist()))})",
+                "remove the duplicate rows, or keep the last reading of each timestamp "
+                "with duplicates='last' (CLI: --duplicates last)",
+            )
+        keep = ~dup_next if duplicates == "last" else ~dup_prev
+        order = order[keep]
+        notes.append(f"{n_extra} row(s) with a duplicated timestamp dropped (kept {duplicates})")
+    if not in_order or len(order) != n:
+        frame = frame.iloc[order]
+    return frame.reset_index(drop=True)
+
+
+def check_min_rows(readings: Readings, min_rows: int) -> None:
+    if len(readings) < min_rows:
+        raise DataValidationError(
+            f"{readings.source}: only {len(readings)} reading(s); at least {min_rows} are needed",
+            "provide a longer history of readings",
+        )
+
+
+def validate_for_training(
+    readings: Readings, *, min_rows: int = DEFAULT_MIN_TRAIN_ROWS
+) -> Readings:
+    """Checks that only matter for training: enough rows, no empty or constant sensor.
+
+    Returns ``readings`` unchanged so it can be chained.
+    """
+    check_min_rows(readings, min_rows)
+    X = readings.X.to_numpy(dtype=np.float64)
+    present = ~np.isnan(X)
+    empty = [s for s, n in zip(readings.sensors, present.sum(axis=0), strict=True) if n == 0]
+    if empty:
+        raise DataValidationError(
+            f"{readings.source}: sensor column(s) with no values: {_list(empty)}",
+            f"drop them with --ignore-columns {','.join(empty)}",
+        )
+    with np.errstate(all="ignore"):
+        lo = np.nanmin(X, axis=0)
+        hi = np.nanmax(X, axis=0)
+    const = [s for s, a, b in zip(readings.sensors, lo, hi, strict=True) if a == b]
+    if const:
+        raise DataValidationError(
+            f"{readings.source}: sensor column(s) never change: "
+            + ", ".join(f"'{s}' = {lo[readings.sensors.index(s)]:g}" for s in const[:_MAX_LISTED]),
+            "a constant sensor carries no information (zero variance); drop it with "
+            f"--ignore-columns {','.join(const)}",
+        )
+    return readings

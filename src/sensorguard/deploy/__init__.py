@@ -1,0 +1,1 @@
+"""Running the SensorGuard services without Docker (``sensorguard stack ...``)."""

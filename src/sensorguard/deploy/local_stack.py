@@ -1,0 +1,422 @@
+"""The compose stack as local processes: a PostgreSQL-backed ``mlflow server`` with
+served artifacts, and the predictor pointed at it.
+
+Each service runs in its own session (process group) with a pid file and a log under
+``<home>/stack/``; ``down`` sends SIGTERM to the group and SIGKILL after a timeout. A pid
+file is trusted only while that pid still runs the command it recorded, so a stale file
+never makes us signal an unrelated process.
+
+MLflow runs lean: one uvicorn worker (the default of 4 plus the job runner's 7 huey
+processes needs ~2.2 GB, and several workers per process add a keep-alive delay) and no
+job execution (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``; jobs serve GenAI features
+SensorGuard does not use). Scale out with several such processes behind a proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from sensorguard.errors import ConfigurationError, SensorGuardError
+
+SERVICES = ("mlflow", "predictor")
+MLFLOW_DB = "sensorguard_mlflow"
+READINGS_DB = "sensorguard_readings"
+
+
+class StackError(SensorGuardError):
+    """A local service failed to start or stop."""
+
+
+@dataclass
+class StackConfig:
+    pg_url: str
+    home: Path
+    host: str = "127.0.0.1"
+    mlflow_port: int = 5001
+    predictor_port: int = 8000
+    mlflow_db: str = MLFLOW_DB
+    readings_db: str = READINGS_DB
+    start_timeout: float = 120.0
+    start_predictor: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stack_dir(self) -> Path:
+        return stack_dir(self.home)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.stack_dir / "artifacts"
+
+
+@dataclass
+class ServiceInfo:
+    name: str
+    pid: int | None
+    url: str
+    log: str
+    running: bool = False
+    healthy: bool = False
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stack_dir(home: Path) -> Path:
+    return Path(home).expanduser().resolve() / "stack"
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def pg_url(url: str, database: str | None = None) -> URL:
+    """Parse a PostgreSQL URL, pinned to psycopg2, optionally for another database."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"invalid PostgreSQL URL {url!r}: {exc}",
+            "use e.g. postgresql://postgres@127.0.0.1:5432/postgres",
+        ) from None
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"--pg-url must be a PostgreSQL URL, got {parsed.drivername}://",
+            "use e.g. postgresql://postgres@127.0.0.1:5432/postgres",
+        )
+    parsed = parsed.set(drivername="postgresql+psycopg2")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed
+
+
+def ensure_database(admin_url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``admin_url`` if missing; its URL."""
+    if not name.replace("_", "").isalnum():
+        raise ConfigurationError(f"invalid database name {name!r}", "use letters, digits and _")
+    engine = sa.create_engine(pg_url(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StackError(
+            f"cannot reach PostgreSQL at {pg_url(admin_url).render_as_string()}: {first}",
+            "check --pg-url and that the server runs (pg_isready -h HOST -p PORT)",
+        ) from None
+    finally:
+        engine.dispose()
+    return pg_url(admin_url, name).render_as_string(hide_password=False)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def allowed_hosts(port: int) -> str:
+    """``--allowed-hosts`` replaces MLflow's default list, so name every form clients use."""
+    return ",".join(
+        ["localhost", f"localhost:{port}", "127.0.0.1", f"127.0.0.1:{port}", "[::1]:" + str(port)]
+    )
+
+
+def mlflow_command(cfg: StackConfig, backend_uri: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(cfg.artifacts_dir),
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.mlflow_port),
+        "--workers",
+        "1",
+        "--allowed-hosts",
+        allowed_hosts(cfg.mlflow_port),
+    ]
+
+
+def lean_mlflow_env() -> dict[str, str]:
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def sensorguard_command(*args: str) -> list[str]:
+    script = Path(sys.executable).parent / "sensorguard"
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-c", "from sensorguard.cli import main; main()", *args]
+
+
+def predictor_env(cfg: StackConfig, readings_url: str) -> dict[str, str]:
+    return {
+        "MLFLOW_TRACKING_URI": f"http://{cfg.host}:{cfg.mlflow_port}",
+        "SENSORGUARD_HOME": str(Path(cfg.home).expanduser().resolve()),
+        "SENSORGUARD_STORE_URL": readings_url,
+        "SENSORGUARD_HOST": cfg.host,
+        "SENSORGUARD_PORT": str(cfg.predictor_port),
+    }
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _pid_file(sdir: Path, name: str) -> Path:
+    return sdir / f"{name}.pid"
+
+
+def _log_file(sdir: Path, name: str) -> Path:
+    return sdir / f"{name}.log"
+
+
+def _read_pid(sdir: Path, name: str) -> dict[str, Any] | None:
+    path = _pid_file(sdir, name)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    """The recorded process still runs and is the one we started (not a reused pid)."""
+    pid = int(record["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            return False
+        want = [a.encode() for a in record.get("cmd", [])[:2]]
+        if want and argv[: len(want)] != want:
+            return False
+        try:  # a zombie counts as gone
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        except (OSError, IndexError):
+            pass
+    return True
+
+
+def start_service(
+    sdir: Path, name: str, cmd: list[str], env: dict[str, str], url: str
+) -> dict[str, Any]:
+    """Start ``cmd`` in its own session with output to ``<name>.log``; write the pid file."""
+    sdir.mkdir(parents=True, exist_ok=True)
+    existing = _read_pid(sdir, name)
+    if existing and _alive(existing):
+        raise StackError(
+            f"{name} already runs (pid {existing['pid']}, {existing.get('url')})",
+            "use `sensorguard stack status`, or `sensorguard stack down` first",
+        )
+    log = _log_file(sdir, name)
+    with open(log, "ab") as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,
+            cwd=str(sdir),
+        )
+    record = {"pid": proc.pid, "cmd": cmd, "url": url, "started": time.time()}
+    _pid_file(sdir, name).write_text(json.dumps(record))
+    return record
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_healthy(
+    record: dict[str, Any], health_url: str, timeout: float, log: Path, name: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_ok(health_url):
+            return
+        if not _alive(record):
+            raise StackError(f"{name} exited during start-up:\n{tail(log)}", f"see {log}")
+        time.sleep(0.3)
+    raise StackError(
+        f"{name} did not answer {health_url} within {timeout:.0f}s:\n{tail(log)}", f"see {log}"
+    )
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def stop_service(sdir: Path, name: str, timeout: float = 15.0) -> str:
+    """SIGTERM the service's process group, SIGKILL after ``timeout``; remove the pid file."""
+    record = _read_pid(sdir, name)
+    pid_path = _pid_file(sdir, name)
+    if record is None:
+        return "not running"
+    if not _alive(record):
+        pid_path.unlink(missing_ok=True)
+        return "not running (stale pid file removed)"
+    pid = int(record["pid"])
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(record):
+        time.sleep(0.1)
+    outcome = "stopped"
+    if _alive(record):
+        _signal_group(pid, signal.SIGKILL)
+        outcome = f"killed (no exit {timeout:.0f}s after SIGTERM)"
+        for _ in range(50):
+            if not _alive(record):
+                break
+            time.sleep(0.1)
+    pid_path.unlink(missing_ok=True)
+    return outcome
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        # we started it with start_new_session, so it leads its own group
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def up(cfg: StackConfig, on_step: Callable[[str], None] | None = None) -> list[ServiceInfo]:
+    """Create the databases if missing, start MLflow and the predictor, wait for health."""
+    step = on_step or (lambda _msg: None)
+    sdir = cfg.stack_dir
+    sdir.mkdir(parents=True, exist_ok=True)
+    cfg.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    step(f"databases {cfg.mlflow_db} and {cfg.readings_db}")
+    backend = ensure_database(cfg.pg_url, cfg.mlflow_db)
+    readings = ensure_database(cfg.pg_url, cfg.readings_db)
+    from sensorguard.store import upgrade
+
+    upgrade(readings)
+    (sdir / "stack.json").write_text(
+        json.dumps(
+            {
+                "mlflow_url": f"http://{cfg.host}:{cfg.mlflow_port}",
+                "predictor_url": f"http://{cfg.host}:{cfg.predictor_port}",
+                "backend_store_uri": make_url(backend).render_as_string(hide_password=True),
+                "readings_url": make_url(readings).render_as_string(hide_password=True),
+                "artifacts": str(cfg.artifacts_dir),
+            },
+            indent=2,
+        )
+    )
+    mlflow_url = f"http://{cfg.host}:{cfg.mlflow_port}"
+    step(f"mlflow server on {mlflow_url}")
+    rec = start_service(
+        sdir,
+        "mlflow",
+        mlflow_command(cfg, backend),
+        {**lean_mlflow_env(), **cfg.extra_env},
+        mlflow_url,
+    )
+    try:
+        wait_healthy(
+            rec, mlflow_url + "/health", cfg.start_timeout, _log_file(sdir, "mlflow"), "mlflow"
+        )
+        if cfg.start_predictor:
+            pred_url = f"http://{cfg.host}:{cfg.predictor_port}"
+            step(f"predictor on {pred_url}")
+            prec = start_service(
+                sdir,
+                "predictor",
+                sensorguard_command("serve", "--host", cfg.host, "--port", str(cfg.predictor_port)),
+                {**predictor_env(cfg, readings), **cfg.extra_env},
+                pred_url,
+            )
+            wait_healthy(
+                prec,
+                pred_url + "/healthz",
+                cfg.start_timeout,
+                _log_file(sdir, "predictor"),
+                "predictor",
+            )
+    except BaseException:
+        down(cfg.home)
+        raise
+    return status(cfg.home)
+
+
+def status(home: Path) -> list[ServiceInfo]:
+    sdir = stack_dir(home)
+    infos = []
+    for name in SERVICES:
+        record = _read_pid(sdir, name)
+        log = str(_log_file(sdir, name))
+        if record is None:
+            infos.append(ServiceInfo(name, None, "", log, detail="not started"))
+            continue
+        running = _alive(record)
+        url = str(record.get("url", ""))
+        info = ServiceInfo(name, int(record["pid"]), url, log, running=running)
+        if not running:
+            info.detail = "exited (see log)"
+        elif name == "mlflow":
+            info.healthy = http_ok(url + "/health")
+            info.detail = "healthy" if info.healthy else "not answering /health"
+        else:
+            info.healthy = http_ok(url + "/healthz")
+            ready = info.healthy and http_ok(url + "/readyz")
+            info.detail = (
+                "ready"
+                if ready
+                else "alive, not ready (no production model yet?)"
+                if info.healthy
+                else "not answering /healthz"
+            )
+        infos.append(info)
+    return infos
+
+
+def down(home: Path, timeout: float = 15.0) -> dict[str, str]:
+    sdir = stack_dir(home)
+    return {name: stop_service(sdir, name, timeout) for name in reversed(SERVICES)}

@@ -1,0 +1,26 @@
+"""Small statistics shared by the quality detectors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAD_TO_STD = 1.4826
+
+
+def robust_scale(A: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Per-column scale: MAD × 1.4826, falling back to the standard deviation for
+    quantised columns whose MAD is 0, and to 1 for constant columns."""
+    med = np.median(A, axis=axis, keepdims=True)
+    mad = MAD_TO_STD * np.median(np.abs(A - med), axis=axis)
+    std = np.std(A, axis=axis)
+    scale = np.where(mad > 0, mad, std)
+    return np.where(scale > 0, scale, 1.0)
+
+
+def quantile_threshold(scores: np.ndarray, quantile: float, margin: float) -> float:
+    """``margin`` × the ``quantile`` of training scores (finite values only)."""
+    s = scores[np.isfinite(scores)]
+    if s.size == 0:
+        return float(margin)
+    q = float(np.quantile(s, quantile))
+    return float(margin * q) if q > 0 else float(margin * (np.max(s) or 1.0))

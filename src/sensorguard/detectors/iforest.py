@@ -1,0 +1,114 @@
+"""Isolation Forest baseline (Liu, Ting & Zhou, 2008) behind the detector protocol.
+
+Readings are robustly standardised (median / MAD) with the training data, the forest is
+fitted on them, and the score is the negated ``score_samples`` of scikit-learn (higher =
+easier to isolate = more anomalous). The threshold is the ``quantile`` of the training
+scores times ``margin``. The forest gives no per-feature attribution, so contributions
+are each sensor's absolute standardised deviation from its training median.
+
+Persistence stays pickle-free: the forest is written with skops and loaded back only
+if every type in the file is on the explicit trusted list below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+
+from sensorguard.detectors._stats import quantile_threshold, robust_scale
+from sensorguard.detectors.base import BaseDetector
+from sensorguard.detectors.events import hysteresis
+from sensorguard.errors import DataValidationError
+
+_SKOPS_FILE = "iforest.skops"
+_TRUSTED = {
+    "sklearn.ensemble._iforest.IsolationForest",
+    "sklearn.tree._classes.ExtraTreeRegressor",
+    "sklearn.tree._tree.Tree",
+    "numpy.random._mt19937.MT19937",
+    "numpy.random.mtrand.RandomState",
+    "builtins.slice",
+    "numpy.dtype",
+    "numpy.ndarray",
+    "numpy.float64",
+    "numpy.int64",
+}
+
+
+class IsolationForestDetector(BaseDetector):
+    name = "iforest"
+
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        max_samples: int = 256,
+        random_state: int = 0,
+        quantile: float = 0.99,
+        margin: float = 1.0,
+        smooth_window: int = 1,
+        min_duration: int = 1,
+        off_ratio: float = 1.0,
+        release: int = 1,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+        self.quantile = quantile
+        self.margin = margin
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
+
+    def _fit(self, A: np.ndarray) -> None:
+        self.center_ = np.median(A, axis=0)
+        self.scale_ = robust_scale(A)
+        self.forest_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, A.shape[0]),
+            random_state=self.random_state,
+        ).fit(self._z(A))
+        from sensorguard.detectors.events import rolling_mean
+
+        train = rolling_mean(self._score(A), self.smooth_window)
+        self.threshold_ = quantile_threshold(train, self.quantile, self.margin)
+
+    def _z(self, A: np.ndarray) -> np.ndarray:
+        return (A - self.center_) / self.scale_
+
+    def _score(self, A: np.ndarray) -> np.ndarray:
+        if A.shape[0] == 0:
+            return np.zeros(0)
+        return np.asarray(-self.forest_.score_samples(self._z(A)), dtype=np.float64)
+
+    def _contributions(self, A: np.ndarray) -> np.ndarray:
+        return np.abs(self._z(A))
+
+    def _alarm(self, score: np.ndarray) -> np.ndarray:
+        return hysteresis(
+            score,
+            self.threshold_,
+            smooth_window=self.smooth_window,
+            min_duration=self.min_duration,
+            off_ratio=self.off_ratio,
+            release=self.release,
+        )
+
+    def _save_extra(self, path: Path) -> None:
+        import skops.io as sio
+
+        sio.dump(self.forest_, path / _SKOPS_FILE)
+
+    def _load_extra(self, path: Path) -> None:
+        import skops.io as sio
+
+        file = path / _SKOPS_FILE
+        untrusted = set(sio.get_untrusted_types(file=file)) - _TRUSTED
+        if untrusted:
+            raise DataValidationError(
+                f"{file} holds types that are not trusted: {', '.join(sorted(untrusted))}",
+                "re-save the model with this version of SensorGuard",
+            )
+        self.forest_ = sio.load(file, trusted=sorted(_TRUSTED))

@@ -1,0 +1,110 @@
+"""PCA monitoring: Hotelling's T² in the principal subspace plus Q (SPE) in the residual.
+
+The classic multivariate statistical process control baseline (MacGregor & Kourti):
+
+* readings are standardised with the training mean and standard deviation;
+* ``k`` principal components keep ``n_components`` of the variance (a fraction) or a
+  fixed count, never all of them, so Q is not identically zero;
+* ``T² = Σ t_i² / λ_i`` measures distance inside the model plane, ``Q = ‖z − ẑ‖²`` the
+  distance from it;
+* the score is the combined index ``T²/T²_lim + Q/Q_lim`` with both limits set to the
+  ``limit_quantile`` of the training values, and the alarm threshold is the
+  ``quantile`` of the training scores times ``margin``.
+
+Per-sensor contributions add the sensor's share of T² (``z_j (P Λ⁻¹ Pᵀ z)_j``, clipped
+at 0) and of Q (``e_j²``), each divided by its limit, so they sum to about the score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensorguard.detectors._stats import quantile_threshold
+from sensorguard.detectors.base import BaseDetector
+from sensorguard.detectors.events import hysteresis
+
+
+class PCADetector(BaseDetector):
+    name = "pca"
+
+    def __init__(
+        self,
+        n_components: float = 0.9,
+        limit_quantile: float = 0.99,
+        quantile: float = 0.99,
+        margin: float = 1.0,
+        smooth_window: int = 1,
+        min_duration: int = 1,
+        off_ratio: float = 1.0,
+        release: int = 1,
+    ) -> None:
+        self.n_components = n_components
+        self.limit_quantile = limit_quantile
+        self.quantile = quantile
+        self.margin = margin
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
+
+    def _fit(self, A: np.ndarray) -> None:
+        self.mean_ = A.mean(axis=0)
+        std = A.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        Z = (A - self.mean_) / self.scale_
+        p = Z.shape[1]
+        _, s, vt = np.linalg.svd(Z, full_matrices=False)
+        var = s**2 / max(Z.shape[0] - 1, 1)
+        if self.n_components >= 1:
+            k = int(self.n_components)
+        else:
+            frac = np.cumsum(var) / max(var.sum(), 1e-12)
+            k = int(np.searchsorted(frac, self.n_components) + 1)
+        k = max(1, min(k, p - 1)) if p > 1 else 1
+        self.k_ = k
+        self.components_ = vt[:k].T.copy()  # (p, k)
+        self.eigenvalues_ = np.maximum(var[:k], 1e-12)
+        t2, q = self._t2_q(Z)
+        self.t2_limit_ = float(max(np.quantile(t2, self.limit_quantile), 1e-12))
+        self.q_limit_ = float(max(np.quantile(q, self.limit_quantile), 1e-12))
+        score = t2 / self.t2_limit_ + q / self.q_limit_
+        self.threshold_ = quantile_threshold(
+            self._smoothed(score), self.quantile, self.margin
+        )
+
+    def _t2_q(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        T = Z @ self.components_
+        t2 = np.sum(T**2 / self.eigenvalues_, axis=1)
+        if self.components_.shape[0] == self.components_.shape[1]:
+            return t2, np.zeros(Z.shape[0])
+        E = Z - T @ self.components_.T
+        return t2, np.sum(E**2, axis=1)
+
+    def _smoothed(self, score: np.ndarray) -> np.ndarray:
+        from sensorguard.detectors.events import rolling_mean
+
+        return rolling_mean(score, self.smooth_window)
+
+    def _score(self, A: np.ndarray) -> np.ndarray:
+        Z = (A - self.mean_) / self.scale_
+        t2, q = self._t2_q(Z)
+        return np.asarray(t2 / self.t2_limit_ + q / self.q_limit_)
+
+    def _contributions(self, A: np.ndarray) -> np.ndarray:
+        Z = (A - self.mean_) / self.scale_
+        T = Z @ self.components_
+        t2_part = np.maximum(Z * ((T / self.eigenvalues_) @ self.components_.T), 0.0)
+        E = Z - T @ self.components_.T
+        if self.components_.shape[0] == self.components_.shape[1]:
+            E = np.zeros_like(Z)
+        return np.asarray(t2_part / self.t2_limit_ + E**2 / self.q_limit_)
+
+    def _alarm(self, score: np.ndarray) -> np.ndarray:
+        return hysteresis(
+            score,
+            self.threshold_,
+            smooth_window=self.smooth_window,
+            min_duration=self.min_duration,
+            off_ratio=self.off_ratio,
+            release=self.release,
+        )

@@ -1,0 +1,246 @@
+"""Drift-robust detector: a baseline frozen while alarmed, judged by how far normal drifts.
+
+Built for machines whose normal behaviour keeps drifting after a short training window
+(temperatures creeping up, baselines wandering) while failures show as sustained changes.
+
+* **Smoothing.** Each sensor is averaged over the last ``window`` readings (``x̄``).
+* **Baseline.** A per-sensor baseline follows ``x̄`` with an exponentially weighted
+  update of rate ``alpha``, clipped to ``clip`` normal deviations so a spike cannot drag
+  it — but only while the score is below the threshold. During an alarm the baseline is
+  **frozen**, so a failure is never absorbed into "normal" and its end is seen as a
+  return to the old level.
+* **Drift allowance.** A frozen baseline ages. From the training window the detector
+  learns, per sensor, how far ``x̄`` normally moves over ``h`` readings (the root mean
+  square of ``x̄[t+h] − x̄[t]``, for ``h`` up to half the training window, growing like
+  √h beyond). The residual ``x̄ − baseline`` is divided by the allowance for the
+  baseline's current age (never less than the normal tracking error). Sensors that
+  drift (a rig warming up) or wander get a large allowance and count little; steady
+  sensors stay sensitive. Nothing about "which sensor drifts" is hard-coded.
+* **Spread.** The log of the root mean square of first differences over the window,
+  against training, catches sensors getting noisier (cavitation, loose parts); first
+  differences make it blind to slow drift.
+* **Score** = mean of the squared standardised level and spread deviations over all
+  sensors (≈ 1 on normal data). **Alarm**: hysteresis
+  (:func:`sensorguard.detectors.events.hysteresis`); the threshold is the ``quantile``
+  of the training scores times ``margin`` — no labels needed.
+* **Contributions**: each sensor's squared level and spread deviations.
+
+The filter state at the end of training (baseline, age, last ``window`` readings) is
+saved with the model; every ``score_samples`` call starts from it, so scores are
+deterministic and independent of earlier calls. Scoring loops over readings because the
+baseline depends on earlier alarms (about 20 µs per reading).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensorguard.detectors._stats import quantile_threshold, robust_scale
+from sensorguard.detectors.base import BaseDetector
+from sensorguard.detectors.events import hysteresis
+
+
+@dataclass
+class _State:
+    level: np.ndarray  # (p,) baseline of the smoothed readings
+    buf: np.ndarray  # (window, p) last readings, ring buffer
+    pos: int
+    count: int
+    age: np.ndarray  # (p,) readings since each baseline was frozen (0 = tracking)
+
+
+@dataclass
+class _Run:
+    Zl: np.ndarray  # standardised level deviation (n, p)
+    Zs: np.ndarray  # standardised spread deviation (n, p)
+    level_dev: np.ndarray  # x̄ − baseline (n, p), raw units
+    log_spread: np.ndarray  # (n, p)
+    score: np.ndarray
+    state: _State
+
+
+class DriftRobustDetector(BaseDetector):
+    name = "drift-robust"
+
+    def __init__(
+        self,
+        window: int = 20,
+        alpha: float = 0.005,
+        clip: float = 3.0,
+        freeze_share: float = 0.25,
+        spread: bool = True,
+        quantile: float = 0.99,
+        margin: float = 1.2,
+        warmup: int = 30,
+        smooth_window: int = 5,
+        min_duration: int = 5,
+        off_ratio: float = 0.7,
+        release: int = 5,
+    ) -> None:
+        self.window = window
+        self.alpha = alpha
+        self.clip = clip
+        self.freeze_share = freeze_share
+        self.spread = spread
+        self.quantile = quantile
+        self.margin = margin
+        self.warmup = warmup
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
+
+    # ---- the sequential filter
+    def _allowance(self, age: np.ndarray) -> np.ndarray:
+        """Per-sensor normal movement of x̄ over ``age`` readings (0 where age is 0)."""
+        lags, ds = self.lags_, self.drift_scale_
+        out = np.zeros(age.shape)
+        for j in np.flatnonzero(age):
+            a = float(age[j])
+            if a >= lags[-1]:
+                out[j] = ds[-1, j] * (a / lags[-1]) ** self.drift_power_[j]
+            else:
+                out[j] = np.interp(a, lags, ds[:, j])
+        return out
+
+    def _run(self, A: np.ndarray, st: _State, threshold: float | None) -> _Run:
+        n, p = A.shape
+        w = max(2, int(self.window))
+        lvl = st.level.astype(np.float64).copy()
+        buf = st.buf.astype(np.float64).copy()
+        pos, count = int(st.pos), int(st.count)
+        age = np.asarray(st.age, dtype=np.int64).copy()
+        track = self.track_scale_
+        sp_c, sp_s = self.spread_center_, self.spread_scale_
+        use_spread = bool(self.spread)
+        Zl = np.empty((n, p))
+        Zs = np.zeros((n, p))
+        dev = np.empty((n, p))
+        lsp = np.zeros((n, p))
+        score = np.empty(n)
+        for t in range(n):
+            buf[pos] = A[t]
+            pos = (pos + 1) % w
+            count += 1
+            k = min(count, w)
+            # window in time order: oldest first
+            win = np.roll(buf, -pos, axis=0)[w - k :] if k == w else buf[:k]
+            xbar = win.mean(axis=0)
+            d = xbar - lvl
+            dev[t] = d
+            scale = np.maximum(track, track + self._allowance(age)) if age.any() else track
+            zl = d / scale
+            Zl[t] = zl
+            c = zl * zl
+            if use_spread and k > 2:
+                dd = np.diff(win, axis=0)
+                ls = 0.5 * np.log(np.mean(dd * dd, axis=0) + 1e-300)
+                lsp[t] = ls
+                zs = (ls - sp_c) / sp_s
+                Zs[t] = zs
+                c = c + zs * zs
+            s = float(c.sum()) / (2 * p if use_spread else p)
+            score[t] = s
+            if self.alpha <= 0:
+                frozen = np.ones(p, dtype=bool)  # never adapt: the allowance does it all
+            elif threshold is None or s <= threshold:
+                frozen = np.zeros(p, dtype=bool)
+            else:
+                # freeze the baselines of the sensors that carry the alarm; the others
+                # (e.g. a warming temperature) keep tracking
+                frozen = (age > 0) | (c >= self.freeze_share * c.max())
+            update = self.alpha * np.clip(d, -self.clip * track, self.clip * track)
+            lvl = np.where(frozen, lvl, lvl + update)
+            age = np.where(frozen, age + 1, 0)
+        return _Run(Zl, Zs, dev, lsp, score, _State(lvl, buf, pos, count, age))
+
+    def _initial_state(self, A: np.ndarray) -> _State:
+        w = max(2, int(self.window))
+        m = max(2, min(w, A.shape[0] // 4))
+        p = A.shape[1]
+        return _State(A[:m].mean(axis=0), np.zeros((w, p)), 0, 0, np.zeros(p, dtype=np.int64))
+
+    def _fit(self, A: np.ndarray) -> None:
+        n, p = A.shape
+        w = max(2, int(self.window))
+        skip = min(w + int(self.warmup), max(n // 3, 1))
+        # how far the smoothed readings normally move over h readings (drift allowance)
+        c = np.cumsum(np.vstack([np.zeros((1, p)), A]), axis=0)
+        wk = min(w, max(n // 4, 1))
+        xbar = (c[wk:] - c[:-wk]) / wk  # full-window means, oldest first
+        m = xbar.shape[0]
+        hmax = max(1, m // 2)
+        lags = np.unique(np.round(np.geomspace(1, hmax, num=16)).astype(np.int64))
+        noise = robust_scale(np.diff(A, axis=0) if n > 2 else A) / np.sqrt(2.0)
+        floor = noise / np.sqrt(w)
+        scales = []
+        for h in lags:
+            diff = xbar[h:] - xbar[:-h] if h < m else xbar[-1:] - xbar[:1]
+            scales.append(np.maximum(_trimmed_rms(diff), floor))
+        self.lags_ = lags.astype(np.float64)
+        self.drift_scale_ = np.maximum.accumulate(np.asarray(scales), axis=0)
+        # growth beyond the longest lag: the log-log slope of the upper lags, between
+        # 0.5 (wander, random-walk-like) and 1 (steady drift)
+        upper = lags >= max(1, lags[-1] // 4)
+        if upper.sum() >= 2:
+            x = np.log(lags[upper].astype(np.float64))
+            ylog = np.log(self.drift_scale_[upper])
+            xc = x - x.mean()
+            slope = (xc @ (ylog - ylog.mean(axis=0))) / max(float(xc @ xc), 1e-12)
+        else:
+            slope = np.full(p, 0.5)
+        self.drift_power_ = np.clip(slope, 0.5, 1.0)
+        # tracking error of the (never frozen) baseline on training, and spread statistics
+        self.track_scale_ = np.maximum(floor, 1e-12)
+        self.spread_center_ = np.zeros(p)
+        self.spread_scale_ = np.ones(p)
+        run = self._run(A, self._initial_state(A), None)
+        self.track_scale_ = np.maximum(_trimmed_rms(run.level_dev[skip:]), floor)
+        if self.spread:
+            ls = run.log_spread[skip:]
+            self.spread_center_ = np.median(ls, axis=0)
+            self.spread_scale_ = np.maximum(robust_scale(ls), 1 / np.sqrt(2 * (w - 1)))
+        run = self._run(A, self._initial_state(A), None)
+        self.threshold_ = quantile_threshold(run.score[skip:], self.quantile, self.margin)
+        end = self._run(A, self._initial_state(A), self.threshold_).state
+        self.level_ = end.level
+        self.buffer_ = end.buf
+        self.buffer_pos_ = int(end.pos)
+        self.buffer_count_ = int(end.count)
+        self.age_ = end.age
+
+    def _start(self) -> _State:
+        return _State(
+            self.level_, self.buffer_, self.buffer_pos_, self.buffer_count_, self.age_
+        )
+
+    def _score(self, A: np.ndarray) -> np.ndarray:
+        return self._run(A, self._start(), self.threshold_).score
+
+    def _contributions(self, A: np.ndarray) -> np.ndarray:
+        run = self._run(A, self._start(), self.threshold_)
+        p = A.shape[1]
+        denom = 2 * p if self.spread else p
+        return np.asarray((run.Zl**2 + run.Zs**2) / denom)
+
+    def _alarm(self, score: np.ndarray) -> np.ndarray:
+        return hysteresis(
+            score,
+            self.threshold_,
+            smooth_window=self.smooth_window,
+            min_duration=self.min_duration,
+            off_ratio=self.off_ratio,
+            release=self.release,
+        )
+
+
+def _trimmed_rms(D: np.ndarray, keep: float = 0.95) -> np.ndarray:
+    """Root mean square per column over the smallest ``keep`` share of |values|
+    (a few glitches must not set the scale)."""
+    if D.shape[0] == 0:
+        return np.zeros(D.shape[1])
+    a = np.sort(np.abs(D), axis=0)
+    k = max(1, int(np.ceil(keep * a.shape[0])))
+    return np.asarray(np.sqrt(np.mean(a[:k] ** 2, axis=0)))

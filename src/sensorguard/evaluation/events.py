@@ -1,0 +1,225 @@
+"""Event metrics: did an alarm catch each failure, how late, and how many alarms were false.
+
+An *event* is a maximal run of consecutive flagged readings (labels or alarms).
+
+* A true event is **detected** when at least one alarm reading falls inside it (an alarm
+  that started earlier and is still on counts, with delay 0).
+* A **false alarm event** is an alarm event that overlaps no true event.
+* ``false_alarms_per_day`` = false alarm events / days covered by the readings (last time
+  minus first time, plus one median sampling interval).
+* ``mean_detection_delay_s`` = mean over detected events of (first alarm reading inside
+  the event − event start), in seconds; ``None`` when no event was detected.
+
+Readings of several assets are evaluated asset by asset and the counts added up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sensorguard.detectors.events import flag_spans
+from sensorguard.errors import DataValidationError
+from sensorguard.evaluation.metrics import point_metrics
+
+_DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """A run of flagged readings; ``start_idx``/``end_idx`` are inclusive row positions."""
+
+    start: Any
+    end: Any
+    start_idx: int
+    end_idx: int
+
+    @property
+    def n_readings(self) -> int:
+        return self.end_idx - self.start_idx + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(t: Any) -> Any:
+            return t.isoformat() if hasattr(t, "isoformat") else t
+
+        return {
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "start_idx": self.start_idx,
+            "end_idx": self.end_idx,
+            "n_readings": self.n_readings,
+        }
+
+
+def _seconds(times: Any, n: int) -> np.ndarray:
+    """Times as float seconds (datetimes, timedeltas or plain numbers); None = row index."""
+    if times is None:
+        return np.arange(n, dtype=np.float64)
+    t = times.to_numpy() if isinstance(times, pd.Series | pd.Index) else np.asarray(times)
+    if t.shape[0] != n:
+        raise ValueError(f"{t.shape[0]} times for {n} flags")
+    if t.dtype.kind == "M":
+        return t.astype("datetime64[ns]").astype(np.int64) / 1e9
+    if t.dtype.kind == "m":
+        return t.astype("timedelta64[ns]").astype(np.int64) / 1e9
+    if t.dtype.kind == "O":
+        return _seconds(pd.to_datetime(pd.Series(t)), n)
+    return t.astype(np.float64)
+
+
+def events_from_flags(flags: Any, times: Any = None) -> list[Event]:
+    """Events (runs of true flags) with their start/end times (row index when no times)."""
+    f = np.asarray(flags).astype(bool).ravel()
+    starts, ends = flag_spans(f)
+    if times is None:
+        return [Event(int(s), int(e), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+    tv = times.reset_index(drop=True) if isinstance(times, pd.Series) else times
+    if len(tv) != f.size:
+        raise ValueError(f"{len(tv)} times for {f.size} flags")
+    return [Event(tv[s], tv[e], int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+
+
+def _counts(y_true: np.ndarray, y_pred: np.ndarray, secs: np.ndarray) -> dict[str, Any]:
+    ts, te = flag_spans(y_true)
+    ps, pe = flag_spans(y_pred)
+    # alarm readings inside each true event, via a cumulative count
+    cum = np.concatenate([[0], np.cumsum(y_pred, dtype=np.int64)])
+    hits = cum[te + 1] - cum[ts]
+    detected = hits > 0
+    delays: list[float] = []
+    if detected.any():
+        alarm_pos = np.flatnonzero(y_pred)
+        first = alarm_pos[np.searchsorted(alarm_pos, ts[detected])]
+        delays = (secs[first] - secs[ts[detected]]).tolist()
+    # alarm events overlapping no true event: no truth reading inside them
+    cum_t = np.concatenate([[0], np.cumsum(y_true, dtype=np.int64)])
+    false_events = int(np.count_nonzero((cum_t[pe + 1] - cum_t[ps]) == 0))
+    return {
+        "events_total": len(ts),
+        "events_detected": int(detected.sum()),
+        "false_alarm_events": false_events,
+        "alarm_events": len(ps),
+        "delays": delays,
+    }
+
+
+def _span_seconds(secs: np.ndarray) -> float:
+    if secs.size < 2:
+        return 0.0
+    step = float(np.median(np.diff(secs)))
+    return float(secs[-1] - secs[0]) + max(step, 0.0)
+
+
+def _parts(n: int, groups: Any) -> list[np.ndarray]:
+    """Row positions per group (asset), each in time order."""
+    if groups is None:
+        return [np.arange(n)]
+    g = pd.Series(np.asarray(groups)).reset_index(drop=True)
+    if len(g) != n:
+        raise ValueError(f"{len(g)} group labels for {n} flags")
+    return [np.sort(np.asarray(ix)) for ix in g.groupby(g, sort=True).indices.values()]
+
+
+def event_metrics(y_true: Any, y_pred: Any, times: Any = None, groups: Any = None) -> dict:
+    """Event-level metrics of 0/1 alarms against 0/1 truth (see module docstring).
+
+    ``times``: datetimes or seconds per reading (``None``: one second per reading).
+    ``groups``: optional asset id per reading; events never span two assets.
+    """
+    t = np.asarray(y_true).astype(bool).ravel()
+    p = np.asarray(y_pred).astype(bool).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"truth has {t.size} values but predictions {p.size}")
+    secs = _seconds(times, t.size)
+    parts = _parts(t.size, groups)
+    total = detected = false_events = alarm_events = 0
+    delays: list[float] = []
+    span = 0.0
+    for ix in parts:
+        c = _counts(t[ix], p[ix], secs[ix])
+        total += c["events_total"]
+        detected += c["events_detected"]
+        false_events += c["false_alarm_events"]
+        alarm_events += c["alarm_events"]
+        delays += c["delays"]
+        span += _span_seconds(secs[ix])
+    days = span / _DAY_S
+    return {
+        "events_total": total,
+        "events_detected": detected,
+        "events_missed": total - detected,
+        "event_recall": detected / total if total else 0.0,
+        "alarm_events": alarm_events,
+        "false_alarm_events": false_events,
+        "false_alarms_per_day": false_events / days if days > 0 else float(false_events),
+        "mean_detection_delay_s": float(np.mean(delays)) if delays else None,
+        "days": days,
+    }
+
+
+def event_metrics_by_mode(
+    y_true: Any, y_pred: Any, modes: Any, times: Any = None, groups: Any = None
+) -> dict[str, dict[str, Any]]:
+    """Event recall and delay per failure mode (the mode of each true event is the most
+    common non-empty mode label inside it)."""
+    t = np.asarray(y_true).astype(bool).ravel()
+    p = np.asarray(y_pred).astype(bool).ravel()
+    m = pd.Series(np.asarray(modes, dtype=object)).reset_index(drop=True)
+    secs = _seconds(times, t.size)
+    out: dict[str, dict[str, Any]] = {}
+    for ix in _parts(t.size, groups):
+        tg, pg, mg, sg = t[ix], p[ix], m.iloc[ix].reset_index(drop=True), secs[ix]
+        for s, e in zip(*flag_spans(tg), strict=True):
+            seg = mg.iloc[s : e + 1]
+            txt = seg.astype(str).str.strip().str.lower()
+            seg = seg[seg.notna() & ~txt.isin(["", "none", "nan", "normal"])]
+            mode = str(seg.mode().iloc[0]) if len(seg) else "unknown"
+            rec = out.setdefault(mode, {"events_total": 0, "events_detected": 0, "_d": []})
+            rec["events_total"] += 1
+            hit = np.flatnonzero(pg[s : e + 1])
+            if hit.size:
+                rec["events_detected"] += 1
+                rec["_d"].append(float(sg[s + hit[0]] - sg[s]))
+    for rec in out.values():
+        d = rec.pop("_d")
+        rec["event_recall"] = rec["events_detected"] / rec["events_total"]
+        rec["mean_detection_delay_s"] = float(np.mean(d)) if d else None
+    return dict(sorted(out.items()))
+
+
+def evaluate_detector(detector: Any, readings: Any) -> dict[str, Any]:
+    """Point metrics + event metrics of a fitted detector on labelled readings.
+
+    Alarms are computed asset by asset (smoothing never crosses assets). When the
+    readings carry a ``failure_mode`` column, per-mode event recall is added under
+    ``by_mode``. Everything returned is JSON-serialisable.
+    """
+    from sensorguard.pipelines.scoring import detect_readings
+
+    if readings.y is None:
+        raise DataValidationError(
+            f"{readings.source}: evaluation needs labelled readings, but no label column "
+            "was found",
+            "add a label column (machine_status, label, anomaly or status) or name it "
+            "with --label-column",
+        )
+    result = detect_readings(detector, readings)
+    y = np.asarray(readings.y).astype(np.int64)
+    pred = result.is_anomaly.astype(np.int64)
+    groups = None if readings.asset is None else readings.asset.to_numpy()
+    out: dict[str, Any] = {
+        "detector": getattr(detector, "name", type(detector).__name__),
+        "rows": len(y),
+        "threshold": float(detector.threshold_),
+        **point_metrics(y, pred),
+        **event_metrics(y, pred, readings.times, groups=groups),
+    }
+    frame = readings.frame
+    if "failure_mode" in frame.columns:
+        out["by_mode"] = event_metrics_by_mode(
+            y, pred, frame["failure_mode"].to_numpy(), readings.times, groups=groups
+        )
+    return out

@@ -1,0 +1,152 @@
+"""Pydantic models that document the HTTP API (OpenAPI at ``/docs``).
+
+The prediction path parses and encodes with orjson for speed and never instantiates
+these per request; the tests validate real responses against them so the documentation
+cannot drift from what the service sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_NUMBER_OR_NULL: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "null"}]}
+
+
+class Reading(BaseModel):
+    """One reading: every sensor of the model as ``"name": number`` (``null`` = missing),
+    plus optional ``timestamp`` and ``asset_id`` that are echoed back. Other fields are
+    ignored unless the model refuses extra columns."""
+
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"additionalProperties": _NUMBER_OR_NULL}
+    )
+    timestamp: str | float | None = Field(default=None, description="Echoed back.")
+    asset_id: str | int | None = Field(default=None, description="Echoed back.")
+
+
+class RecordsRequest(BaseModel):
+    """Readings as a list of objects, oldest first."""
+
+    readings: list[Reading] = Field(
+        description="Readings in time order (the alarm smoothing uses this order); "
+        "at most SENSORGUARD_MAX_BATCH of them.",
+        min_length=1,
+    )
+
+
+class ColumnsRequest(BaseModel):
+    """Readings as columns: the compact form for large batches."""
+
+    columns: dict[str, list[float | str | None]] = Field(
+        description="One equal-length list per sensor (numbers, null = missing), "
+        "optionally `timestamp` and `asset_id` lists that are echoed back."
+    )
+
+
+class ModelRef(BaseModel):
+    name: str = Field(description="Registered model name.")
+    version: int = Field(description="Registered model version that produced the response.")
+
+
+class Prediction(BaseModel):
+    score: float | None = Field(
+        description="Anomaly score, higher = more anomalous (null only if not computable)."
+    )
+    is_anomaly: bool = Field(
+        description="The detector's alarm decision after its event smoothing, which uses "
+        "the readings of this batch as context: send a recent window, not one reading, "
+        "when smoothing matters."
+    )
+    above_threshold: bool = Field(description="score > the model's threshold, this reading alone.")
+    state: int = Field(description="Nearest learned operating state (-1 when not applicable).")
+    top_sensors: list[str] = Field(description="Sensors contributing most, largest first.")
+    timestamp: str | float | None = Field(default=None, description="Echoed from the request.")
+    asset_id: str | int | None = Field(default=None, description="Echoed from the request.")
+
+
+class PredictionColumns(BaseModel):
+    score: list[float | None]
+    is_anomaly: list[bool]
+    above_threshold: list[bool]
+    state: list[int]
+    top_sensors: list[list[str]]
+    timestamp: list[Any] | None = None
+    asset_id: list[Any] | None = None
+
+
+class PredictResponse(BaseModel):
+    """``predictions`` (records, the default) or ``columns`` (with ``?orient=columns``)."""
+
+    model: ModelRef
+    predictions: list[Prediction] | None = Field(
+        default=None, description="One object per reading, in request order."
+    )
+    columns: PredictionColumns | None = Field(
+        default=None, description="Present instead of `predictions` with ?orient=columns."
+    )
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Machine-readable error code, e.g. missing_sensors.")
+    message: str = Field(description="What is wrong.")
+    hint: str | None = Field(default=None, description="How to fix it.")
+    path: str | None = Field(
+        default=None, description="Where in the body, e.g. readings[3].flow_rate."
+    )
+    missing: list[str] | None = Field(default=None, description="Missing sensors.")
+    limit: int | None = Field(default=None, description="The batch limit (413).")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+    model: ModelRef | None = Field(default=None, description="The model being served, if any.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int
+    alias: str | None
+    run_id: str | None
+    detector: str = Field(description="Detector type, e.g. operating-states.")
+    loaded_at: str = Field(description="When this version was loaded (ISO 8601, UTC).")
+    threshold: float = Field(description="Alarm threshold on the score.")
+    sensors: list[str] = Field(description="Sensors every reading must name, in model order.")
+    missing_policy: str = Field(
+        description="How null readings are filled: ffill-then-median = last value of the "
+        "same sensor earlier in the batch, else the training median (fill_values)."
+    )
+    fill_values: dict[str, float] = Field(description="Training medians used for gaps.")
+    extra_columns: Literal["ignore", "error"] = Field(
+        description="Whether unknown fields are ignored or refused."
+    )
+    top_k: int = Field(description="Number of top sensors returned per reading.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model: ModelRef | None
+    alias: str
+    registry: str
+    last_check: str | None
+    last_error: str | None
+    failed_checks_in_a_row: int
+
+
+class ReloadResponse(BaseModel):
+    changed: bool = Field(description="Whether a new version is now served.")
+    version: int | None = Field(description="Version served after the check.")
+    previous: int | None = Field(description="Version served before the check.")
+    trigger: str
+    error: str | None = Field(description="Why the check or load failed, if it did.")
+    stage: str | None = Field(description="resolve, load or warmup, when it failed.")
+    seconds: float = Field(description="Load + warm-up time of a new version.")
+    model: ModelRef | None
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (RecordsRequest, ColumnsRequest, Reading)

@@ -1,0 +1,231 @@
+"""The Airflow DAGs, parsed and run for real with ``dag.test()``.
+
+Airflow gets its own AIRFLOW_HOME and SQLite metadata DB per test session (migrated
+once); MLflow is the embedded SQLite store of ``sg_home``. Airflow reads its settings at
+import, so DAG runs happen in a subprocess (``tests/airflow_driver.py``) with the test's
+environment, and this process never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _lifecycle_support import seed_store
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVER = Path(__file__).with_name("airflow_driver.py")
+BIN = Path(sys.executable).parent
+MODEL = "sensor-failure-detector"
+TRAINING, MONITOR = "sensor_model_training", "sensor_model_monitor"
+DRIFT_URI = f"sensorguard://models/{MODEL}/drift"
+PRODUCTION_URI = f"sensorguard://models/{MODEL}/production"
+# small and quick: 5 simulated days at 2-minute steps, a 40 % evaluation tail
+FAST = {"max_states": 4, "silhouette_sample": 2000}
+EVAL_FRACTION = 0.4
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow-home")
+    proc = subprocess.run(
+        [str(BIN / "airflow"), "db", "migrate"],
+        env=_airflow_env(home, os.environ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return home
+
+
+def _airflow_env(home: Path, base: Any) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if not k.startswith("AIRFLOW__")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        # unpaused DAGs, as after `airflow dags unpause`: asset events then queue runs
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        SENSORGUARD_MODEL_NAME=MODEL,
+        PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}",
+    )
+    return env
+
+
+def _driver(airflow_home: Path, *args: str) -> Any:
+    proc = subprocess.run(
+        [sys.executable, str(DRIVER), *args],
+        env=_airflow_env(airflow_home, os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("SG_RESULT ")]
+    assert proc.returncode == 0 and lines, (proc.stdout[-4000:], proc.stderr[-4000:])
+    return json.loads(lines[-1][len("SG_RESULT ") :])
+
+
+def _run(airflow_home: Path, *runs: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    spec = [{"dag_id": dag_id, "conf": conf} for dag_id, conf in runs]
+    return list(_driver(airflow_home, "run", json.dumps(spec)))
+
+
+def _pump_csv(path: Path, *, days: float, seed: int, failures: bool = True) -> Path:
+    from sensorguard.data import write_frame
+    from sensorguard.data.simulator import simulate_pump
+
+    df = simulate_pump(days=days, freq="2min", seed=seed, failures=failures)
+    write_frame(df, path)
+    return path
+
+
+def _versions(client: Any) -> dict[int, dict[str, str]]:
+    return {
+        int(mv.version): dict(mv.tags) for mv in client.search_model_versions(f"name='{MODEL}'")
+    }
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def test_dagbag_parses_cheaply_with_safe_defaults(airflow_home: Path) -> None:
+    info = _driver(airflow_home, "dagbag")
+    assert info["import_errors"] == {}
+    assert set(info["dags"]) == {TRAINING, MONITOR}
+    # parsing never imports the library or its heavy dependencies
+    assert info["heavy_modules_loaded"] == []
+    for dag in info["dags"].values():
+        assert dag["catchup"] is False
+        assert dag["max_active_runs"] == 1
+        assert dag["start_date"] is not None
+        assert "sensorguard" in dag["tags"]
+    training = info["dags"][TRAINING]
+    # cron OR drift: retraining also runs when the monitor reports drift
+    assert training["timetable"] == "AssetOrTimeSchedule"
+    assert training["cron"] == "0 0 * * *"
+    assert training["schedule_assets"] == [DRIFT_URI]
+    assert all(t["retries"] >= 1 for t in training["tasks"].values())
+    assert training["tasks"]["gate"]["downstream"] == ["promote"]
+    assert training["tasks"]["promote"]["outlets"] == [PRODUCTION_URI]
+    monitor = info["dags"][MONITOR]
+    assert monitor["cron"] == "0 * * * *"
+    assert monitor["tasks"]["request_retraining"]["outlets"] == [DRIFT_URI]
+    # a misconfigured alias is not fixed by retrying: that check fails at once
+    assert monitor["tasks"]["check_production"]["retries"] == 0
+    assert monitor["tasks"]["measure_drift"]["retries"] >= 1
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_training_dag_promotes_good_candidates_and_skips_a_worse_one(
+    airflow_home: Path, sg_home: Path, tmp_path: Path
+) -> None:
+    from sensorguard.registry import get_client
+
+    seed_store(sg_home)  # an already migrated, empty MLflow database
+    data = _pump_csv(tmp_path / "history.csv", days=5, seed=1)
+    conf = {"data_path": str(data), "eval_fraction": EVAL_FRACTION, "detector_params": FAST}
+    # a detector whose alarm threshold is far too high misses every failure
+    worse = {**conf, "detector_params": {**FAST, "threshold_margin": 50.0}}
+    first, rejected, second = _run(
+        airflow_home, (TRAINING, conf), (TRAINING, worse), (TRAINING, conf)
+    )
+
+    # 1st run: no production yet, the candidate passes the absolute thresholds
+    assert first["state"] == "success", first["tasks"]
+    assert set(first["tasks"].values()) == {"success"}
+    assert first["xcom"]["gate"]["gate"]["passed"] is True
+    assert [e["uri"] for e in first["asset_events"]] == [PRODUCTION_URI]
+    assert first["asset_events"][0]["extra"]["version"] == 1
+
+    # 2nd run: a blind detector is rejected; promotion is skipped and the run is green
+    assert rejected["state"] == "success", rejected["tasks"]
+    assert rejected["tasks"]["gate"] == "success"
+    assert rejected["tasks"]["promote"] == "skipped"
+    verdict = rejected["xcom"]["gate"]["gate"]
+    assert verdict["passed"] is False and verdict["version"] == 2
+    assert "event recall" in verdict["reason"]
+    assert rejected["asset_events"] == []
+
+    # 3rd run: as good as production again, so it replaces it
+    assert second["state"] == "success", second["tasks"]
+    assert second["tasks"]["promote"] == "success"
+    assert second["asset_events"][0]["extra"] == {"model": MODEL, "version": 3, "previous": 1}
+
+    client = get_client()
+    assert int(client.get_model_version_by_alias(MODEL, "production").version) == 3
+    assert int(client.get_model_version_by_alias(MODEL, "previous").version) == 1
+    tags = _versions(client)
+    assert sorted(tags) == [1, 2, 3]  # one version per run: no duplicates
+    assert tags[2]["gate"] == "rejected" and "event recall" in tags[2]["gate_reasons"]
+    assert tags[3]["gate"] == "passed" and tags[1]["lifecycle"] == "archived"
+    assert tags[3]["airflow_run_id"] == f"{TRAINING}/{second['run_id']}"
+
+
+# ---------------------------------------------------------------- monitoring
+
+
+def test_monitor_dag_flags_ungated_production_vets_it_and_requests_retraining_on_drift(
+    airflow_home: Path, sg_home: Path, tmp_path: Path
+) -> None:
+    from sensorguard.data import load_readings
+    from sensorguard.pipelines.training import train_and_register
+    from sensorguard.registry import get_client
+
+    seed_store(sg_home)
+    history = load_readings(_pump_csv(tmp_path / "history.csv", days=5, seed=1))
+    # registered outside the pipeline and put in production by hand: no gate verdict
+    result = train_and_register(history, params=FAST, holdout=EVAL_FRACTION, trigger="notebook")
+    client = get_client()
+    client.set_registered_model_alias(MODEL, "production", str(result.version))
+
+    steady = _pump_csv(tmp_path / "steady.csv", days=1, seed=11, failures=False)
+    shifted = _pump_csv(tmp_path / "shifted.csv", days=1, seed=12, failures=False)
+    frame = load_readings(shifted).frame
+    for col in ("suction_pressure", "discharge_pressure", "flow_rate", "fluid_temp"):
+        frame[col] = frame[col] * 1.3  # a new operating regime
+    frame.to_csv(shifted, index=False)
+
+    drifted, calm = _run(
+        airflow_home,
+        (MONITOR, {"data_path": str(shifted)}),
+        (MONITOR, {"data_path": str(steady)}),
+    )
+
+    # the ungated production version fails the run visibly...
+    assert drifted["state"] == "failed"
+    assert drifted["tasks"]["check_production"] == "failed"
+    # ...while vetting and drift still ran
+    assert drifted["tasks"]["vet_new_versions"] == "success"
+    (verdict,) = drifted["xcom"]["vet_new_versions"]["return_value"]
+    assert verdict["version"] == 1 and verdict["gate"] == "passed"
+    assert _versions(client)[1]["gate"] == "passed"
+    report = drifted["xcom"]["measure_drift"]["return_value"]
+    assert report["drifted"] is True and report["overall_psi"] > report["threshold"]
+    assert drifted["tasks"]["request_retraining"] == "success"
+    assert [e["uri"] for e in drifted["asset_events"]] == [DRIFT_URI]
+    assert TRAINING in drifted["queued_dag_runs"]  # Airflow queued a retraining run
+
+    # after vetting, production is compliant; steady readings do not request retraining
+    assert calm["state"] == "success", calm["tasks"]
+    assert calm["tasks"]["check_production"] == "success"
+    assert calm["xcom"]["vet_new_versions"]["return_value"] == []
+    assert calm["xcom"]["measure_drift"]["return_value"]["drifted"] is False
+    assert calm["tasks"]["request_retraining"] == "skipped"
+    assert calm["asset_events"] == []
+
+    # both drift measurements are MLflow runs of the monitoring experiment
+    exp = client.get_experiment_by_name("sensorguard-monitoring")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags["drifted"] for r in runs) == ["no", "yes"]
+    assert all("drift_overall_psi" in r.data.metrics for r in runs)

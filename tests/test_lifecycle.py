@@ -1,0 +1,413 @@
+"""The model lifecycle on a temporary embedded MLflow store (SQLite + local artifacts).
+
+Real MLflow, real detector, small simulated data: train → register → quality gate →
+promote → rollback → load by alias without pickle → identical scores; the audit trail;
+idempotent retraining per Airflow run id; the CLI's list/history/show/rollback and errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sensorguard.config import Settings, get_settings
+from sensorguard.errors import RegistryError, SensorGuardError
+from sensorguard.pipelines.lifecycle import decide
+
+from _lifecycle_support import seed_store
+
+FAST = {"max_states": 4, "silhouette_sample": 2000}
+
+
+def _readings(days: float = 5.0, seed: int = 1) -> Any:
+    from sensorguard.data import Readings
+    from sensorguard.data.simulator import simulate_pump
+
+    frame = simulate_pump(days=days, seed=seed, freq="2min")
+    return Readings.from_frame(frame, source=f"sim seed {seed}")
+
+
+@pytest.fixture
+def store(sg_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    # thresholds sized for 2-day evaluation windows with two or three failures
+    monkeypatch.setenv("SENSORGUARD_GATE_MIN_F1", "0.5")
+    monkeypatch.setenv("SENSORGUARD_GATE_MIN_EVENT_RECALL", "0.9")
+    monkeypatch.setenv("SENSORGUARD_GATE_MAX_FALSE_ALARMS_PER_DAY", "2")
+    get_settings.cache_clear()
+    seed_store(sg_home)
+    return get_settings()
+
+
+def _train(settings: Settings, readings: Any, **kw: Any) -> Any:
+    from sensorguard.pipelines.training import train_and_register
+
+    params = {**FAST, **kw.pop("params", {})}
+    return train_and_register(
+        readings, params=params, settings=settings, trigger="test", holdout=0.4, **kw
+    )
+
+
+# ---------------------------------------------------------------- gate logic (no MLflow)
+
+
+def _m(f1: float, rec: float, fapd: float = 0.0, events: int = 4) -> dict[str, Any]:
+    return {"f1": f1, "event_recall": rec, "false_alarms_per_day": fapd, "events_total": events}
+
+
+def test_gate_absolute_thresholds_without_production() -> None:
+    s = Settings(gate_min_f1=0.5, gate_min_event_recall=0.8, gate_max_false_alarms_per_day=1)
+    ok = decide(_m(0.7, 0.9), None, s, candidate_version=1, production_version=None)
+    assert ok.passed and ok.reasons == []
+    bad = decide(_m(0.4, 0.75, 3.0), None, s, candidate_version=1, production_version=None)
+    assert not bad.passed
+    assert len(bad.reasons) == 3
+    assert any("F1 0.400 < minimum 0.500" in r for r in bad.reasons)
+    assert any("false alarms/day 3.00 > maximum 1.00" in r for r in bad.reasons)
+
+
+def test_gate_refuses_evaluation_without_failures() -> None:
+    s = Settings(gate_min_f1=0.0, gate_min_event_recall=0.0)
+    d = decide(_m(0.0, 0.0, events=0), None, s, candidate_version=1, production_version=None)
+    assert not d.passed
+    assert "cannot verify detection" in d.reasons[0]
+
+
+def test_gate_regression_tolerance_against_production() -> None:
+    s = Settings(gate_min_f1=0.5, gate_min_event_recall=0.5, gate_tolerance=0.02)
+    prod = _m(0.80, 1.0)
+    within = decide(_m(0.785, 1.0), prod, s, candidate_version=2, production_version=1)
+    assert within.passed
+    worse = decide(_m(0.75, 1.0), prod, s, candidate_version=2, production_version=1)
+    assert not worse.passed
+    assert worse.reasons == ["F1 0.750 vs production v1 0.800 (drops more than tolerance 0.020)"]
+    better = decide(_m(0.9, 1.0), prod, s, candidate_version=2, production_version=1)
+    assert better.passed
+
+
+# ---------------------------------------------------------------- the whole lifecycle
+
+
+def test_lifecycle_gate_promote_archive_rollback(store: Settings) -> None:
+    from sensorguard.pipelines import lifecycle
+
+    data = _readings(seed=1)
+
+    # v1: a sound detector, nothing in production yet → absolute thresholds only
+    r1 = _train(store, data)
+    assert r1.version == 1 and r1.evaluation is not None
+    out1 = lifecycle.gate_and_promote(1, r1.eval_readings, settings=store, trigger="test")
+    assert out1.action == "promote", out1.decision.summary()
+    assert out1.decision.production_version is None
+
+    # v2: a deliberately bad threshold (nothing alarms) → rejected, production unchanged
+    r2 = _train(store, data, params={"threshold_margin": 100.0})
+    out2 = lifecycle.gate_and_promote(2, r2.eval_readings, settings=store, trigger="test")
+    assert out2.action == "reject"
+    d2 = out2.decision
+    assert d2.production_version == 1 and d2.production is not None
+    assert d2.candidate["f1"] < d2.production["f1"]
+    assert any("regression" not in r and "F1" in r for r in d2.reasons)
+    assert any("vs production v1" in r for r in d2.reasons)
+
+    # v3: a better-or-equal candidate on the same evaluation data → promoted
+    r3 = _train(store, data, params={"random_state": 1})
+    out3 = lifecycle.gate_and_promote(3, r3.eval_readings, settings=store, trigger="test")
+    assert out3.action == "promote", out3.decision.summary()
+    assert out3.decision.production_version == 1
+
+    by_version = {v.version: v for v in lifecycle.list_versions(store)}
+    assert by_version[3].aliases == ["production"]
+    assert by_version[3].tags["lifecycle"] == "production"
+    assert by_version[3].tags["gate"] == "passed"
+    assert by_version[1].aliases == ["previous"]
+    assert by_version[1].tags["lifecycle"] == "archived"
+    assert "archived_at" in by_version[1].tags
+    assert by_version[2].aliases == []
+    assert by_version[2].tags["gate"] == "rejected"
+    assert "F1" in by_version[2].tags["gate_reasons"]
+    assert by_version[3].metrics["eval_f1"] == pytest.approx(r3.evaluation["f1"])
+
+    # rollback: production ← previous in one step, the tags swap
+    rb = lifecycle.rollback(settings=store, trigger="test", reason="bad alarms at night")
+    assert (rb.from_version, rb.to_version) == (3, 1)
+    by_version = {v.version: v for v in lifecycle.list_versions(store, with_metrics=False)}
+    assert by_version[1].aliases == ["production"]
+    assert by_version[1].tags["lifecycle"] == "production"
+    assert by_version[3].aliases == ["previous"]
+    assert by_version[3].tags["lifecycle"] == "archived"
+    assert "rolled_back_at" in by_version[3].tags
+
+    # the audit trail holds every action, newest first, with the gate metrics
+    events = lifecycle.history(store)
+    assert [(e.action, e.from_version, e.to_version) for e in events] == [
+        ("rollback", 3, 1),
+        ("promote", 1, 3),
+        ("reject", 1, 2),
+        ("promote", None, 1),
+    ]
+    assert events[0].reason == "bad alarms at night"
+    assert all(e.trigger == "test" for e in events)
+    promote3 = events[1]
+    assert promote3.gate is not None
+    assert promote3.gate["candidate"]["f1"] == pytest.approx(out3.decision.candidate["f1"])
+    assert promote3.gate["production"]["f1"] == pytest.approx(out3.decision.production["f1"])
+
+
+def test_forced_promotion_needs_reason_and_is_audited(store: Settings) -> None:
+    from sensorguard.pipelines import lifecycle
+
+    r = _train(store, _readings(seed=2), params={"threshold_margin": 100.0})
+    with pytest.raises(SensorGuardError, match="needs a passed quality gate"):
+        lifecycle.promote(r.version, settings=store)
+    with pytest.raises(SensorGuardError, match="needs a reason"):
+        lifecycle.promote(r.version, settings=store, force=True)
+    out = lifecycle.promote(r.version, settings=store, force=True, reason="hotfix", trigger="test")
+    assert out.action == "promote"
+    info = lifecycle.show_version(r.version, store)
+    assert info.tags["gate"] == "forced" and info.tags["force_reason"] == "hotfix"
+    (event,) = lifecycle.history(store)
+    assert event.forced and event.reason == "hotfix"
+    with pytest.raises(SensorGuardError, match="already the production version"):
+        lifecycle.promote(r.version, settings=store, force=True, reason="again")
+
+
+def test_training_run_logs_params_metrics_artifacts_tags(store: Settings) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from sensorguard.pipelines.training import data_sha256, load_holdout
+
+    data = _readings(seed=2)
+    r = _train(store, data)
+    run = MlflowClient(store.resolved_tracking_uri).get_run(r.run_id)
+    p, m, t = run.data.params, run.data.metrics, run.data.tags
+    assert p["detector"] == "operating-states"
+    assert p["detector.max_states"] == "4"
+    assert p["sensors"].split(";") == list(data.sensors)
+    assert p["data_start"].startswith("2026-01-01")
+    assert int(p["rows"]) == len(data)
+    for key in ("silhouette", "n_states", "threshold", "training_rows", "eval_f1",
+                "eval_precision", "eval_recall", "eval_event_recall",
+                "eval_false_alarms_per_day", "eval_events_total"):  # fmt: skip
+        assert key in m, key
+    assert m["training_rows"] == r.train_rows < len(data)
+    assert t["data_sha256"] == data_sha256(data) == r.data_sha256
+    assert t["trigger"] == "test" and t["sensorguard_version"]
+    assert int(t["rows_train"]) + int(t["rows_eval"]) == len(data)
+    files = {f.path for f in MlflowClient(store.resolved_tracking_uri).list_artifacts(r.run_id)}
+    assert {"state_profiles.json", "failure_types.json", "profiles.png",
+            "score_over_time.png", "schema.json", "evaluation"} <= files  # fmt: skip
+    art = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert art.is_relative_to(store.home.resolve() / "artifacts")
+    assert (art / "profiles.png").read_bytes()[:4] == b"\x89PNG"
+    held = load_holdout(r.run_id, store)
+    assert held is not None and len(held) == r.eval_rows
+    assert list(held.sensors) == list(data.sensors)
+    pd.testing.assert_frame_equal(held.X, r.eval_readings.X)
+
+
+def test_load_by_alias_without_pickle_gives_identical_scores(
+    store: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sensorguard.pipelines.lifecycle import promote
+    from sensorguard.registry import load_by_alias, load_model_uri, resolve_alias
+
+    data = _readings(seed=2)
+    r = _train(store, data)
+    promote(r.version, settings=store, force=True, reason="test setup")
+    assert resolve_alias(store.model_name, "production", store) == r.version
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    loaded = load_by_alias(store.model_name, "production", store)
+    assert (loaded.version, loaded.alias, loaded.run_id) == (r.version, "production", r.run_id)
+    assert loaded.sensors == list(data.sensors)
+    assert loaded.threshold == r.detector.threshold_
+    assert loaded.input_example is not None and list(loaded.input_example.columns) == data.sensors
+
+    X = data.X.iloc[::-1]  # any order of rows; columns shuffled too
+    X = X[list(reversed(X.columns))]
+    expected = r.detector.detect(X).to_frame(index=X.index)
+    got = loaded.pyfunc.predict(X)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got.dtypes.to_dict() == {
+        "score": np.dtype("float64"), "is_anomaly": np.dtype("bool"),
+        "state": np.dtype("int64"), "top_sensors": expected["top_sensors"].dtype,
+    }  # fmt: skip
+    np.testing.assert_array_equal(loaded.detector.score_samples(X), r.detector.score_samples(X))
+    # the python model exposes the detector itself (the predictor calls it directly)
+    assert loaded.pyfunc.unwrap_python_model().detector is not None
+    # no pickle anywhere in the logged model
+    art = Path(loaded.pyfunc.metadata.artifact_path or ".")
+    assert art is not None
+    model_dir = store.home / "artifacts"
+    assert not list(model_dir.rglob("*.pkl")) and not list(model_dir.rglob("*.pickle"))
+    assert load_model_uri(f"models:/{store.model_name}/{r.version}", store).version == r.version
+
+
+def test_pyfunc_loads_in_a_fresh_process_with_pickle_disabled(store: Settings) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from sensorguard.pipelines.training import normal_rows
+
+    data = _readings(seed=2)
+    r = _train(store, data)
+    code = (
+        "import json\n"
+        "from sensorguard.registry import load_version\n"
+        f"m = load_version('{store.model_name}', {r.version})\n"
+        "print(json.dumps(m.pyfunc.predict(m.input_example)['score'].tolist()))\n"
+    )
+    env = {**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    scores = json.loads(out.stdout.strip().splitlines()[-1])
+    # the input example is the first training rows (normal readings of the train part)
+    train_part = data.slice(0, r.train_rows + 1000)
+    expected = r.detector.score_samples(normal_rows(train_part).head(5))
+    assert scores == expected.tolist()
+
+
+def test_idempotent_per_airflow_run_id(store: Settings) -> None:
+    from sensorguard.pipelines.lifecycle import list_versions
+
+    data = _readings(seed=2)
+    first = _train(store, data, airflow_run_id="scheduled__2026-01-06T00:00:00")
+    again = _train(store, data, airflow_run_id="scheduled__2026-01-06T00:00:00")
+    assert not first.reused and again.reused
+    assert (again.version, again.run_id) == (first.version, first.run_id)
+    assert again.metrics["eval_f1"] == pytest.approx(first.metrics["eval_f1"])
+    other = _train(store, data, airflow_run_id="manual__2")
+    assert other.version == first.version + 1
+    versions = list_versions(store, with_metrics=False)
+    assert [v.version for v in versions] == [2, 1]
+    assert versions[1].tags["airflow_run_id"] == "scheduled__2026-01-06T00:00:00"
+
+
+def test_registry_errors_are_clear(store: Settings) -> None:
+    from sensorguard.pipelines.lifecycle import rollback
+    from sensorguard.registry import load_by_alias, parse_model_uri, resolve_alias
+
+    with pytest.raises(RegistryError, match="no registered model named 'nope'"):
+        resolve_alias("nope", "production", store)
+    with pytest.raises(RegistryError, match="no registered model"):
+        load_by_alias("nope", "production", store)
+    with pytest.raises(RegistryError, match="no registered model"):
+        rollback(settings=store)
+    with pytest.raises(RegistryError, match="cannot parse model URI"):
+        parse_model_uri("models:/only-a-name")
+
+
+def test_unreachable_server_is_a_registry_error(sg_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    get_settings.cache_clear()
+    from sensorguard.registry import resolve_alias
+
+    with pytest.raises(RegistryError, match="cannot reach the MLflow server") as info:
+        resolve_alias("m", "production")
+    assert "MLFLOW_TRACKING_URI" in (info.value.hint or "")
+    assert not (sg_home / "mlflow.db").exists()
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _cli(*args: str) -> Any:
+    from sensorguard.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_models_list_history_show_rollback(store: Settings, tmp_path: Path) -> None:
+    from sensorguard.pipelines import lifecycle
+
+    data = _readings(seed=1)
+    path = tmp_path / "pump.csv"
+    data.frame.to_csv(path, index=False)
+    r1 = _train(store, data)
+    lifecycle.promote(r1.version, settings=store, force=True, reason="first")
+
+    res = _cli("train", str(path), "--param", "max_states=4", "--param", "silhouette_sample=2000",
+               "--holdout", "0.4")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "version 2" in res.output
+    assert "quality gate" in res.output and "production v1" in res.output
+    promoted = "promoted v2 to production" in res.output
+    assert promoted or "rejected v2" in res.output
+
+    res = _cli("models", "list")
+    assert res.exit_code == 0, res.output
+    assert "production" in res.output and "operating-states" in res.output
+
+    res = _cli("models", "show", "1")
+    assert res.exit_code == 0, res.output
+    assert "data_sha256" in res.output and "eval_f1" in res.output
+
+    res = _cli("models", "history")
+    assert res.exit_code == 0, res.output
+    assert "promote" in res.output and "first" in res.output
+
+    if promoted:
+        res = _cli("models", "rollback", "--reason", "operator request")
+        assert res.exit_code == 0, res.output
+        assert "production v2 → v1" in res.output
+        assert lifecycle.history(store)[0].action == "rollback"
+
+    res = _cli("models", "promote", "1", "--force")
+    assert res.exit_code == 2 and "--reason" in res.output
+
+
+def test_cli_gate_rejection_exit_codes(store: Settings) -> None:
+    from sensorguard.pipelines import lifecycle
+
+    data = _readings(seed=2)
+    good = _train(store, data)
+    lifecycle.promote(good.version, settings=store, force=True, reason="setup")
+    bad = _train(store, data, params={"threshold_margin": 100.0})
+    res = _cli("models", "promote", str(bad.version))
+    assert res.exit_code == 0, res.output
+    assert f"rejected v{bad.version}" in res.output and "production unchanged" in res.output
+    res = _cli("models", "promote", str(bad.version), "--fail-on-reject")
+    assert res.exit_code == 3
+    assert lifecycle.show_version(bad.version, store).tags["gate"] == "rejected"
+
+
+def test_cli_errors_without_tracebacks(store: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    res = _cli("models", "list")
+    assert res.exit_code == 2
+    assert "no registered model named 'sensor-failure-detector'" in res.output
+    assert "Traceback" not in res.output
+    res = _cli("models", "rollback")
+    assert res.exit_code == 2 and "no registered model" in res.output
+    res = _cli("models", "history")
+    assert res.exit_code == 0 and "no lifecycle events" in res.output
+    res = _cli("train", "does-not-exist.csv")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    res = _cli("train", "x.csv", "--param", "oops")
+    assert res.exit_code == 2
+
+
+def test_cli_no_production_alias(store: Settings) -> None:
+    r = _train(store, _readings(seed=2))
+    res = _cli("models", "rollback")
+    assert res.exit_code == 2
+    assert "no 'previous' version to roll back to" in res.output
+    res = _cli("models", "show", str(r.version + 5))
+    assert res.exit_code == 2 and f"has no version {r.version + 5}" in res.output
+    from sensorguard.registry import load_by_alias
+
+    with pytest.raises(RegistryError, match="has no version with alias 'production'"):
+        load_by_alias(store.model_name, "production", store)

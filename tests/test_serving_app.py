@@ -1,0 +1,495 @@
+"""The predictor app in-process (Starlette TestClient) on a real embedded MLflow registry.
+
+Every request test runs twice: through the raw ASGI fast path the service uses, and
+through the FastAPI route that documents the endpoint, so both stay identical.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from _lifecycle_support import seed_store
+from _serving_support import SENSORS, fit, frame, reading, register, set_alias
+from fastapi.testclient import TestClient
+
+from sensorguard.serving import schemas
+from sensorguard.serving.app import create_app
+from sensorguard.serving.settings import ServingSettings
+
+MAX_BATCH = 50
+
+
+def _settings(home: Path, **kw: Any) -> ServingSettings:
+    base: dict[str, Any] = {
+        "home": home,
+        "tracking_uri": f"sqlite:///{home / 'mlflow.db'}",
+        "poll_interval": 0.2,
+        "max_batch": MAX_BATCH,
+        "max_body_mb": 0.05,
+    }
+    base.update(kw)
+    return ServingSettings(**base)
+
+
+def _wait_ready(client: TestClient, version: int | None = None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    body: Any = None
+    while time.monotonic() < deadline:
+        r = client.get("/readyz")
+        body = r.json()
+        if r.status_code == 200 and (version is None or body["model"]["version"] == version):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not ready: {body}")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("serving-app")
+    seed_store(home)
+    settings = _settings(home)
+    detector = fit(seed=0)
+    version = register(settings, detector)
+    return {"home": home, "settings": settings, "detector": detector, "version": version}
+
+
+@pytest.fixture(scope="module")
+def app_client(registry: dict[str, Any]) -> Iterator[tuple[Any, TestClient]]:
+    app = create_app(registry["settings"])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _wait_ready(client)
+        yield app, client
+
+
+@pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-route"])
+def client(request: pytest.FixtureRequest, app_client: tuple[Any, TestClient]) -> TestClient:
+    app, c = app_client
+    app.fast_path = request.param
+    return c
+
+
+def _post(client: TestClient, payload: Any, **kw: Any) -> Any:
+    return client.post("/v1/predict", json=payload, **kw)
+
+
+# ------------------------------------------------------------------ happy paths
+def test_predict_records_matches_the_detector(client: TestClient, registry: dict[str, Any]) -> None:
+    X = frame(20, seed=5)
+    X.iloc[3, 2] = 500.0  # one wild reading
+    r = _post(client, {"readings": X.to_dict(orient="records")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    schemas.PredictResponse.model_validate(body)
+    name = registry["settings"].model_name
+    assert body["model"] == {"name": name, "version": registry["version"]}
+    assert r.headers["x-model-name"] == name
+    assert r.headers["x-model-version"] == str(registry["version"])
+    preds = body["predictions"]
+    assert len(preds) == 20
+    expected = registry["detector"].detect(X)
+    np.testing.assert_allclose([p["score"] for p in preds], expected.score, rtol=1e-6)
+    assert [p["is_anomaly"] for p in preds] == expected.is_anomaly.tolist()
+    assert [p["state"] for p in preds] == expected.state.tolist()
+    assert [p["top_sensors"] for p in preds] == expected.top_sensors(3)
+    assert preds[3]["top_sensors"][0] == "s2"
+    assert preds[3]["above_threshold"] is True
+    assert [p["above_threshold"] for p in preds] == (expected.score > expected.threshold).tolist()
+
+
+def test_columnar_request_and_response_agree_with_records(client: TestClient) -> None:
+    X = frame(30, seed=6)
+    rec = _post(client, {"readings": X.to_dict(orient="records")}).json()
+    col_in = {"columns": {s: X[s].tolist() for s in SENSORS}}
+    col = _post(client, col_in).json()
+    assert col["predictions"] == rec["predictions"]
+    out = client.post("/v1/predict?orient=columns", json=col_in)
+    assert out.status_code == 200, out.text
+    body = out.json()
+    schemas.PredictResponse.model_validate(body)
+    cols = body["columns"]
+    assert cols["score"] == [p["score"] for p in rec["predictions"]]
+    assert cols["top_sensors"] == [p["top_sensors"] for p in rec["predictions"]]
+    assert cols["is_anomaly"] == [p["is_anomaly"] for p in rec["predictions"]]
+
+
+def test_timestamp_and_asset_are_passed_through(client: TestClient) -> None:
+    readings = [
+        {"timestamp": "2026-01-01T00:00:00Z", "asset_id": "pump-01", **reading(0)},
+        {"asset_id": "pump-02", **reading(1)},
+    ]
+    preds = _post(client, {"readings": readings}).json()["predictions"]
+    assert preds[0]["timestamp"] == "2026-01-01T00:00:00Z"
+    assert preds[0]["asset_id"] == "pump-01"
+    assert preds[1]["timestamp"] is None
+    assert preds[1]["asset_id"] == "pump-02"
+    cols = {s: [reading(0)[s]] for s in SENSORS}
+    cols["timestamp"] = ["t0"]
+    out = client.post("/v1/predict?orient=columns", json={"columns": cols}).json()
+    assert out["columns"]["timestamp"] == ["t0"]
+
+
+def test_nulls_follow_the_models_missing_value_policy(
+    client: TestClient, registry: dict[str, Any]
+) -> None:
+    det = registry["detector"]
+    X = frame(4, seed=7)
+    X.iloc[0, 1] = np.nan  # no earlier value: training median
+    X.iloc[2, 4] = np.nan  # forward-filled from row 1
+    payload = [
+        {k: (None if pd.isna(v) else v) for k, v in row.items()} for row in X.to_dict("records")
+    ]
+    preds = _post(client, {"readings": payload}).json()["predictions"]
+    filled = X.copy()
+    filled.iloc[0, 1] = det.schema_.fill_values[1]
+    filled.iloc[2, 4] = X.iloc[1, 4]
+    expected = det.detect(filled).score
+    np.testing.assert_allclose([p["score"] for p in preds], expected, rtol=1e-6)
+    assert det.schema_.missing_policy == "ffill-then-median"
+
+
+def test_extra_fields_are_ignored(client: TestClient) -> None:
+    r = _post(client, {"readings": [{**reading(0), "comment": "ok", "machine_status": "NORMAL"}]})
+    assert r.status_code == 200, r.text
+
+
+def test_model_endpoint(client: TestClient, registry: dict[str, Any]) -> None:
+    r = client.get("/v1/model")
+    assert r.status_code == 200
+    info = schemas.ModelInfo.model_validate(r.json())
+    det = registry["detector"]
+    assert info.version == registry["version"]
+    assert info.alias == "production"
+    assert info.run_id
+    assert info.sensors == SENSORS
+    assert info.threshold == pytest.approx(det.threshold_)
+    assert info.missing_policy == "ffill-then-median"
+    assert list(info.fill_values.values()) == pytest.approx(det.schema_.fill_values)
+    assert info.detector == "operating-states"
+
+
+def test_health_ready_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    schemas.Readiness.model_validate(ready.json())
+    before = _metric(client, "sensorguard_predictions_total")
+    X = frame(7, seed=8)
+    X.iloc[:, 0] = 1e4  # far outside training: anomalous, blamed on s0
+    assert _post(client, {"readings": X.to_dict("records")}).status_code == 200
+    text = client.get("/metrics").text
+    assert _metric(client, "sensorguard_predictions_total") == before + 7
+    assert 'sensorguard_anomalies_by_sensor_total{sensor="s0"}' in text
+    assert _metric(client, 'sensorguard_anomalies_by_sensor_total{sensor="s0"}') >= 1
+    assert 'sensorguard_model_info{alias="production"' in text
+    assert "sensorguard_request_duration_seconds_bucket" in text
+    assert _metric(client, "sensorguard_model_reloads_total") >= 1
+    assert "sensorguard_model_reload_failures_total" in text
+
+
+def _metric(client: TestClient, prefix: str) -> float:
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(prefix) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# ------------------------------------------------------------------ bad input
+BAD_RAW: list[tuple[str, bytes, int, str]] = [
+    ("malformed", b'{"readings": [{"s0": 1,}]}', 400, "malformed_json"),
+    ("nan-literal", b'{"readings": [{"s0": NaN}]}', 400, "malformed_json"),
+    ("infinity-literal", b'{"readings": [{"s0": Infinity}]}', 400, "malformed_json"),
+    ("overflowing-number", b'{"readings": [{"s0": 1e400}]}', 400, "malformed_json"),
+    ("empty-body", b"", 400, "empty_body"),
+    ("trailing-garbage", b'{"readings": []} x', 400, "malformed_json"),
+    ("list-body", b"[1, 2, 3]", 422, "bad_body"),
+    ("string-body", b'"hello"', 422, "bad_body"),
+    ("number-body", b"42", 422, "bad_body"),
+    ("null-body", b"null", 422, "bad_body"),
+    ("no-known-key", b'{"rows": []}', 422, "bad_body"),
+    ("readings-not-list", b'{"readings": {"s0": 1}}', 422, "bad_body"),
+    ("columns-not-object", b'{"columns": [1]}', 422, "bad_body"),
+    ("empty-batch", b'{"readings": []}', 422, "empty_batch"),
+    (
+        "empty-columns",
+        b'{"columns": {"s0": [], "s1": [], "s2": [], "s3": [], "s4": [], "s5": []}}',
+        422,
+        "empty_batch",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"), [b[1:] for b in BAD_RAW], ids=[b[0] for b in BAD_RAW]
+)
+def test_bad_raw_bodies(client: TestClient, body: bytes, status: int, code: str) -> None:
+    r = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert err["message"]
+    assert err.get("hint")
+
+
+def _bad(client: TestClient, payload: Any) -> dict[str, Any]:
+    r = _post(client, payload)
+    assert 400 <= r.status_code < 500, r.text
+    body = r.json()
+    assert "model" in body  # the served model is named even on errors
+    return {"status": r.status_code, **body["error"]}
+
+
+def test_missing_sensors_are_listed(client: TestClient) -> None:
+    one = reading(0)
+    del one["s2"], one["s4"]
+    err = _bad(client, {"readings": [reading(1), one, one]})
+    assert err["status"] == 422
+    assert err["code"] == "missing_sensors"
+    assert err["missing"] == ["s2", "s4"]
+    assert err["path"] == "readings[1]"
+    assert "s2, s4" in err["message"] and "1 other reading" in err["message"]
+    cols = {s: [1.0] for s in SENSORS if s != "s5"}
+    err = _bad(client, {"columns": cols})
+    assert (err["status"], err["code"], err["missing"]) == (422, "missing_sensors", ["s5"])
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("abc", "string"),
+        ("1.5", "string"),
+        (True, "boolean"),
+        ({"v": 1}, "object"),
+        ([1.0], "list"),
+    ],
+    ids=["text", "numeric-string", "bool", "nested-object", "nested-list"],
+)
+def test_non_numeric_values_name_their_path(client: TestClient, value: Any, kind: str) -> None:
+    readings = [reading(i) for i in range(5)]
+    readings[3]["s4"] = value
+    err = _bad(client, {"readings": readings})
+    assert (err["status"], err["code"], err["path"]) == (422, "non_numeric", "readings[3].s4")
+    assert kind in err["message"]
+    cols: dict[str, Any] = {s: [1.0, 2.0, 3.0] for s in SENSORS}
+    cols["s1"][2] = value
+    err = _bad(client, {"columns": cols})
+    assert (err["code"], err["path"]) == ("non_numeric", "columns.s1[2]")
+
+
+def test_every_value_nested_the_same_way_is_still_caught(client: TestClient) -> None:
+    # numpy would happily build a 3-d array from these
+    err = _bad(client, {"readings": [{s: [1.0, 2.0] for s in SENSORS}] * 2})
+    assert (err["code"], err["path"]) == ("non_numeric", "readings[0].s0")
+
+
+def test_reading_of_the_wrong_type(client: TestClient) -> None:
+    err = _bad(client, {"readings": [reading(0), [1, 2, 3]]})
+    assert (err["status"], err["code"], err["path"]) == (422, "bad_reading", "readings[1]")
+    err = _bad(client, {"readings": ["s0=1"]})
+    assert err["path"] == "readings[0]"
+
+
+def test_ragged_columns(client: TestClient) -> None:
+    cols: dict[str, Any] = {s: [1.0, 2.0] for s in SENSORS}
+    cols["s3"] = [1.0]
+    err = _bad(client, {"columns": cols})
+    assert (err["code"], err["path"]) == ("ragged_columns", "columns.s3")
+    cols["s3"] = 1.0
+    assert _bad(client, {"columns": cols})["code"] == "bad_column"
+
+
+def test_both_layouts_at_once_is_ambiguous(client: TestClient) -> None:
+    err = _bad(client, {"readings": [reading(0)], "columns": {}})
+    assert err["code"] == "bad_body" and "both" in err["message"]
+
+
+def test_batch_over_the_limit_is_413(client: TestClient) -> None:
+    err = _bad(client, {"readings": [reading(i) for i in range(MAX_BATCH + 1)]})
+    assert (err["status"], err["code"], err["limit"]) == (413, "batch_too_large", MAX_BATCH)
+    cols = {s: [1.0] * (MAX_BATCH + 1) for s in SENSORS}
+    assert _bad(client, {"columns": cols})["status"] == 413
+    assert _post(client, {"readings": [reading(i) for i in range(MAX_BATCH)]}).status_code == 200
+
+
+def test_body_over_the_size_limit_is_413(client: TestClient) -> None:
+    payload = {"readings": [{**reading(0), "note": "x" * 60_000}]}
+    err = _bad(client, payload)
+    assert (err["status"], err["code"]) == (413, "body_too_large")
+
+
+def test_wrong_content_type_is_415(client: TestClient) -> None:
+    r = client.post(
+        "/v1/predict",
+        content=b"s0=1&s1=2",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415
+    assert r.json()["error"]["code"] == "unsupported_media_type"
+    ok = client.post(
+        "/v1/predict",
+        content=orjson.dumps({"readings": [reading(0)]}),
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert ok.status_code == 200
+
+
+def test_bad_orient_is_422(client: TestClient) -> None:
+    r = client.post("/v1/predict?orient=table", json={"readings": [reading(0)]})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_request"
+
+
+def test_huge_finite_numbers_do_not_break_the_response(client: TestClient) -> None:
+    r = _post(
+        client, {"readings": [reading(0, s0=1e308, s1=-1e308), reading(1, s2=BIG * 0 + 10**30)]}
+    )
+    assert r.status_code == 200, r.text
+    p = r.json()["predictions"][0]
+    assert p["score"] is None or p["score"] > 1e6
+    assert p["above_threshold"] is True
+
+
+def test_unknown_route_and_method_are_json(client: TestClient) -> None:
+    r = client.get("/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = client.get("/v1/predict")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+# ------------------------------------------------------------------ OpenAPI
+def test_openapi_documents_predict_with_working_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/v1/predict"]["post"]
+    content = op["requestBody"]["content"]["application/json"]
+    refs = [s["$ref"].rsplit("/", 1)[1] for s in content["schema"]["oneOf"]]
+    assert refs == ["RecordsRequest", "ColumnsRequest"]
+    for name in [*refs, "PredictResponse", "ErrorResponse", "ModelInfo"]:
+        assert name in spec["components"]["schemas"], name
+    assert {"200", "400", "401", "403", "413", "415", "422", "503"} <= set(op["responses"])
+    assert any(p["name"] == "orient" for p in op["parameters"])
+    for name, example in content["examples"].items():
+        r = _post(client, example["value"])
+        assert r.status_code == 200, (name, r.text)
+        schemas.PredictResponse.model_validate(r.json())
+    for example in op["responses"]["200"]["content"]["application/json"]["examples"].values():
+        schemas.PredictResponse.model_validate(example["value"])
+    # the examples use the served model's sensors
+    assert set(SENSORS) <= set(content["examples"]["records"]["value"]["readings"][0])
+    assert client.get("/docs").status_code == 200
+
+
+# ------------------------------------------------------------------ security
+def test_admin_is_disabled_without_a_token(client: TestClient) -> None:
+    r = client.post("/v1/admin/reload")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "admin_disabled"
+
+
+def test_tokens_guard_predict_and_admin(registry: dict[str, Any]) -> None:
+    settings = registry["settings"].model_copy(update={"api_token": "s3cret-token"})
+    app = create_app(settings)
+    with TestClient(app) as c:
+        _wait_ready(c)
+        for fast in (True, False):
+            app.fast_path = fast
+            body = {"readings": [reading(0)]}
+            r = c.post("/v1/predict", json=body)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            r = c.post("/v1/predict", json=body, headers={"authorization": "Bearer nope"})
+            assert r.status_code == 403
+            r = c.post("/v1/predict", json=body, headers={"authorization": "Basic czM="})
+            assert r.status_code == 401
+            ok = {"authorization": "Bearer s3cret-token"}
+            assert c.post("/v1/predict", json=body, headers=ok).status_code == 200
+        assert c.post("/v1/admin/reload").status_code == 401
+        assert c.post("/v1/admin/reload", headers={"authorization": "Bearer x"}).status_code == 403
+        r = c.post("/v1/admin/reload", headers={"authorization": "Bearer s3cret-token"})
+        assert r.status_code == 200
+        assert r.json()["changed"] is False
+        assert c.get("/healthz").status_code == 200  # health stays open
+
+
+# ------------------------------------------------------------------ hot swap
+def test_reload_swaps_versions_and_survives_a_broken_one(
+    registry: dict[str, Any], tmp_path: Path
+) -> None:
+    settings = registry["settings"].model_copy(
+        update={"model_name": "swap-model", "api_token": "t", "poll_interval": 30.0}
+    )
+    auth = {"authorization": "Bearer t"}
+    v1 = register(settings, fit(seed=1))
+    app = create_app(settings)
+    with TestClient(app) as c:
+        _wait_ready(c, v1)
+        v2 = register(settings, fit(seed=2, shift=1.0))
+        assert _post(c, {"readings": [reading(0)]}).json()["model"]["version"] == v1
+        r = c.post("/v1/admin/reload", headers=auth).json()
+        assert (r["changed"], r["version"], r["previous"]) == (True, v2, v1)
+        assert _post(c, {"readings": [reading(0)]}).json()["model"]["version"] == v2
+        assert c.get("/v1/model").json()["version"] == v2
+
+        # a version that is not a SensorGuard detector: the load fails, v2 keeps serving
+        bad = _register_foreign_model(settings, tmp_path)
+        r = c.post("/v1/admin/reload", headers=auth)
+        assert r.status_code == 502
+        assert r.json()["stage"] == "load" and r.json()["version"] == v2
+        assert "not a SensorGuard detector" in r.json()["error"]
+        p = _post(c, {"readings": [reading(0)]})
+        assert p.status_code == 200 and p.json()["model"]["version"] == v2
+        assert _metric(c, 'sensorguard_model_reload_failures_total{stage="load"}') == 1
+        assert c.get("/readyz").json()["last_error"].startswith("load:")
+
+        # rollback to v1: swapped back, failure state cleared
+        set_alias(settings, v1)
+        r = c.post("/v1/admin/reload", headers=auth).json()
+        assert (r["changed"], r["version"]) == (True, v1)
+        assert c.get("/readyz").json()["last_error"] is None
+        assert bad > v2
+
+
+def _register_foreign_model(settings: ServingSettings, tmp_path: Path) -> int:
+    import mlflow
+    from sensorguard.registry import ensure_experiment, get_client
+
+    code = tmp_path / "other_model.py"
+    code.write_text(
+        "import mlflow\n"
+        "from mlflow.pyfunc import PythonModel\n\n"
+        "class Echo(PythonModel):\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        "        return model_input\n\n"
+        "mlflow.models.set_model(Echo())\n"
+    )
+    exp = ensure_experiment(settings.experiment, settings)
+    with mlflow.start_run(experiment_id=exp):
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(code))
+    mv = mlflow.register_model(info.model_uri, settings.model_name)
+    get_client(settings).set_registered_model_alias(settings.model_name, "production", mv.version)
+    return int(mv.version)
+
+
+def test_not_ready_until_a_model_exists(registry: dict[str, Any]) -> None:
+    settings = registry["settings"].model_copy(update={"model_name": "not-yet-registered"})
+    app = create_app(settings)
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and c.get("/readyz").json()["last_error"] is None:
+            time.sleep(0.05)
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert "no registered model" in r.json()["last_error"]
+        assert c.get("/healthz").status_code == 200
+        p = _post(c, {"readings": [reading(0)]})
+        assert p.status_code == 503 and p.json()["error"]["code"] == "not_ready"
+        assert c.get("/v1/model").status_code == 503
+        # registering it makes the service ready without a restart
+        v = register(settings, fit(seed=3))
+        _wait_ready(c, v, timeout=30)
+        assert _post(c, {"readings": [reading(0)]}).json()["model"]["version"] == v
