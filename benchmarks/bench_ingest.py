@@ -92,7 +92,8 @@ def main() -> None:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     pg = make_url(normalize_url(args.pg_url)).set(database=name).render_as_string(False)
     print(
-        f"{'backend':<10} {'sensors':>7} {'rows':>9} {'file r/s':>10} {'frame r/s':>10} {'dupes r/s':>10}"
+        f"{'backend':<10} {'sensors':>7} {'rows':>9} "
+        f"{'file r/s':>10} {'frame r/s':>10} {'dupes r/s':>10}"
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -26,9 +27,16 @@ def shared_or_exit(sub: str) -> Path:
     return path
 
 
-def detectors_from_argv(default: Iterable[str] | None = None) -> list[str]:
-    names = [a for a in sys.argv[1:] if not a.startswith("-")]
-    return names or list(default or available_detectors())
+def parse_args(doc: str | None, **extra: Any) -> argparse.Namespace:
+    """``[DETECTOR ...] [--json FILE]`` plus script-specific integer options."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("detectors", nargs="*", help="detector names (default: all)")
+    parser.add_argument("--json", help="also write every summary to this JSON file")
+    for name, default in extra.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    args = parser.parse_args()
+    args.detectors = args.detectors or available_detectors()
+    return args
 
 
 def run_all(

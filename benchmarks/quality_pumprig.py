@@ -1,10 +1,11 @@
-"""Detection quality on the synthetic pump test rig (benchmark contract format).
+"""Detection quality on the synthetic pump test rig (the benchmark contract's format).
 
-    .venv/bin/python benchmarks/quality_pumprig.py [DETECTOR ...] [--files N] [--seed S]
+    .venv/bin/python benchmarks/quality_pumprig.py [DETECTOR ...] [--files 60] [--seed 0]
 
-Generates N files (default 60, seed 0) with ``sensorguard.evaluation.synthetic``, then
-runs the benchmark protocol (fit on the first 400 rows of each file, predict the rest)
-for every detector and prints a markdown table plus a per-kind breakdown.
+Generates the files with ``sensorguard.evaluation.synthetic.write_pump_rig`` (8 sensors
+at 1 Hz, ~1,100 rows, one long anomaly per file, drifting temperatures, wandering
+baselines), then runs the benchmark protocol (fit on the first 400 rows of each file,
+predict the rest) for every detector; prints a markdown table and a per-kind breakdown.
 """
 
 from __future__ import annotations
@@ -16,26 +17,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_common import detectors_from_argv, point_table, run_all  # noqa: E402
+from quality_common import dump, parse_args, point_table, run_all
 
-from sensorguard.evaluation.metrics import Confusion  # noqa: E402
-from sensorguard.evaluation.readers import iter_csv_folder  # noqa: E402
-from sensorguard.evaluation.synthetic import write_pump_rig  # noqa: E402
-
-
-def _opt(name: str, default: int) -> int:
-    if name in sys.argv:
-        return int(sys.argv[sys.argv.index(name) + 1])
-    return default
+from sensorguard.evaluation.metrics import Confusion
+from sensorguard.evaluation.readers import iter_csv_folder
+from sensorguard.evaluation.synthetic import write_pump_rig
 
 
 def main() -> None:
-    n_files, seed = _opt("--files", 60), _opt("--seed", 0)
-    argv = [a for i, a in enumerate(sys.argv) if not (i and sys.argv[i - 1] in ("--files", "--seed"))]
-    sys.argv = argv
+    args = parse_args(__doc__, files=60, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_pump_rig(folder, n_files=n_files, seed=seed)
+        write_pump_rig(folder, n_files=args.files, seed=args.seed)
         results = run_all(
             lambda: iter_csv_folder(
                 folder,
@@ -44,9 +37,10 @@ def main() -> None:
                 label_column="anomaly",
                 ignore_columns=["changepoint"],
             ),
-            detectors_from_argv(),
+            args.detectors,
         )
-    print(f"synthetic pump rig: {n_files} files, seed {seed}, fit on first 400 rows\n")
+    dump(results, args.json)
+    print(f"synthetic pump rig: {args.files} files, seed {args.seed}, fit on first 400 rows\n")
     print(point_table(results))
     print("\nF1 / FAR % per anomaly kind:\n")
     kinds = sorted({f["file"].split("/")[0] for s in results.values() for f in s["files"]})

@@ -1,14 +1,12 @@
 """Test support for the lifecycle tests: a pre-migrated, empty MLflow SQLite store.
 
-Creating an MLflow SQLite database runs all of MLflow's schema migrations (several
-seconds on a busy machine); each test copies one migrated template instead.
+Creating an MLflow SQLite database runs all of MLflow's schema migrations (seconds on a
+busy machine); each test copies one migrated template instead.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -16,14 +14,17 @@ from pathlib import Path
 
 @lru_cache(maxsize=1)
 def _template() -> Path:
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     folder = Path(tempfile.mkdtemp(prefix="sg-mlflow-template-"))
     db = folder / "mlflow.db"
-    # a separate process so this process' MLflow store cache never sees the template
-    code = (
-        "from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore\n"
-        f"SqlAlchemyStore('sqlite:///{db}', '{folder.as_uri()}/artifacts')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    uri = f"sqlite:///{db}"
+    # tests never use this URI (they use copies), so MLflow's per-URI store cache is harmless
+    tracking = SqlAlchemyStore(uri, (folder / "artifacts").as_uri())
+    registry = RegistryStore(uri)
+    for store in (tracking, registry):
+        store.engine.dispose()
     return db
 
 

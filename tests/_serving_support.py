@@ -163,6 +163,10 @@ def mlflow_server(folder: Path, port: int | None = None) -> Iterator[tuple[Proc,
     """A real ``mlflow server`` on loopback: SQLite backend, proxied artifacts."""
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "mlflow.db").exists():
+        from _lifecycle_support import seed_store
+
+        seed_store(folder)  # a migrated template: skips minutes of migrations on a busy box
     proc = Proc(
         [
             MLFLOW,
@@ -180,12 +184,12 @@ def mlflow_server(folder: Path, port: int | None = None) -> Iterator[tuple[Proc,
             "1",
         ],
         folder / f"mlflow-{time.time_ns()}.log",
-        base_env(),
+        base_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),  # no job runner needed
     )
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_http(f"{url}/health", timeout=90)
+            wait_http(f"{url}/health", timeout=180)
         except TimeoutError:
             raise RuntimeError(f"mlflow server did not start:\n{proc.output()}") from None
         yield proc, url

@@ -57,9 +57,7 @@ def test_detection_at_window_end_and_middle() -> None:
     # in the middle: y = -0.5
     r = raw_score([0], [30], 60)
     assert r.raw["standard"] == pytest.approx(S_HALF, rel=1e-5)
-    assert r.normalised()["standard"] == pytest.approx(
-        100 * (S_HALF + 1) / (S_START + 1), rel=1e-5
-    )
+    assert r.normalised()["standard"] == pytest.approx(100 * (S_HALF + 1) / (S_START + 1), rel=1e-5)
 
 
 def test_only_first_detection_in_window_counts() -> None:

@@ -178,3 +178,17 @@ def test_validate_duplicates_last(tmp_path: Path) -> None:
 def test_validate_missing_file(tmp_path: Path) -> None:
     code, out = run("validate", str(tmp_path / "nope.csv"))
     assert_one_line_error(code, out, "file not found")
+
+
+@pytest.mark.slow  # matplotlib import and two 9-panel figures
+def test_plots_are_written(tmp_path: Path) -> None:
+    data, png = tmp_path / "p.parquet", tmp_path / "plots" / "p.png"
+    code, out = run("simulate", "-o", str(data), "--days", "1", "--plot", str(png))
+    assert code == 0, out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = tmp_path / "v.svg"
+    code, out = run("validate", str(data), "--plot", str(svg))
+    assert code == 0, out
+    assert "<svg" in svg.read_text()[:500]
+    code, out = run("validate", str(data), "--plot", str(tmp_path / "v.txt"))
+    assert_one_line_error(code, out, "cannot write a plot to v.txt")

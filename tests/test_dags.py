@@ -79,12 +79,29 @@ def _run(airflow_home: Path, *runs: tuple[str, dict[str, Any]]) -> list[dict[str
     return list(_driver(airflow_home, "run", json.dumps(spec)))
 
 
-def _pump_csv(path: Path, *, days: float, seed: int, failures: bool = True) -> Path:
-    from sensorguard.data import write_frame
+@pytest.fixture(scope="module")
+def pump() -> Any:
+    """A week of one simulated pump at 2-minute steps (with failures and labels)."""
     from sensorguard.data.simulator import simulate_pump
 
-    df = simulate_pump(days=days, freq="2min", seed=seed, failures=failures)
-    write_frame(df, path)
+    return simulate_pump(days=7, freq="2min", seed=1)
+
+
+DAY = 720  # readings per simulated day
+
+
+def _history_csv(pump: Any, path: Path) -> Path:
+    """The first five days: labelled training history."""
+    pump.iloc[: 5 * DAY].to_csv(path, index=False)
+    return path
+
+
+def _recent_csv(pump: Any, path: Path, day: int, scale: float = 1.0) -> Path:
+    """One later day as live readings arrive: no labels; ``scale`` changes the regime."""
+    frame = pump.iloc[day * DAY : (day + 1) * DAY].drop(columns=["machine_status", "failure_mode"])
+    for col in ("suction_pressure", "discharge_pressure", "flow_rate", "fluid_temp"):
+        frame[col] = frame[col] * scale
+    frame.to_csv(path, index=False)
     return path
 
 
@@ -127,74 +144,77 @@ def test_dagbag_parses_cheaply_with_safe_defaults(airflow_home: Path) -> None:
 # ---------------------------------------------------------------- training
 
 
-def test_training_dag_promotes_good_candidates_and_skips_a_worse_one(
-    airflow_home: Path, sg_home: Path, tmp_path: Path
+def test_training_dag_promotes_a_good_candidate_and_skips_a_worse_one(
+    airflow_home: Path, sg_home: Path, tmp_path: Path, pump: Any
 ) -> None:
     from sensorguard.registry import get_client
 
     seed_store(sg_home)  # an already migrated, empty MLflow database
-    data = _pump_csv(tmp_path / "history.csv", days=5, seed=1)
+    data = _history_csv(pump, tmp_path / "history.csv")
     conf = {"data_path": str(data), "eval_fraction": EVAL_FRACTION, "detector_params": FAST}
     # a detector whose alarm threshold is far too high misses every failure
     worse = {**conf, "detector_params": {**FAST, "threshold_margin": 50.0}}
-    first, rejected, second = _run(
-        airflow_home, (TRAINING, conf), (TRAINING, worse), (TRAINING, conf)
-    )
+    first, rejected = _run(airflow_home, (TRAINING, conf), (TRAINING, worse))
 
-    # 1st run: no production yet, the candidate passes the absolute thresholds
+    # 1st run: no production yet; the candidate passes the absolute thresholds
     assert first["state"] == "success", first["tasks"]
     assert set(first["tasks"].values()) == {"success"}
     assert first["xcom"]["gate"]["gate"]["passed"] is True
-    assert [e["uri"] for e in first["asset_events"]] == [PRODUCTION_URI]
-    assert first["asset_events"][0]["extra"]["version"] == 1
+    assert first["asset_events"] == [
+        {
+            "uri": PRODUCTION_URI,
+            "extra": {"model": MODEL, "version": 1, "previous": None},
+            "source_task_id": "promote",
+        }
+    ]
 
-    # 2nd run: a blind detector is rejected; promotion is skipped and the run is green
+    # 2nd run: a blind detector, judged against production on the same readings, is
+    # rejected; promotion is skipped, the run is green, the reason is in XCom and tags
     assert rejected["state"] == "success", rejected["tasks"]
     assert rejected["tasks"]["gate"] == "success"
     assert rejected["tasks"]["promote"] == "skipped"
     verdict = rejected["xcom"]["gate"]["gate"]
-    assert verdict["passed"] is False and verdict["version"] == 2
-    assert "event recall" in verdict["reason"]
+    assert verdict["passed"] is False
+    assert (verdict["version"], verdict["production_version"]) == (2, 1)
+    assert "event recall" in verdict["reason"] and "production v1" in verdict["reason"]
     assert rejected["asset_events"] == []
 
-    # 3rd run: as good as production again, so it replaces it
-    assert second["state"] == "success", second["tasks"]
-    assert second["tasks"]["promote"] == "success"
-    assert second["asset_events"][0]["extra"] == {"model": MODEL, "version": 3, "previous": 1}
-
     client = get_client()
-    assert int(client.get_model_version_by_alias(MODEL, "production").version) == 3
-    assert int(client.get_model_version_by_alias(MODEL, "previous").version) == 1
+    assert int(client.get_model_version_by_alias(MODEL, "production").version) == 1
     tags = _versions(client)
-    assert sorted(tags) == [1, 2, 3]  # one version per run: no duplicates
+    assert sorted(tags) == [1, 2]
+    assert tags[1]["gate"] == "passed" and tags[1]["lifecycle"] == "production"
     assert tags[2]["gate"] == "rejected" and "event recall" in tags[2]["gate_reasons"]
-    assert tags[3]["gate"] == "passed" and tags[1]["lifecycle"] == "archived"
-    assert tags[3]["airflow_run_id"] == f"{TRAINING}/{second['run_id']}"
+    assert tags[1]["airflow_run_id"] == f"{TRAINING}/{first['run_id']}"
+
+    # a retried training task of the first run finds its version instead of adding one
+    from sensorguard.pipelines import retraining
+
+    window = first["xcom"]["validate_contract"]["return_value"]
+    again = retraining.train_candidate(window, airflow_run_id=tags[1]["airflow_run_id"])
+    assert (again["version"], again["reused"]) == (1, True)
+    assert sorted(_versions(client)) == [1, 2]
 
 
 # ---------------------------------------------------------------- monitoring
 
 
 def test_monitor_dag_flags_ungated_production_vets_it_and_requests_retraining_on_drift(
-    airflow_home: Path, sg_home: Path, tmp_path: Path
+    airflow_home: Path, sg_home: Path, tmp_path: Path, pump: Any
 ) -> None:
     from sensorguard.data import load_readings
     from sensorguard.pipelines.training import train_and_register
     from sensorguard.registry import get_client
 
     seed_store(sg_home)
-    history = load_readings(_pump_csv(tmp_path / "history.csv", days=5, seed=1))
+    history = load_readings(_history_csv(pump, tmp_path / "history.csv"))
     # registered outside the pipeline and put in production by hand: no gate verdict
     result = train_and_register(history, params=FAST, holdout=EVAL_FRACTION, trigger="notebook")
     client = get_client()
     client.set_registered_model_alias(MODEL, "production", str(result.version))
 
-    steady = _pump_csv(tmp_path / "steady.csv", days=1, seed=11, failures=False)
-    shifted = _pump_csv(tmp_path / "shifted.csv", days=1, seed=12, failures=False)
-    frame = load_readings(shifted).frame
-    for col in ("suction_pressure", "discharge_pressure", "flow_rate", "fluid_temp"):
-        frame[col] = frame[col] * 1.3  # a new operating regime
-    frame.to_csv(shifted, index=False)
+    shifted = _recent_csv(pump, tmp_path / "shifted.csv", day=6, scale=1.3)  # new regime
+    steady = _recent_csv(pump, tmp_path / "steady.csv", day=5)
 
     drifted, calm = _run(
         airflow_home,
@@ -211,7 +231,10 @@ def test_monitor_dag_flags_ungated_production_vets_it_and_requests_retraining_on
     assert verdict["version"] == 1 and verdict["gate"] == "passed"
     assert _versions(client)[1]["gate"] == "passed"
     report = drifted["xcom"]["measure_drift"]["return_value"]
-    assert report["drifted"] is True and report["overall_psi"] > report["threshold"]
+    assert report["metric"] == "mean_shift" and report["threshold"] == 0.75
+    assert report["drifted"] is True and report["score"] > 1.0
+    moved = {s["sensor"] for s in sorted(report["sensors"], key=lambda s: -s["mean_shift"])[:4]}
+    assert moved == {"suction_pressure", "discharge_pressure", "flow_rate", "fluid_temp"}
     assert drifted["tasks"]["request_retraining"] == "success"
     assert [e["uri"] for e in drifted["asset_events"]] == [DRIFT_URI]
     assert TRAINING in drifted["queued_dag_runs"]  # Airflow queued a retraining run
@@ -220,7 +243,7 @@ def test_monitor_dag_flags_ungated_production_vets_it_and_requests_retraining_on
     assert calm["state"] == "success", calm["tasks"]
     assert calm["tasks"]["check_production"] == "success"
     assert calm["xcom"]["vet_new_versions"]["return_value"] == []
-    assert calm["xcom"]["measure_drift"]["return_value"]["drifted"] is False
+    assert calm["xcom"]["measure_drift"]["return_value"]["score"] < 0.5
     assert calm["tasks"]["request_retraining"] == "skipped"
     assert calm["asset_events"] == []
 
@@ -228,4 +251,19 @@ def test_monitor_dag_flags_ungated_production_vets_it_and_requests_retraining_on
     exp = client.get_experiment_by_name("sensorguard-monitoring")
     runs = client.search_runs([exp.experiment_id])
     assert sorted(r.data.tags["drifted"] for r in runs) == ["no", "yes"]
-    assert all("drift_overall_psi" in r.data.metrics for r in runs)
+    assert all(
+        {"drift_score", "drift_overall_psi", "psi.flow_rate"} <= set(r.data.metrics) for r in runs
+    )
+
+    # the CLI runs the same checks by hand
+    from typer.testing import CliRunner
+
+    from sensorguard.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["monitor", "check", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["production"]["version"] == 1
+    res = runner.invoke(app, ["drift", str(shifted), "--fail-on-drift"])
+    assert res.exit_code == 3, res.output
+    assert "DRIFT" in res.stdout and "logged to MLflow" in res.stdout

@@ -454,3 +454,35 @@ def test_time_index_is_used_as_time_column() -> None:
     r = Readings.from_frame(df)
     assert r.time_column == "timestamp" and r.sensors == ["a", "b"]
     assert r.times.iloc[-1] == pd.Timestamp("2026-01-01 00:04")
+
+
+def test_numbers_with_units_are_not_silently_dropped() -> None:
+    df = simple_frame(4)
+    df["pressure"] = ["5 bar", "5.2 bar", "5.1 bar", "4.9 bar"]
+    with pytest.raises(
+        DataValidationError, match=r"column 'pressure' holds numbers with units.*'5 bar' at row 1"
+    ):
+        Readings.from_frame(df)
+    df["pressure"] = ["1,234.5", "1,240.0", "1,250.5", "1,251.0"]
+    with pytest.raises(DataValidationError, match="no thousands separators"):
+        Readings.from_frame(df)
+    # identifiers and dates are text, not dressed numbers
+    df["pressure"] = ["pump-01", "2026-01-01", "10:00", "ok"]
+    assert Readings.from_frame(df).sensors == ["a", "b"]
+
+
+def test_zip_round_trip_and_damaged_archives(tmp_path: Path) -> None:
+    df = simple_frame(10)
+    r = load_readings(write_frame(df, tmp_path / "r.csv.zip"))
+    np.testing.assert_allclose(r.X.to_numpy(), df[["a", "b"]].to_numpy())
+    for name in ("bad.csv.zip", "bad.csv.gz", "bad.csv.bz2"):
+        (tmp_path / name).write_text("timestamp,a\n2026-01-01,1\n")
+        with pytest.raises(DataValidationError, match=rf"{name}: cannot be read"):
+            load_readings(tmp_path / name)
+
+
+def test_trailing_separator_column_is_dropped(tmp_path: Path) -> None:
+    text = "timestamp;a;\n2026-01-01 00:00;1;\n2026-01-01 00:01;2;\n"
+    r = load_readings(write_text(tmp_path, text))
+    assert r.sensors == ["a"]
+    assert any("without a name dropped" in n for n in r.notes)

@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _lifecycle_support import seed_store
 from typer.testing import CliRunner
 
 from sensorguard.config import Settings, get_settings
 from sensorguard.errors import RegistryError, SensorGuardError
 from sensorguard.pipelines.lifecycle import decide
-
-from _lifecycle_support import seed_store
 
 FAST = {"max_states": 4, "silhouette_sample": 2000}
 
@@ -158,28 +157,14 @@ def test_lifecycle_gate_promote_archive_rollback(store: Settings) -> None:
     assert promote3.gate["production"]["f1"] == pytest.approx(out3.decision.production["f1"])
 
 
-def test_forced_promotion_needs_reason_and_is_audited(store: Settings) -> None:
-    from sensorguard.pipelines import lifecycle
-
-    r = _train(store, _readings(seed=2), params={"threshold_margin": 100.0})
-    with pytest.raises(SensorGuardError, match="needs a passed quality gate"):
-        lifecycle.promote(r.version, settings=store)
-    with pytest.raises(SensorGuardError, match="needs a reason"):
-        lifecycle.promote(r.version, settings=store, force=True)
-    out = lifecycle.promote(r.version, settings=store, force=True, reason="hotfix", trigger="test")
-    assert out.action == "promote"
-    info = lifecycle.show_version(r.version, store)
-    assert info.tags["gate"] == "forced" and info.tags["force_reason"] == "hotfix"
-    (event,) = lifecycle.history(store)
-    assert event.forced and event.reason == "hotfix"
-    with pytest.raises(SensorGuardError, match="already the production version"):
-        lifecycle.promote(r.version, settings=store, force=True, reason="again")
-
-
-def test_training_run_logs_params_metrics_artifacts_tags(store: Settings) -> None:
+def test_training_run_registry_errors_forced_promotion_and_pickle_free_loading(
+    store: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking import MlflowClient
 
+    from sensorguard.pipelines import lifecycle
     from sensorguard.pipelines.training import data_sha256, load_holdout
+    from sensorguard.registry import load_by_alias, load_model_uri, resolve_alias
 
     data = _readings(seed=2)
     r = _train(store, data)
@@ -209,45 +194,58 @@ def test_training_run_logs_params_metrics_artifacts_tags(store: Settings) -> Non
     assert list(held.sensors) == list(data.sensors)
     pd.testing.assert_frame_equal(held.X, r.eval_readings.X)
 
+    # nothing in production yet: clear errors from the library and the CLI
+    with pytest.raises(RegistryError, match="has no version with alias 'production'"):
+        load_by_alias(store.model_name, "production", store)
+    res = _cli("models", "rollback")
+    assert res.exit_code == 2
+    assert "no 'previous' version to roll back to" in res.output
+    res = _cli("models", "show", "7")
+    assert res.exit_code == 2 and "has no version 7" in res.output
 
-def test_load_by_alias_without_pickle_gives_identical_scores(
-    store: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sensorguard.pipelines.lifecycle import promote
-    from sensorguard.registry import load_by_alias, load_model_uri, resolve_alias
+    # a forced promotion needs a reason and is audited as forced
+    with pytest.raises(SensorGuardError, match="needs a passed quality gate"):
+        lifecycle.promote(r.version, settings=store)
+    with pytest.raises(SensorGuardError, match="needs a reason"):
+        lifecycle.promote(r.version, settings=store, force=True)
+    out = lifecycle.promote(r.version, settings=store, force=True, reason="hotfix", trigger="test")
+    assert out.action == "promote"
+    info = lifecycle.show_version(r.version, store)
+    assert info.tags["gate"] == "forced" and info.tags["force_reason"] == "hotfix"
+    assert info.aliases == ["production"]
+    (event,) = lifecycle.history(store)
+    assert event.forced and event.reason == "hotfix"
+    with pytest.raises(SensorGuardError, match="already the production version"):
+        lifecycle.promote(r.version, settings=store, force=True, reason="again")
 
-    data = _readings(seed=2)
-    r = _train(store, data)
-    promote(r.version, settings=store, force=True, reason="test setup")
-    assert resolve_alias(store.model_name, "production", store) == r.version
-
+    # load by alias with pickle deserialization disabled: identical output
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    assert resolve_alias(store.model_name, "production", store) == r.version
     loaded = load_by_alias(store.model_name, "production", store)
     assert (loaded.version, loaded.alias, loaded.run_id) == (r.version, "production", r.run_id)
     assert loaded.sensors == list(data.sensors)
     assert loaded.threshold == r.detector.threshold_
-    assert loaded.input_example is not None and list(loaded.input_example.columns) == data.sensors
+    assert loaded.input_example is not None
+    assert list(loaded.input_example.columns) == data.sensors
 
-    X = data.X.iloc[::-1]  # any order of rows; columns shuffled too
+    X = data.X.iloc[::-1]  # any order of rows; columns reversed too
     X = X[list(reversed(X.columns))]
     expected = r.detector.detect(X).to_frame(index=X.index)
     got = loaded.pyfunc.predict(X)
     pd.testing.assert_frame_equal(got, expected)
-    assert got.dtypes.to_dict() == {
-        "score": np.dtype("float64"), "is_anomaly": np.dtype("bool"),
-        "state": np.dtype("int64"), "top_sensors": expected["top_sensors"].dtype,
-    }  # fmt: skip
+    assert got["score"].dtype == np.float64 and got["is_anomaly"].dtype == bool
+    assert got["state"].dtype == np.int64
     np.testing.assert_array_equal(loaded.detector.score_samples(X), r.detector.score_samples(X))
     # the python model exposes the detector itself (the predictor calls it directly)
     assert loaded.pyfunc.unwrap_python_model().detector is not None
     # no pickle anywhere in the logged model
-    art = Path(loaded.pyfunc.metadata.artifact_path or ".")
-    assert art is not None
-    model_dir = store.home / "artifacts"
-    assert not list(model_dir.rglob("*.pkl")) and not list(model_dir.rglob("*.pickle"))
+    arts = store.home / "artifacts"
+    assert not list(arts.rglob("*.pkl")) and not list(arts.rglob("*.pickle"))
+    assert list(arts.rglob("model_code.py")) or list(arts.rglob("python_model.py"))
     assert load_model_uri(f"models:/{store.model_name}/{r.version}", store).version == r.version
 
 
+@pytest.mark.slow
 def test_pyfunc_loads_in_a_fresh_process_with_pickle_disabled(store: Settings) -> None:
     import json
     import os
@@ -306,7 +304,9 @@ def test_registry_errors_are_clear(store: Settings) -> None:
         parse_model_uri("models:/only-a-name")
 
 
-def test_unreachable_server_is_a_registry_error(sg_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_server_is_a_registry_error(
+    sg_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     with socket.socket() as s:  # a free port nobody listens on
@@ -323,6 +323,14 @@ def test_unreachable_server_is_a_registry_error(sg_home: Path, monkeypatch: pyte
 
 
 # ---------------------------------------------------------------- CLI
+
+
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sensorguard.cli import _common
+
+    monkeypatch.setattr(_common.console, "width", 240)
+    monkeypatch.setattr(_common.err_console, "width", 240)
 
 
 def _cli(*args: str) -> Any:
@@ -369,13 +377,7 @@ def test_cli_models_list_history_show_rollback(store: Settings, tmp_path: Path) 
     res = _cli("models", "promote", "1", "--force")
     assert res.exit_code == 2 and "--reason" in res.output
 
-
-def test_cli_gate_rejection_exit_codes(store: Settings) -> None:
-    from sensorguard.pipelines import lifecycle
-
-    data = _readings(seed=2)
-    good = _train(store, data)
-    lifecycle.promote(good.version, settings=store, force=True, reason="setup")
+    # a rejection is a normal outcome (exit 0) unless a script asks for a failure code
     bad = _train(store, data, params={"threshold_margin": 100.0})
     res = _cli("models", "promote", str(bad.version))
     assert res.exit_code == 0, res.output
@@ -383,6 +385,7 @@ def test_cli_gate_rejection_exit_codes(store: Settings) -> None:
     res = _cli("models", "promote", str(bad.version), "--fail-on-reject")
     assert res.exit_code == 3
     assert lifecycle.show_version(bad.version, store).tags["gate"] == "rejected"
+    assert [e.action for e in lifecycle.history(store)][:2] == ["reject", "reject"]
 
 
 def test_cli_errors_without_tracebacks(store: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -398,16 +401,3 @@ def test_cli_errors_without_tracebacks(store: Settings, monkeypatch: pytest.Monk
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = _cli("train", "x.csv", "--param", "oops")
     assert res.exit_code == 2
-
-
-def test_cli_no_production_alias(store: Settings) -> None:
-    r = _train(store, _readings(seed=2))
-    res = _cli("models", "rollback")
-    assert res.exit_code == 2
-    assert "no 'previous' version to roll back to" in res.output
-    res = _cli("models", "show", str(r.version + 5))
-    assert res.exit_code == 2 and f"has no version {r.version + 5}" in res.output
-    from sensorguard.registry import load_by_alias
-
-    with pytest.raises(RegistryError, match="has no version with alias 'production'"):
-        load_by_alias(store.model_name, "production", store)

@@ -346,14 +346,17 @@ def test_bad_orient_is_422(client: TestClient) -> None:
     assert r.json()["error"]["code"] == "invalid_request"
 
 
-def test_huge_finite_numbers_do_not_break_the_response(client: TestClient) -> None:
-    r = _post(
-        client, {"readings": [reading(0, s0=1e308, s1=-1e308), reading(1, s2=BIG * 0 + 10**30)]}
-    )
+def test_huge_numbers(client: TestClient) -> None:
+    huge = [reading(0, s0=1e30, s1=-1e30), reading(1, s2=10**30)]
+    r = _post(client, {"readings": huge})
     assert r.status_code == 200, r.text
     p = r.json()["predictions"][0]
-    assert p["score"] is None or p["score"] > 1e6
-    assert p["above_threshold"] is True
+    assert p["score"] > 1e6 and p["above_threshold"] is True
+    err = _bad(client, {"readings": [reading(0), reading(1, s3=1e300)]})
+    assert (err["status"], err["code"], err["path"]) == (422, "out_of_range", "readings[1].s3")
+    cols = {s: [1.0, -1e200] for s in SENSORS}
+    err = _bad(client, {"columns": cols})
+    assert (err["code"], err["path"]) == ("out_of_range", "columns.s0[1]")
 
 
 def test_unknown_route_and_method_are_json(client: TestClient) -> None:
@@ -429,10 +432,10 @@ def test_reload_swaps_versions_and_survives_a_broken_one(
     with TestClient(app) as c:
         _wait_ready(c, v1)
         v2 = register(settings, fit(seed=2, shift=1.0))
-        assert _post(c, {"readings": [reading(0)]}).json()["model"]["version"] == v1
+        assert _post(c, {"readings": [reading(0)]}, headers=auth).json()["model"]["version"] == v1
         r = c.post("/v1/admin/reload", headers=auth).json()
         assert (r["changed"], r["version"], r["previous"]) == (True, v2, v1)
-        assert _post(c, {"readings": [reading(0)]}).json()["model"]["version"] == v2
+        assert _post(c, {"readings": [reading(0)]}, headers=auth).json()["model"]["version"] == v2
         assert c.get("/v1/model").json()["version"] == v2
 
         # a version that is not a SensorGuard detector: the load fails, v2 keeps serving
@@ -441,7 +444,7 @@ def test_reload_swaps_versions_and_survives_a_broken_one(
         assert r.status_code == 502
         assert r.json()["stage"] == "load" and r.json()["version"] == v2
         assert "not a SensorGuard detector" in r.json()["error"]
-        p = _post(c, {"readings": [reading(0)]})
+        p = _post(c, {"readings": [reading(0)]}, headers=auth)
         assert p.status_code == 200 and p.json()["model"]["version"] == v2
         assert _metric(c, 'sensorguard_model_reload_failures_total{stage="load"}') == 1
         assert c.get("/readyz").json()["last_error"].startswith("load:")
@@ -493,3 +496,29 @@ def test_not_ready_until_a_model_exists(registry: dict[str, Any]) -> None:
         v = register(settings, fit(seed=3))
         _wait_ready(c, v, timeout=30)
         assert _post(c, {"readings": [reading(0)]}).json()["model"]["version"] == v
+
+
+# ------------------------------------------------------------------ CLI
+def test_serve_cli_reports_bad_options_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from sensorguard.cli import app
+
+    runner = CliRunner()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = runner.invoke(
+            app, ["serve", "--port", str(port)], env={"SENSORGUARD_HOME": str(tmp_path)}
+        )
+    assert r.exit_code == 2
+    assert "cannot listen on 127.0.0.1:" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["serve", "--log-level", "chatty"])
+    assert r.exit_code == 2 and "unknown log level" in r.output
+    r = runner.invoke(app, ["serve", "--port", "0"], env={"SENSORGUARD_MAX_BATCH": "-3"})
+    assert r.exit_code == 2 and "max_batch" in r.output
+    help_text = runner.invoke(app, ["serve", "--help"]).output
+    assert "--poll-interval" in help_text and "one uvicorn worker" in help_text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from sensorguard.cli._common import console, err_console, guarded, progress
 from sensorguard.errors import SensorGuardError
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     csv = "csv"
     tep = "tep"
     nab = "nab"

@@ -45,6 +45,9 @@ def simulate(
     ),
     start: str = typer.Option("2026-01-01", "--start", help="Time of the first reading."),
     asset_id: str = typer.Option("pump-01", "--asset-id", help="Value of the asset_id column."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also draw the sensors with failures shaded to this .png/.svg file."
+    ),
 ) -> None:
     """Simulate a centrifugal pump with labelled failures and write it to a file.
 
@@ -58,6 +61,8 @@ def simulate(
       sensorguard simulate -o data/train.csv --days 14 --no-failures
 
       sensorguard simulate -o data/eval.parquet --days 7 --seed 1 --failure-modes leak,cavitation
+
+      sensorguard simulate -o pump.csv --plot pump.png
     """
     from rich.table import Table
 
@@ -65,19 +70,24 @@ def simulate(
     from sensorguard.data.loading import file_kind
     from sensorguard.data.simulator import SENSORS, simulate_pump
 
-    file_kind(output)  # refuse an unknown suffix before simulating
-    df = simulate_pump(
-        days=days,
-        freq=freq,
-        seed=seed,
-        failure_modes=_split(failure_modes) if failure_modes else None,
-        n_failures=n_failures,
-        start=start,
-        asset_id=asset_id,
-        failures=not no_failures,
-    )
-    failures = list(df.attrs.get("failures", []))
-    write_frame(df, output)
+    file_kind(output)  # refuse bad file names before simulating
+    if plot is not None:
+        from sensorguard.data.plotting import check_plot_path
+
+        check_plot_path(plot)
+    with err_console.status(f"simulating {days:g} day(s)…"):
+        df = simulate_pump(
+            days=days,
+            freq=freq,
+            seed=seed,
+            failure_modes=_split(failure_modes) if failure_modes else None,
+            n_failures=n_failures,
+            start=start,
+            asset_id=asset_id,
+            failures=not no_failures,
+        )
+        failures = list(df.attrs.get("failures", []))
+        write_frame(df, output)
 
     console.print(
         f"wrote [bold]{output}[/]: {len(df):,} rows x {len(SENSORS)} sensors, "
@@ -98,6 +108,13 @@ def simulate(
                 str(f["rows"]),
             )
         console.print(table)
+    if plot is not None:
+        from sensorguard.data import Readings
+        from sensorguard.data.plotting import plot_readings
+
+        title = f"simulated pump {asset_id}, seed {seed}: failures shaded"
+        plot_readings(Readings.from_frame(df, source=str(output)), plot, title=title)
+        console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
 
 
 def validate(
@@ -136,6 +153,9 @@ def validate(
     min_rows: int | None = typer.Option(
         None, "--min-rows", help="Minimum rows for --for-training (default 50)."
     ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also draw the sensors (labelled periods shaded) to a .png/.svg."
+    ),
 ) -> None:
     """Check a readings file against the data contract and summarise it.
 
@@ -152,18 +172,23 @@ def validate(
 
     from sensorguard.data import DEFAULT_MIN_TRAIN_ROWS, load_readings, validate_for_training
 
-    readings = load_readings(
-        file,
-        sep=sep,
-        time_column=time_column,
-        label_column=label_column,
-        asset_column=asset_column,
-        ignore_columns=_split(ignore_columns),
-        duplicates=duplicates,
-        encoding=encoding,
-    )
-    if for_training:
-        validate_for_training(readings, min_rows=min_rows or DEFAULT_MIN_TRAIN_ROWS)
+    if plot is not None:
+        from sensorguard.data.plotting import check_plot_path
+
+        check_plot_path(plot)
+    with err_console.status(f"reading {file}…"):
+        readings = load_readings(
+            file,
+            sep=sep,
+            time_column=time_column,
+            label_column=label_column,
+            asset_column=asset_column,
+            ignore_columns=_split(ignore_columns),
+            duplicates=duplicates,
+            encoding=encoding,
+        )
+        if for_training:
+            validate_for_training(readings, min_rows=min_rows or DEFAULT_MIN_TRAIN_ROWS)
     info = readings.summary()
     table = Table(title=f"{file}", title_justify="left", show_header=False)
     table.add_column("what", style="bold")
@@ -187,6 +212,11 @@ def validate(
     console.print(table)
     for note in info["notes"]:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    if plot is not None:
+        from sensorguard.data.plotting import plot_readings
+
+        plot_readings(readings, plot)
+        console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
     verdict = "valid for training" if for_training else "valid"
     console.print(f"[green]{verdict}[/]")
 

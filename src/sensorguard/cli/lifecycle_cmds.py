@@ -71,31 +71,35 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def _print_decision(decision: Any) -> None:
+    """The gate's checks and both versions' metrics (``decision``: GateDecision or its dict)."""
     from rich.table import Table
 
-    table = Table(title="quality gate", show_lines=False)
-    table.add_column("check")
+    d = decision if isinstance(decision, dict) else decision.to_dict()
+    table = Table(title="quality gate")
+    table.add_column("check", overflow="fold")
     table.add_column("result")
-    table.add_column("detail")
-    for c in decision.checks:
-        table.add_row(c.name, "[green]ok[/]" if c.passed else "[red]FAIL[/]", c.detail)
+    table.add_column("detail", overflow="fold")
+    for c in d["checks"]:
+        table.add_row(c["name"], "[green]ok[/]" if c["passed"] else "[red]FAIL[/]", c["detail"])
     console.print(table)
-    cmp = Table(title="evaluation metrics (same data for both)")
+    cmp = Table(title=f"evaluation on the same {d.get('evaluation_rows') or ''} readings")
     cmp.add_column("metric")
-    cmp.add_column(f"candidate v{decision.candidate_version}", justify="right")
-    if decision.production is not None:
-        cmp.add_column(f"production v{decision.production_version}", justify="right")
+    cmp.add_column(f"candidate v{d['candidate_version']}", justify="right")
+    if d.get("production") is not None:
+        cmp.add_column(f"production v{d['production_version']}", justify="right")
     for key in ("f1", "precision", "recall", "event_recall", "false_alarms_per_day"):
-        row = [key, _fmt(decision.candidate.get(key))]
-        if decision.production is not None:
-            row.append(_fmt(decision.production.get(key)))
+        row = [key, _fmt(d["candidate"].get(key))]
+        if d.get("production") is not None:
+            row.append(_fmt(d["production"].get(key)))
         cmp.add_row(*row)
     console.print(cmp)
 
 
 def _report_outcome(outcome: Any, fail_on_reject: bool) -> None:
     if outcome.action == "promote":
-        prev = f" (v{outcome.from_version} archived, alias 'previous')" if outcome.from_version else ""
+        prev = (
+            f" (v{outcome.from_version} archived, alias 'previous')" if outcome.from_version else ""
+        )
         console.print(
             f"[bold green]promoted[/] v{outcome.to_version} to production{prev}", highlight=False
         )
@@ -184,7 +188,9 @@ def train(
         highlight=False,
     )
     if not promote:
-        console.print(f"not promoted (--no-promote); later: sensorguard models promote {result.version}")
+        console.print(
+            f"not promoted (--no-promote); later: sensorguard models promote {result.version}"
+        )
         return
     if result.eval_readings is None:
         console.print(
@@ -219,42 +225,44 @@ def models_list(
     limit: int = typer.Option(50, "--limit", help="Show at most this many versions."),
 ) -> None:
     """Versions (newest first) with aliases, lifecycle/gate tags and key metrics."""
+    from rich import box
     from rich.table import Table
 
     from sensorguard.pipelines.lifecycle import list_versions
 
     settings = _settings()
     versions = list_versions(settings, limit=limit)
-    table = Table(title=f"{settings.model_name} @ {settings.resolved_tracking_uri}")
-    for col, just in (
-        ("version", "right"),
-        ("aliases", "left"),
-        ("lifecycle", "left"),
-        ("gate", "left"),
-        ("created (UTC)", "left"),
-        ("detector", "left"),
-        ("trigger", "left"),
-        ("F1", "right"),
-        ("event recall", "right"),
-        ("false alarms/day", "right"),
-        ("silhouette", "right"),
+    table = Table(
+        title=f"{settings.model_name} @ {settings.resolved_tracking_uri}",
+        box=box.SIMPLE_HEAD,
+        caption="F1, event recall, false alarms/day: on the version's held-out data",
+    )
+    for col, just, width in (
+        ("ver", "right", 3),
+        ("aliases", "left", 10),
+        ("lifecycle", "left", 10),
+        ("gate", "left", 8),
+        ("created UTC", "left", 11),
+        ("trigger", "left", 7),
+        ("F1", "right", 5),
+        ("recall", "right", 6),
+        ("FA/day", "right", 6),
+        ("silh.", "right", 5),
     ):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+        table.add_column(col, justify=just, min_width=width)  # type: ignore[arg-type]
     for v in versions:
-        aliases = ", ".join(v.aliases)
         style = "bold green" if settings.production_alias in v.aliases else None
         table.add_row(
             str(v.version),
-            aliases,
+            ", ".join(v.aliases),
             v.lifecycle,
             v.tags.get("gate", ""),
-            v.created.strftime("%Y-%m-%d %H:%M:%S"),
-            v.tags.get("detector", v.params.get("detector", "")),
+            v.created.strftime("%m-%d %H:%M"),
             v.tags.get("trigger", ""),
             _fmt(v.metrics.get("eval_f1")),
-            _fmt(v.metrics.get("eval_event_recall")),
+            _fmt(v.metrics.get("eval_event_recall"), 2),
             _fmt(v.metrics.get("eval_false_alarms_per_day"), 2),
-            _fmt(v.metrics.get("silhouette")),
+            _fmt(v.metrics.get("silhouette"), 2),
             style=style,
         )
     console.print(table)
@@ -292,6 +300,7 @@ def models_history(
     limit: int = typer.Option(50, "--limit", help="Show at most this many events."),
 ) -> None:
     """The audit trail: every promotion, rejection and rollback, newest first."""
+    from rich import box
     from rich.table import Table
 
     from sensorguard.pipelines.lifecycle import history
@@ -301,9 +310,11 @@ def models_history(
     if not events:
         console.print(f"no lifecycle events recorded for '{settings.model_name}' yet")
         return
-    table = Table(title=f"lifecycle history of {settings.model_name}")
-    for col in ("time (UTC)", "action", "from", "to", "trigger", "user", "F1 cand/prod", "reason"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"lifecycle history of {settings.model_name}", box=box.SIMPLE_HEAD)
+    for col, width in (("time UTC", 14), ("action", 7), ("from", 4), ("to", 4), ("trigger", 7),
+                       ("user", 4), ("F1 cand/prod", 12)):  # fmt: skip
+        table.add_column(col, min_width=width)
+    table.add_column("reason", overflow="fold", min_width=16)
     for e in events:
         gate = e.gate or {}
         cand = (gate.get("candidate") or {}).get("f1")
@@ -311,7 +322,7 @@ def models_history(
         f1 = "" if cand is None else f"{cand:.3f}/{'–' if prod is None else f'{prod:.3f}'}"
         action = e.action + (" (forced)" if e.forced else "")
         table.add_row(
-            e.time.strftime("%Y-%m-%d %H:%M:%S"),
+            e.time.strftime("%m-%d %H:%M:%S"),
             action,
             "–" if e.from_version is None else f"v{e.from_version}",
             "–" if e.to_version is None else f"v{e.to_version}",
@@ -442,6 +453,7 @@ def demo(
         f"event recall {_fmt(m.get('eval_event_recall'))}",
         highlight=False,
     )
+    _print_decision(report.gate)
     colour = "green" if report.gate_passed else "yellow"
     console.print(f"[bold {colour}]{report.gate_summary}[/]", highlight=False)
     if report.production_version is not None:
@@ -456,15 +468,15 @@ def demo(
             f"readings with the rejected candidate v{report.scored_version} for illustration",
             highlight=False,
         )
-    table = Table(title="failures found vs. truth")
+    table = Table(title="failures found vs. truth (new readings)")
     for col, just in (
         ("failure mode", "left"),
-        ("found / true", "right"),
-        ("mean delay (min)", "right"),
+        ("found/true", "right"),
+        ("delay (min)", "right"),
         ("sensors blamed", "left"),
         ("injected on", "left"),
     ):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for r in report.modes:
         table.add_row(
             r.mode,

@@ -89,7 +89,9 @@ def register(app: typer.Typer) -> None:
         threshold: float | None = typer.Option(
             None, "--threshold", "-t", help="Overall value above which it is drift."
         ),
-        plot: Path | None = typer.Option(None, "--plot", help="Write a PSI bar chart (PNG)."),
+        plot: Path | None = typer.Option(
+            None, "--plot", help="Write a bar chart of the deciding metric per sensor (PNG)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
         fail_on_drift: bool = typer.Option(
             False, "--fail-on-drift", help=f"Exit {EXIT_REJECTED} when drift is detected."

@@ -85,12 +85,11 @@ def stack_up(
     infos = up(cfg, on_step=lambda msg: err_console.print(f"[dim]starting[/] {msg}"))
     _print_status(infos)
     mlflow = next(i for i in infos if i.name == "mlflow")
-    console.print(
+    typer.echo(
         f"\nexport MLFLOW_TRACKING_URI={mlflow.url}\n"
         f"export SENSORGUARD_STORE_URL={_safe_url(_readings_url(cfg))}\n"
-        f"logs and pid files: {cfg.stack_dir}   stop with: sensorguard stack down"
-        + (f" --home {home}" if home else ""),
-        highlight=False,
+        f"logs and pid files: {cfg.stack_dir}\n"
+        "stop with: sensorguard stack down" + (f" --home {home}" if home else "")
     )
 
 

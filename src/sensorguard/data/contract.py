@@ -54,6 +54,8 @@ MOSTLY_NUMERIC = 0.5
 with bad cells (an error), not a text column."""
 
 _MAX_LISTED = 5
+# a number dressed with a unit or thousands separators: "5 bar", "1,234.5", "80%"
+_DRESSED_NUMBER = r"[+-]?\d[\d,.' ]*\s*[A-Za-z%°/³²]*"
 
 
 @dataclass
@@ -109,7 +111,7 @@ class Readings:
 
     @property
     def assets(self) -> list[str]:
-        """Distinct asset ids in order of appearance ([] without an asset column)."""
+        """Distinct asset ids in row order, i.e. sorted ([] without an asset column)."""
         if self.asset_column is None:
             return []
         return [str(a) for a in pd.unique(self.frame[self.asset_column])]
@@ -383,6 +385,15 @@ def _sensor_or_text(s: pd.Series, col: str, where: _Where, notes: list[str]) -> 
             f"({n_bad} such value(s): {where.rows(pos.tolist())})",
             "sensor values must be numbers; leave the cell empty for a missing reading, "
             f"or drop the column with --ignore-columns {col}",
+        )
+    dressed = text.where(present).str.fullmatch(_DRESSED_NUMBER, na=False)
+    if int(dressed.sum()) / n_present > MOSTLY_NUMERIC:
+        pos = np.flatnonzero((dressed & bad).to_numpy())
+        raise DataValidationError(
+            f"{where.source}: column '{col}' holds numbers with units or separators, e.g. "
+            f"{text.iloc[int(pos[0])]!r} at {where.row(int(pos[0]))}",
+            "write plain numbers (no units, no thousands separators), or drop the column "
+            f"with --ignore-columns {col}",
         )
     notes.append(f"column '{col}' is not numeric: kept but not used as a sensor")
     return None

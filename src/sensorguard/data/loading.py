@@ -10,6 +10,7 @@ runs of whitespace. Text must be UTF-8 (a byte-order mark is fine) unless anothe
 from __future__ import annotations
 
 import csv
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -84,15 +85,33 @@ def _read_text_sample(path: Path, encoding: str, compression: str | None) -> str
     import gzip
     import lzma
 
-    if compression in ("zip", "zstd"):  # let pandas decompress; sniff from a few lines
-        lines = pd.read_csv(
-            path, sep="\x00", header=None, nrows=_SNIFF_LINES, encoding=encoding, engine="python"
-        )
-        return "\n".join(lines[0].astype(str))
+    if compression == "zip":
+        with zipfile.ZipFile(path) as zf:
+            names = [i for i in zf.infolist() if not i.is_dir()]
+            if not names:
+                raise DataValidationError(f"{path}: the zip archive is empty", "zip one CSV file")
+            with zf.open(names[0]) as fh:
+                raw = fh.read(_SNIFF_BYTES)
+        return _decode_sample(path, raw, encoding)
+    if compression == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise DataValidationError(
+                f"{path}: reading .zst files needs the zstandard package",
+                "decompress the file first, or use .gz",
+            ) from None
+        with path.open("rb") as fz, zstandard.ZstdDecompressor().stream_reader(fz) as fh:
+            raw = fh.read(_SNIFF_BYTES)
+        return _decode_sample(path, raw, encoding)
     openers: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
     opener = openers.get(compression or "", open)
     with opener(path, "rb") as fh:
         raw = fh.read(_SNIFF_BYTES)
+    return _decode_sample(path, raw, encoding)
+
+
+def _decode_sample(path: Path, raw: bytes, encoding: str) -> str:
     try:
         return str(raw.decode(encoding))
     except UnicodeDecodeError as exc:
@@ -164,7 +183,7 @@ def read_table(
     if sep is None:
         try:
             sample = _read_text_sample(p, encoding, compression)
-        except (OSError, EOFError, ValueError) as exc:
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
             if isinstance(exc, DataValidationError):
                 raise
             raise DataValidationError(
@@ -200,11 +219,16 @@ def read_table(
             f"{p}: cannot be parsed as CSV with separator {sep!r} ({_first_line(exc)})",
             "check that every line has the same number of fields, or pass --sep",
         ) from None
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise DataValidationError(
             f"{p}: cannot be read ({_first_line(exc)})",
             "check that the file is not damaged and that its suffix matches its content",
         ) from None
+    # a trailing separator on every line makes a nameless, empty last column
+    blank = [c for c in df.columns if str(c).startswith("Unnamed: ") and df[c].isna().all()]
+    if blank:
+        df = df.drop(columns=blank)
+        notes.append(f"{len(blank)} empty column(s) without a name dropped")
     if df.shape[1] == 1 and any(c in str(df.columns[0]) for c in ",;\t| "):
         raise DataValidationError(
             f"{p}: only one column found ({df.columns[0]!r}) with separator {sep!r}",

@@ -198,6 +198,14 @@ def _regimes(rng: np.random.Generator, t_h: np.ndarray) -> np.ndarray:
     return np.asarray(values)[idx]
 
 
+_MIN_SLOT_ROWS = 60  # a failure needs at least this many rows of its own
+
+
+def _warmup_rows(n: int, per_h: float) -> int:
+    """Rows before the first failure: six hours, or a quarter of a short simulation."""
+    return min(round(WARMUP_HOURS * per_h), n // 4)
+
+
 def _schedule(
     rng: np.random.Generator,
     modes: list[str],
@@ -208,13 +216,12 @@ def _schedule(
 ) -> list[Failure]:
     """Place failures in equal slots after the warm-up, at most one per slot."""
     per_h = 3600.0 / dt_s
-    first = round(WARMUP_HOURS * per_h)
+    first = _warmup_rows(n, per_h)
     if n_failures <= 0:
         return []
     slot = (n - first) / n_failures
-    min_rows = 20
-    if slot < 3 * min_rows:
-        hours = n_failures * 3 * min_rows / per_h + WARMUP_HOURS
+    if slot < _MIN_SLOT_ROWS:
+        hours = (n_failures * _MIN_SLOT_ROWS + first) / per_h
         raise DataValidationError(
             f"cannot fit {n_failures} failure(s) into this simulation",
             f"simulate at least {hours / 24:.2f} days, or ask for fewer failures",
@@ -233,21 +240,24 @@ def _schedule(
         if broken + recover > budget:
             scale = budget / (broken + recover)
             broken, recover = int(broken * scale), int(recover * scale)
-        broken = max(broken, min_rows // 2)
+        broken = max(broken, _MIN_SLOT_ROWS // 6)
         recover = max(recover, 1)
         sensor: str | None = None
         if mode == "stuck_sensor":
             sensor = str(rng.choice(STUCK_SENSORS))
             lead = max(1, min(int(rng.uniform(0.15, 0.75) * per_h), broken // 3))
-            start = int(
-                rng.integers(
-                    lo + int(0.1 * room), max(lo + int(0.1 * room) + 1, hi - broken - recover)
-                )
-            )
-            switch = start + lead
-            # make sure the setpoint changes in the first two thirds of the frozen period
-            latest = start + broken - max(1, broken // 3)
-            if not (setpoint[start:latest] != setpoint[start]).any():
+            first_ok = lo + int(0.1 * room)
+            last_ok = max(first_ok + 1, hi - broken - recover)
+            # freeze `lead` rows before a setpoint change, so the frozen value soon
+            # contradicts the other sensors; force a change only if the slot has none
+            changes = np.flatnonzero(np.diff(setpoint[first_ok : last_ok + lead]) != 0)
+            changes = changes + first_ok + 1
+            changes = changes[changes - lead >= first_ok]
+            if len(changes):
+                start = int(rng.choice(changes)) - lead
+            else:
+                start = int(rng.integers(first_ok, last_ok))
+                switch = start + lead
                 current = setpoint[start]
                 new = float(rng.choice([s for s in SETPOINTS if s != current]))
                 stop = switch
@@ -293,7 +303,8 @@ def simulate_pump(
 ) -> pd.DataFrame:
     """Simulate a pump: ``timestamp, asset_id, <SENSORS...>, machine_status, failure_mode``.
 
-    ``n_failures`` defaults to one per simulated day (at least one); failure modes are
+    ``n_failures`` defaults to one per simulated day (at least one, fewer when a very short
+    simulation has no room); failure modes are
     assigned round-robin over ``failure_modes`` (default: all of :data:`FAILURE_MODES`)
     in a seeded random order, so every mode appears once ``n_failures`` reaches their
     count. ``failures=False`` gives a failure-free history (all rows ``NORMAL``).
@@ -323,7 +334,13 @@ def simulate_pump(
     modes = _parse_modes(failure_modes)
     if n_failures is not None and n_failures < 0:
         raise DataValidationError(f"n_failures must be >= 0, got {n_failures}")
-    count = (n_failures if n_failures is not None else max(1, round(days))) if failures else 0
+    if not failures:
+        count = 0
+    elif n_failures is not None:
+        count = n_failures
+    else:  # one per day, as many as fit in a short simulation
+        fit = (n - _warmup_rows(n, 3600.0 / dt_s)) // _MIN_SLOT_ROWS
+        count = min(max(1, round(days)), fit)
 
     # two streams: the normal process does not depend on which failures are injected,
     # so the same seed with and without failures gives the same normal operation

@@ -198,31 +198,30 @@ def _read_pid(sdir: Path, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (None off Linux or if gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
 def _alive(record: dict[str, Any]) -> bool:
-    """The recorded process still runs and is the one we started (not a reused pid)."""
+    """The recorded process still runs and is the one we started: same pid *and* same
+    kernel start time, so a reused pid is never mistaken for it. A zombie counts as gone."""
     pid = int(record["pid"])
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not Path("/proc/self/stat").exists()  # no procfs: trust the pid
+    if stat[0] == "Z":
         return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            return False
-        want = [a.encode() for a in record.get("cmd", [])[:2]]
-        if want and argv[: len(want)] != want:
-            return False
-        try:  # a zombie counts as gone
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-        except (OSError, IndexError):
-            pass
-    return True
+    started = record.get("proc_start")
+    return started is None or stat[19] == started
 
 
 def start_service(
@@ -249,7 +248,14 @@ def start_service(
             start_new_session=True,
             cwd=str(sdir),
         )
-    record = {"pid": proc.pid, "cmd": cmd, "url": url, "started": time.time()}
+    stat = _proc_stat(proc.pid)
+    record = {
+        "pid": proc.pid,
+        "cmd": cmd,
+        "url": url,
+        "started": time.time(),
+        "proc_start": stat[19] if stat else None,  # kernel start time, against pid reuse
+    }
     _pid_file(sdir, name).write_text(json.dumps(record))
     return record
 
@@ -351,37 +357,46 @@ def up(cfg: StackConfig, on_step: Callable[[str], None] | None = None) -> list[S
         )
     )
     mlflow_url = f"http://{cfg.host}:{cfg.mlflow_port}"
-    step(f"mlflow server on {mlflow_url}")
-    rec = start_service(
-        sdir,
-        "mlflow",
-        mlflow_command(cfg, backend),
-        {**lean_mlflow_env(), **cfg.extra_env},
-        mlflow_url,
-    )
-    try:
-        wait_healthy(
-            rec, mlflow_url + "/health", cfg.start_timeout, _log_file(sdir, "mlflow"), "mlflow"
+    pred_url = f"http://{cfg.host}:{cfg.predictor_port}"
+    plan = [
+        (
+            "mlflow",
+            mlflow_command(cfg, backend),
+            {**lean_mlflow_env(), **cfg.extra_env},
+            mlflow_url,
+            "/health",
         )
-        if cfg.start_predictor:
-            pred_url = f"http://{cfg.host}:{cfg.predictor_port}"
-            step(f"predictor on {pred_url}")
-            prec = start_service(
-                sdir,
+    ]
+    if cfg.start_predictor:
+        plan.append(
+            (
                 "predictor",
                 sensorguard_command("serve", "--host", cfg.host, "--port", str(cfg.predictor_port)),
                 {**predictor_env(cfg, readings), **cfg.extra_env},
                 pred_url,
+                "/healthz",
             )
-            wait_healthy(
-                prec,
-                pred_url + "/healthz",
-                cfg.start_timeout,
-                _log_file(sdir, "predictor"),
-                "predictor",
-            )
+        )
+    started: list[str] = []
+    try:
+        for name, cmd, env, url, health in plan:
+            existing = _read_pid(sdir, name)
+            if existing and _alive(existing):
+                if existing.get("url") != url:
+                    raise StackError(
+                        f"{name} already runs at {existing.get('url')} (pid {existing['pid']})",
+                        "run `sensorguard stack down` first to move it",
+                    )
+                step(f"{name} already running on {url}")
+                record = existing
+            else:
+                step(f"{name} on {url}")
+                record = start_service(sdir, name, cmd, env, url)
+                started.append(name)
+            wait_healthy(record, url + health, cfg.start_timeout, _log_file(sdir, name), name)
     except BaseException:
-        down(cfg.home)
+        for name in reversed(started):  # leave services started earlier alone
+            stop_service(sdir, name)
         raise
     return status(cfg.home)
 

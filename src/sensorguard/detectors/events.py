@@ -3,7 +3,7 @@
 A failure should be one alarm with a start and an end, not a string of flickering points.
 Rules (all causal, so batch scoring and live scoring agree, and all vectorised):
 
-1. ``smoothed[t]`` = mean of the last ``smooth_window`` scores (fewer at the start).
+1. ``smoothed[t]`` = mean of the last ``smooth_window`` scores (missing ones count as 0).
 2. The alarm turns **on** at ``t`` once ``smoothed > threshold`` has held for
    ``min_duration`` consecutive readings.
 3. It turns **off** once ``smoothed < off_ratio * threshold`` has held for
@@ -24,9 +24,10 @@ import numpy as np
 
 
 def rolling_mean(x: Any, window: int) -> np.ndarray:
-    """Causal rolling mean over ``window`` readings; the first readings use what exists.
+    """Causal rolling mean over ``window`` readings.
 
-    NaN scores count as 0 (a dropout must not start an alarm)."""
+    Scores before the first reading and NaN scores count as 0, so one spike at the start
+    of a batch or a dropout cannot start an alarm on its own."""
     a = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
     window = max(1, int(window))
     if window == 1 or a.size == 0:
@@ -34,8 +35,7 @@ def rolling_mean(x: Any, window: int) -> np.ndarray:
     c = np.cumsum(a)
     out = c.copy()
     out[window:] = c[window:] - c[:-window]
-    counts = np.minimum(np.arange(1, a.size + 1), window)
-    return out / counts
+    return out / window
 
 
 def run_length(cond: Any) -> np.ndarray:

@@ -2,12 +2,13 @@
 
 An *episode* is a run of abnormal readings of one asset: from the labels when the
 readings have them, otherwise from the detector's own alarms. Each episode gets a
-**signature**: the mean contribution share of every sensor over its readings (sums to
-1). Episodes are clustered on their signatures (k-means, number of types by
-silhouette, at most ``max_types``), and every type is profiled: its mean signature, the
-mean signed deviation of each sensor from its operating state (in state scales), the
-top sensors, the number of episodes and readings, and the typical duration. Everything
-returned is JSON-serialisable, ready to be logged next to the model.
+**signature**: the share of every sensor in the episode's squared deviations (sums to
+1; readings weigh by their squared score, so the most abnormal readings dominate).
+Episodes are clustered on their signatures (k-means, number of types by silhouette, at
+most ``max_types``), and every type is profiled: its mean signature, the mean signed
+deviation of each sensor from its operating state (in state scales), the top sensors,
+the number of episodes and readings, and the typical duration. Everything returned is
+JSON-serialisable, ready to be logged next to the model.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def profile_failures(
     if not episodes:
         return out
 
-    signatures = np.stack([result.contributions[e].mean(axis=0) for e in episodes])
+    # rows weigh by their squared score, so the most abnormal readings of an episode
+    # (not its quiet start or fading end) define its signature
+    w2 = np.square(result.score)
+    signatures = np.stack([(result.contributions[e] * w2[e, None]).sum(axis=0) for e in episodes])
     signatures = signatures / np.maximum(signatures.sum(axis=1, keepdims=True), 1e-12)
     dev_fn = getattr(detector, "deviations", None)
     X = readings.X
@@ -113,7 +117,7 @@ def profile_failures(
     times = readings.times.reset_index(drop=True)
     secs = times.to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
     step = float(np.median(np.diff(secs))) if secs.size > 1 else 0.0
-    modes = readings.frame["failure_mode"] if "failure_mode" in readings.frame else None
+    modes = readings.frame.get("failure_mode")
     types = []
     for t in range(int(labels_k.max()) + 1):
         members = [i for i in range(len(episodes)) if labels_k[i] == t]

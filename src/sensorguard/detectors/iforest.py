@@ -1,7 +1,11 @@
 """Isolation Forest baseline (Liu, Ting & Zhou, 2008) behind the detector protocol.
 
-Readings are robustly standardised (median / MAD) with the training data, the forest is
-fitted on them, and the score is the negated ``score_samples`` of scikit-learn (higher =
+Readings are robustly standardised (median / MAD) with the training data and whitened
+(rotated onto the principal axes of the training readings, each axis scaled to unit
+variance, eigenvalues floored at 1 % of the largest): axis-parallel isolation trees
+cannot see a reading that breaks a correlation between sensors otherwise, and the
+isolation depth saturates for values outside the training range. The forest is fitted
+on the whitened readings and the score is the negated ``score_samples`` of scikit-learn (higher =
 easier to isolate = more anomalous). The threshold is the ``quantile`` of the training
 scores times ``margin``. The forest gives no per-feature attribution, so contributions
 are each sensor's absolute standardised deviation from its training median.
@@ -65,11 +69,16 @@ class IsolationForestDetector(BaseDetector):
     def _fit(self, A: np.ndarray) -> None:
         self.center_ = np.median(A, axis=0)
         self.scale_ = robust_scale(A)
+        Z = (A - self.center_) / self.scale_
+        cov = np.atleast_2d(np.cov(Z, rowvar=False)) if A.shape[0] > 1 else np.eye(A.shape[1])
+        vals, vecs = np.linalg.eigh(cov)
+        vals = np.maximum(vals, max(float(vals.max()), 1e-12) * 0.01)
+        self.whiten_ = vecs / np.sqrt(vals)
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, A.shape[0]),
             random_state=self.random_state,
-        ).fit(self._z(A))
+        ).fit(self._w(A))
         from sensorguard.detectors.events import rolling_mean
 
         train = rolling_mean(self._score(A), self.smooth_window)
@@ -78,10 +87,13 @@ class IsolationForestDetector(BaseDetector):
     def _z(self, A: np.ndarray) -> np.ndarray:
         return (A - self.center_) / self.scale_
 
+    def _w(self, A: np.ndarray) -> np.ndarray:
+        return self._z(A) @ self.whiten_
+
     def _score(self, A: np.ndarray) -> np.ndarray:
         if A.shape[0] == 0:
             return np.zeros(0)
-        return np.asarray(-self.forest_.score_samples(self._z(A)), dtype=np.float64)
+        return np.asarray(-self.forest_.score_samples(self._w(A)), dtype=np.float64)
 
     def _contributions(self, A: np.ndarray) -> np.ndarray:
         return np.abs(self._z(A))

@@ -68,9 +68,7 @@ class PCADetector(BaseDetector):
         self.t2_limit_ = float(max(np.quantile(t2, self.limit_quantile), 1e-12))
         self.q_limit_ = float(max(np.quantile(q, self.limit_quantile), 1e-12))
         score = t2 / self.t2_limit_ + q / self.q_limit_
-        self.threshold_ = quantile_threshold(
-            self._smoothed(score), self.quantile, self.margin
-        )
+        self.threshold_ = quantile_threshold(self._smoothed(score), self.quantile, self.margin)
 
     def _t2_q(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         T = Z @ self.components_

@@ -3,32 +3,40 @@
 Built for machines whose normal behaviour keeps drifting after a short training window
 (temperatures creeping up, baselines wandering) while failures show as sustained changes.
 
-* **Smoothing.** Each sensor is averaged over the last ``window`` readings (``x̄``).
+* **Smoothing.** Each sensor is summarised by the median (``center="median"``, robust to
+  glitches) or mean of its last ``window`` readings: ``x̄``.
 * **Baseline.** A per-sensor baseline follows ``x̄`` with an exponentially weighted
-  update of rate ``alpha``, clipped to ``clip`` normal deviations so a spike cannot drag
-  it — but only while the score is below the threshold. During an alarm the baseline is
-  **frozen**, so a failure is never absorbed into "normal" and its end is seen as a
-  return to the old level.
+  update of rate ``alpha``, each step clipped to ``clip`` tracking deviations, so spikes
+  cannot drag it. It is not updated for a sensor whose own deviation exceeds
+  ``sensor_gate`` (a change on one sensor is not absorbed while the overall score is
+  still below the threshold). When an alarm starts, the baselines of the sensors that
+  carry it (``freeze_share`` of the largest term or more) are **frozen** until it ends,
+  so a failure is never absorbed into "normal" and its end is seen as a return to the
+  old level; the other sensors (e.g. a warming temperature) keep tracking.
 * **Drift allowance.** A frozen baseline ages. From the training window the detector
-  learns, per sensor, how far ``x̄`` normally moves over ``h`` readings (the root mean
-  square of ``x̄[t+h] − x̄[t]``, for ``h`` up to half the training window, growing like
-  √h beyond). The residual ``x̄ − baseline`` is divided by the allowance for the
-  baseline's current age (never less than the normal tracking error). Sensors that
-  drift (a rig warming up) or wander get a large allowance and count little; steady
-  sensors stay sensitive. Nothing about "which sensor drifts" is hard-coded.
-* **Spread.** The log of the root mean square of first differences over the window,
-  against training, catches sensors getting noisier (cavitation, loose parts); first
-  differences make it blind to slow drift.
+  learns, per sensor, how far ``x̄`` normally moves over ``h`` readings (the trimmed root
+  mean square of ``x̄[t+h] − x̄[t]`` for ``h`` up to half the training window; beyond, it
+  grows like ``h^k`` with ``k`` in [0.5, 1] fitted on the longer lags). A frozen
+  sensor's deviation is divided by its tracking error plus the allowance for the
+  baseline's age, so sensors that drift or wander count less the longer the alarm lasts
+  while steady sensors stay sensitive. Nothing about which sensor drifts is hard-coded.
+* **Spread.** The log root mean square of first differences over the window, against
+  training, catches sensors getting noisier (cavitation, loose parts); first differences
+  make it blind to slow drift.
 * **Score** = mean of the squared standardised level and spread deviations over all
-  sensors (≈ 1 on normal data). **Alarm**: hysteresis
+  sensors (about 1 on normal data). **Alarm**: hysteresis
   (:func:`sensorguard.detectors.events.hysteresis`); the threshold is the ``quantile``
   of the training scores times ``margin`` — no labels needed.
 * **Contributions**: each sensor's squared level and spread deviations.
 
-The filter state at the end of training (baseline, age, last ``window`` readings) is
+Rejected after evaluation (docs/quality.md): linear trend extrapolation (Holt), a
+Ledoit–Wolf Mahalanobis distance over windowed residuals (too few effective training
+samples), max/top-k instead of the mean.
+
+The filter state at the end of training (baseline, ages, last ``window`` readings) is
 saved with the model; every ``score_samples`` call starts from it, so scores are
 deterministic and independent of earlier calls. Scoring loops over readings because the
-baseline depends on earlier alarms (about 20 µs per reading).
+baseline depends on earlier alarms (tens of microseconds per reading).
 """
 
 from __future__ import annotations
@@ -67,22 +75,26 @@ class DriftRobustDetector(BaseDetector):
     def __init__(
         self,
         window: int = 20,
+        center: str = "median",
         alpha: float = 0.005,
         clip: float = 3.0,
         freeze_share: float = 0.25,
+        sensor_gate: float = 3.0,
         spread: bool = True,
         quantile: float = 0.99,
         margin: float = 1.2,
         warmup: int = 30,
-        smooth_window: int = 5,
-        min_duration: int = 5,
+        smooth_window: int = 3,
+        min_duration: int = 2,
         off_ratio: float = 0.7,
-        release: int = 5,
+        release: int = 2,
     ) -> None:
         self.window = window
         self.alpha = alpha
         self.clip = clip
         self.freeze_share = freeze_share
+        self.center = center
+        self.sensor_gate = sensor_gate
         self.spread = spread
         self.quantile = quantile
         self.margin = margin
@@ -113,8 +125,12 @@ class DriftRobustDetector(BaseDetector):
         pos, count = int(st.pos), int(st.count)
         age = np.asarray(st.age, dtype=np.int64).copy()
         track = self.track_scale_
+        lim = self.clip * track
         sp_c, sp_s = self.spread_center_, self.spread_scale_
         use_spread = bool(self.spread)
+        use_median = self.center == "median"
+        nfeat = 2 * p if use_spread else p
+        order = np.arange(w)
         Zl = np.empty((n, p))
         Zs = np.zeros((n, p))
         dev = np.empty((n, p))
@@ -125,34 +141,40 @@ class DriftRobustDetector(BaseDetector):
             pos = (pos + 1) % w
             count += 1
             k = min(count, w)
-            # window in time order: oldest first
-            win = np.roll(buf, -pos, axis=0)[w - k :] if k == w else buf[:k]
-            xbar = win.mean(axis=0)
+            win = buf if k == w else buf[:k]
+            xbar = np.median(win, axis=0) if use_median else win.mean(axis=0)
             d = xbar - lvl
             dev[t] = d
-            scale = np.maximum(track, track + self._allowance(age)) if age.any() else track
+            frozen = age > 0
+            scale = track + self._allowance(age) if frozen.any() else track
             zl = d / scale
             Zl[t] = zl
             c = zl * zl
             if use_spread and k > 2:
-                dd = np.diff(win, axis=0)
+                ordered = buf[(pos + order) % w] if k == w else buf[:k]  # oldest first
+                dd = np.diff(ordered, axis=0)
                 ls = 0.5 * np.log(np.mean(dd * dd, axis=0) + 1e-300)
                 lsp[t] = ls
                 zs = (ls - sp_c) / sp_s
                 Zs[t] = zs
                 c = c + zs * zs
-            s = float(c.sum()) / (2 * p if use_spread else p)
+            s = float(c.sum()) / nfeat
             score[t] = s
-            if self.alpha <= 0:
-                frozen = np.ones(p, dtype=bool)  # never adapt: the allowance does it all
-            elif threshold is None or s <= threshold:
+            if threshold is None or s <= threshold:
                 frozen = np.zeros(p, dtype=bool)
+                # a sensor far from its baseline is not followed even below threshold
+                hold = np.abs(zl) > self.sensor_gate if self.sensor_gate > 0 else frozen
             else:
-                # freeze the baselines of the sensors that carry the alarm; the others
-                # (e.g. a warming temperature) keep tracking
-                frozen = (age > 0) | (c >= self.freeze_share * c.max())
-            update = self.alpha * np.clip(d, -self.clip * track, self.clip * track)
-            lvl = np.where(frozen, lvl, lvl + update)
+                if not frozen.any():
+                    # alarm onset: freeze the sensors that carry it; the others (e.g. a
+                    # warming temperature) keep tracking
+                    frozen = c >= self.freeze_share * c.max()
+                hold = frozen
+                if self.sensor_gate > 0:
+                    hold = hold | (np.abs(zl) > self.sensor_gate)
+            if threshold is None:
+                hold = np.zeros(p, dtype=bool)
+            lvl = np.where(hold, lvl, lvl + self.alpha * np.clip(d, -lim, lim))
             age = np.where(frozen, age + 1, 0)
         return _Run(Zl, Zs, dev, lsp, score, _State(lvl, buf, pos, count, age))
 
@@ -212,9 +234,7 @@ class DriftRobustDetector(BaseDetector):
         self.age_ = end.age
 
     def _start(self) -> _State:
-        return _State(
-            self.level_, self.buffer_, self.buffer_pos_, self.buffer_count_, self.age_
-        )
+        return _State(self.level_, self.buffer_, self.buffer_pos_, self.buffer_count_, self.age_)
 
     def _score(self, A: np.ndarray) -> np.ndarray:
         return self._run(A, self._start(), self.threshold_).score

@@ -3,33 +3,46 @@
 How it works (``OperatingStateDetector``, name ``"operating-states"``):
 
 1. **Scaling.** Each sensor is centred on its training median and divided by a robust
-   scale (IQR / 1.349, falling back to the standard deviation for sensors whose IQR is 0),
-   so sensors in different units weigh alike.
-2. **Operating states.** k-means is fitted for every k in ``min_states..max_states``
-   (``KMeans`` up to 20,000 rows, ``MiniBatchKMeans`` above). The number of states is the k
-   with the highest silhouette, computed on a fixed, seeded sample of
-   ``silhouette_sample`` rows (exact Euclidean silhouette, all k in one pass). The chosen
-   silhouette and the value for every k are stored (``silhouette_``,
-   ``silhouette_by_k_``).
-3. **Per-state model.** For each state: the per-sensor mean (``state_means_``) and a robust
-   per-sensor scale (``state_scales_`` = 1.4826 · MAD), floored at ``scale_floor`` × the
-   sensor's global scale so a sensor that is nearly constant within a state does not turn
-   noise into huge scores.
-4. **Score.** For reading x, the nearest state is the k minimising
-   ``sum_j ((x_j - mu_kj) / s_kj)^2`` (computed for all states at once with the matmul
-   expansion ``x²·w − 2·x·(mu·w) + const``, w = 1/s²); with ``z_j = (x_j - mu_kj) / s_kj``
-   for that state, ``score = sqrt(mean_j z_j²)``. A reading typical of some normal state
-   scores about 1.
-5. **Contributions.** Sensor j's share of the reading's squared deviation,
-   ``z_j² / sum z²`` (non-negative, each row sums to 1); the top sensors are to blame.
-6. **Threshold** (no labels used; ``fit`` ignores ``y``): the training scores are smoothed
-   exactly like live scores, and ``threshold_ = threshold_margin × quantile(smoothed
-   training scores, threshold_quantile)``. Training data should be normal operation;
-   pipelines drop labelled failure rows before ``fit``.
+   scale (IQR / 1.349, else the standard deviation), so units do not matter. Statistics
+   come from a seeded sample of at most ``fit_sample`` rows; scores and the threshold
+   use every training row.
+2. **Operating states.** k-means for every k in ``min_states..max_states`` (``KMeans`` up
+   to 20,000 rows, ``MiniBatchKMeans`` above). The number of states is the k with the
+   highest silhouette on a fixed, seeded sample of ``silhouette_sample`` rows (exact
+   Euclidean silhouette, every k in one blocked pass); ``silhouette_`` and
+   ``silhouette_by_k_`` report it. The range starts at 3: the silhouette rewards
+   well-separated groups and readily merges two nearby operating points (say two load
+   levels) into one two-humped state, which no per-state scale can describe.
+3. **Per-state model.** The k-means states are refined so they are the states scoring
+   uses (classification EM: each row moves to its most likely state under per-state
+   independent scales, statistics are recomputed, up to ``refine_iter`` rounds). Each
+   state keeps a robust centre (``state_centers_``, per-sensor median), a robust scale
+   (``state_scales_`` = 1.4826·MAD, floored at ``scale_floor`` × the global scale so a
+   sensor that is nearly constant within a state does not turn noise into huge scores),
+   its plain mean (``state_means_``, for reports) and the correlation of its sensors
+   (shrunk by ``shrinkage`` towards the identity and inverted: ``state_conditional_``).
+4. **Nearest state.** The k minimising ``sum_j z_kj² + 2·sum_j log s_kj`` with
+   ``z_kj = (x_j − c_kj) / s_kj`` (the most likely state), for all states at once through
+   the matmul expansion ``x²·w − 2·x·(c·w) + const`` with w = 1/s².
+5. **Score and contributions.** For the nearest state, each sensor gets two deviations:
+   its marginal z (how far from the state's centre) and its conditional z (how far from
+   what the other sensors predict for it — from the state's inverse correlation matrix,
+   one small matmul). Sensor j's contribution is ``(z_j² + cz_j²) / 2``;
+   ``score = sqrt(mean_j contribution_j)`` (about 1 for a typical normal reading) and
+   ``contributions`` are the per-sensor shares (non-negative, rows sum to 1). The
+   conditional part catches readings whose values are each plausible but do not fit
+   together — a leak (flow low for the speed), a frozen sensor after a load change.
+6. **Threshold** (no labels; ``fit`` ignores ``y``): the training scores are smoothed
+   exactly like live scores and ``threshold_ = threshold_margin × quantile(smoothed
+   training scores, threshold_quantile)`` (defaults 1.25 × the 99.5th percentile).
+   Training data should be normal operation; pipelines drop labelled failure rows first.
 7. **Events.** ``is_anomaly`` comes from causal smoothing plus hysteresis
    (:mod:`sensorguard.detectors.events`): a rolling mean over ``smooth_window`` readings,
    on after ``min_duration`` readings above the threshold, off after ``release`` readings
    below ``off_ratio × threshold``.
+
+Scoring runs chunk by chunk in float32 on a small thread pool; see
+``benchmarks/bench_detector_speed.py`` for measured speed.
 """
 
 from __future__ import annotations
@@ -185,7 +198,7 @@ class OperatingStateDetector(BaseDetector):
         self.state_conditional_ = cond
         self.n_states_ = int(keep.size)
         self.n_train_ = int(n)
-        self._cache = None
+        self._cache: tuple[np.ndarray, ...] | None = None
 
         # 4. threshold from smoothed training scores (documented rule, no labels)
         score, state, _ = self._compute(A, want_contrib=False)
@@ -365,12 +378,14 @@ def _grouped_matmul(z: np.ndarray, k: np.ndarray, mats: np.ndarray) -> np.ndarra
 
 def _kmeans(Z: np.ndarray, k: int, seed: int) -> Any:
     from sklearn.cluster import KMeans, MiniBatchKMeans
+    from threadpoolctl import threadpool_limits
 
-    if Z.shape[0] <= _SMALL_N:
-        return KMeans(n_clusters=k, n_init=4, random_state=seed).fit(Z)
-    return MiniBatchKMeans(
-        n_clusters=k, n_init=3, batch_size=4096, random_state=seed
-    ).fit(Z)
+    # one thread: k-means' OpenMP threads spin-wait badly on a busy machine (measured
+    # 25x slower with two threads under load), and these fits are short anyway
+    with threadpool_limits(1):
+        if Z.shape[0] <= _SMALL_N:
+            return KMeans(n_clusters=k, n_init=3, random_state=seed).fit(Z)
+        return MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=4096, random_state=seed).fit(Z)
 
 
 def silhouettes(Z: np.ndarray, labelings: list[np.ndarray], chunk: int = 2048) -> list[float]:

@@ -218,4 +218,4 @@ def changepoint_score(
     else:
         raise ValueError("give true_changepoints or y_true")
     pred = t[_transitions(y_pred, t.size)]
-    return raw_score(true, pred, int(round(window_seconds * 1e9)))
+    return raw_score(true, pred, round(window_seconds * 1e9))

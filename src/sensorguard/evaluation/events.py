@@ -201,8 +201,7 @@ def evaluate_detector(detector: Any, readings: Any) -> dict[str, Any]:
 
     if readings.y is None:
         raise DataValidationError(
-            f"{readings.source}: evaluation needs labelled readings, but no label column "
-            "was found",
+            f"{readings.source}: evaluation needs labelled readings, but no label column was found",
             "add a label column (machine_status, label, anomaly or status) or name it "
             "with --label-column",
         )

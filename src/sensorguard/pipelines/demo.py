@@ -51,6 +51,7 @@ class DemoReport:
     candidate_version: int
     gate_passed: bool
     gate_summary: str
+    gate: dict[str, Any]
     production_version: int | None
     scored_version: int
     previous_version: int | None
@@ -103,10 +104,14 @@ def _blame(
     out: dict[str, list[Counter[str]]] = {}
     starts, ends = flag_spans(y.astype(bool))
     for s, e in zip(starts, ends, strict=True):
-        seg_modes = [str(m) for m in modes[s : e + 1] if str(m) not in {"", "nan", "None", "normal"}]
+        seg_modes = [
+            str(m) for m in modes[s : e + 1] if str(m) not in {"", "nan", "None", "normal"}
+        ]
         mode = Counter(seg_modes).most_common(1)[0][0] if seg_modes else "unknown"
         inside = alarm[s : e + 1]
-        firsts = [str(t).split(";")[0] for t, a in zip(top.iloc[s : e + 1], inside, strict=True) if a]
+        firsts = [
+            str(t).split(";")[0] for t, a in zip(top.iloc[s : e + 1], inside, strict=True) if a
+        ]
         out.setdefault(mode, []).append(Counter(firsts))
     return out
 
@@ -135,13 +140,13 @@ def run_demo(
     out_dir = Path(output_dir) if output_dir else settings.home / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    clock = [time.perf_counter(), ""]
+    current: dict[str, Any] = {"name": "", "since": time.perf_counter()}
 
     def step(name: str) -> None:
         now = time.perf_counter()
-        if clock[1]:
-            timings[str(clock[1])] = round(now - float(clock[0]), 2)
-        clock[0], clock[1] = now, name
+        if current["name"]:
+            timings[current["name"]] = round(now - current["since"], 2)
+        current.update(name=name, since=now)
         if on_step and name:
             on_step(name)
 
@@ -219,9 +224,7 @@ def run_demo(
                 expected_sensor=str(injected.get(mode, "") or ""),
             )
         )
-    notes = [
-        (f["start"], f["mode"].replace("_", " ")) for f in fresh.attrs.get("failures", [])
-    ]
+    notes = [(f["start"], f["mode"].replace("_", " ")) for f in fresh.attrs.get("failures", [])]
     plot = score_plot(
         out_dir / "demo_scores.png",
         new.times,
@@ -244,6 +247,7 @@ def run_demo(
         candidate_version=result.version,
         gate_passed=decision.passed,
         gate_summary=decision.summary(),
+        gate=decision.to_dict(),
         production_version=production,
         scored_version=loaded.version,
         previous_version=previous,

@@ -195,7 +195,9 @@ def evaluate_gate(
             f"{eval_readings.source}: the quality gate needs labelled evaluation readings",
             "pass labelled data with --data, or force with --force --reason TEXT",
         )
-    detector = candidate_detector or load_version(name, candidate_version, settings=settings).detector
+    detector = (
+        candidate_detector or load_version(name, candidate_version, settings=settings).detector
+    )
     cand_metrics = evaluate_detector(detector, eval_readings)
     prod_version = _current_version(name, settings.production_alias, settings, resolve_alias)
     prod_metrics = None
@@ -218,7 +220,9 @@ def evaluate_gate(
     )
     if prod_metrics and "error" in prod_metrics:
         decision.checks.append(
-            Check("production comparable", True, f"production not comparable: {prod_metrics['error']}")
+            Check(
+                "production comparable", True, f"production not comparable: {prod_metrics['error']}"
+            )
         )
     decision.evaluation_rows = len(eval_readings)
     decision.evaluation_source = str(eval_readings.source)
@@ -286,7 +290,10 @@ def record_event(event: AuditEvent, settings: Settings | None = None) -> str:
         "forced": "true" if event.forced else "false",
         "gate": "" if event.gate is None else json.dumps(event.gate, default=str)[:7000],
     }
-    run_name = f"{event.action} {event.model} v{_version_text(event.from_version) or '-'}→v{_version_text(event.to_version) or '-'}"
+    run_name = (
+        f"{event.action} {event.model} "
+        f"v{_version_text(event.from_version) or '-'}→v{_version_text(event.to_version) or '-'}"
+    )
     metrics: list[Metric] = []
     if event.gate:
         for side in ("candidate", "production"):
@@ -390,6 +397,18 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no user database entry (containers)
         return "unknown"
+
+
+def _ensure_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise RegistryError(
+            f"no registered model named '{name}'",
+            "train one with `sensorguard train DATA` or `sensorguard demo`",
+        ) from None
 
 
 def _ensure_version(client: Any, name: str, version: int) -> None:
@@ -507,7 +526,9 @@ def reject(
         gate=decision.to_dict(),
     )
     run_id = record_event(event, settings)
-    return PromotionResult("reject", name, decision.production_version, decision.candidate_version, decision, run_id)
+    return PromotionResult(
+        "reject", name, decision.production_version, decision.candidate_version, decision, run_id
+    )
 
 
 def gate_and_promote(
@@ -542,6 +563,7 @@ def rollback(
     settings = settings or get_settings()
     name = settings.model_name
     client = get_client(settings)
+    _ensure_model(client, name)
     current = _current_version(name, settings.production_alias, settings, resolve_alias)
     target = _current_version(name, settings.previous_alias, settings, resolve_alias)
     if target is None:

@@ -71,7 +71,7 @@ def score_plot(
     ax.set_ylim(0, max(threshold * 3, top * 1.1, 1e-9))
     ax.set_title(title)
     ax.set_ylabel("score")
-    ax.legend(loc="upper left", fontsize=7, ncols=5)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=7, ncols=5, frameon=False)
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,9 @@ def profiles_plot(
 ) -> Path:
     """Heatmaps: each operating state's and failure type's sensor signature."""
     plt = _pyplot()
-    panels = [(n, r) for n, r in (("Operating states", state_rows), ("Failure types", failure_rows)) if r]
+    panels = [
+        (n, r) for n, r in (("Operating states", state_rows), ("Failure types", failure_rows)) if r
+    ]
     if not panels:
         panels = [("Operating states", [("(none)", np.zeros(len(sensors)))])]
     heights = [max(1.2, 0.35 * len(r) + 0.8) for _, r in panels]

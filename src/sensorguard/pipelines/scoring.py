@@ -6,6 +6,7 @@ wiring over these functions.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _asset_blocks(readings: Any) -> list[np.ndarray]:
         # contiguous blocks: slice boundaries instead of fancy indexing
         edges = np.flatnonzero(np.diff(codes)) + 1
         bounds = np.concatenate([[0], edges, [n]])
-        return [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [np.arange(a, b) for a, b in itertools.pairwise(bounds)]
     return [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
 
 
@@ -88,9 +89,7 @@ def score_readings(detector: BaseDetector, readings: Any, top_k: int = 3) -> pd.
     return result_frame(detect_readings(detector, readings), readings, top_k=top_k)
 
 
-def alarm_events(
-    result: DetectionResult, readings: Any, top_k: int = 3
-) -> list[dict[str, Any]]:
+def alarm_events(result: DetectionResult, readings: Any, top_k: int = 3) -> list[dict[str, Any]]:
     """Alarm events (runs of ``is_anomaly`` per asset) with start, end, peak score and
     the sensors contributing most over the whole event."""
     from sensorguard.evaluation.events import events_from_flags

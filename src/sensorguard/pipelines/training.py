@@ -75,6 +75,8 @@ class TrainResult:
 
     @property
     def model_uri(self) -> str:
+        if self.version is None:  # trained with register=False
+            return f"runs:/{self.run_id}/model"
         return f"models:/{self.name}/{self.version}"
 
 
@@ -103,7 +105,7 @@ def split_readings(readings: Readings, holdout: float) -> tuple[Readings, Readin
         return readings, None
     # a time cut (not a row cut): readings of several assets are sorted by asset first
     times = pd.to_datetime(readings.times).to_numpy()
-    cut_time = np.sort(times)[min(n - 1, int(round(n * (1 - holdout))))]
+    cut_time = np.sort(times)[min(n - 1, round(n * (1 - holdout)))]
     before = times < cut_time
     n_train = int(before.sum())
     if n_train < 2 or n - n_train < 2:
@@ -140,9 +142,7 @@ def _find_version_by_run(client: Any, name: str, airflow_run_id: str) -> Any | N
 
     safe = airflow_run_id.replace("'", "\\'")
     try:
-        found = client.search_model_versions(
-            f"name='{name}' and tags.airflow_run_id='{safe}'"
-        )
+        found = client.search_model_versions(f"name='{name}' and tags.airflow_run_id='{safe}'")
     except MlflowException:
         return None
     return max(found, key=lambda mv: int(mv.version)) if found else None
@@ -202,7 +202,9 @@ def state_profiles(detector: BaseDetector, X: pd.DataFrame, states: np.ndarray) 
                 "state": s,
                 "readings": int(m.sum()),
                 "share": float(m.mean()),
-                "mean": dict(zip(detector.sensors, rows.mean(axis=0).round(6).tolist(), strict=True)),
+                "mean": dict(
+                    zip(detector.sensors, rows.mean(axis=0).round(6).tolist(), strict=True)
+                ),
                 "std": dict(zip(detector.sensors, rows.std(axis=0).round(6).tolist(), strict=True)),
                 "z": ((rows.mean(axis=0) - mu) / sd).round(4).tolist(),
             }
@@ -354,11 +356,14 @@ def train_and_register(
     if airflow_run_id:
         tags["airflow_run_id"] = airflow_run_id
 
-    with registry_errors(f"experiment '{settings.experiment}'", settings), mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"train-{detector_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags=tags,
-    ) as run:
+    with (
+        registry_errors(f"experiment '{settings.experiment}'", settings),
+        mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"train-{detector_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags=tags,
+        ) as run,
+    ):
         mlflow.log_params({k: _param_value(v) for k, v in run_params.items()})
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory(prefix="sg-run-") as tmp:
@@ -379,7 +384,10 @@ def train_and_register(
             profiles_plot(
                 out / "profiles.png",
                 detector.sensors,
-                [(f"state {s['state']} ({s['share']:.0%})", np.asarray(s["z"])) for s in prof["states"]],
+                [
+                    (f"state {s['state']} ({s['share']:.0%})", np.asarray(s["z"]))
+                    for s in prof["states"]
+                ],
                 _failure_rows(ftypes, detector.sensors),
             )
             score_plot(
@@ -418,7 +426,9 @@ def train_and_register(
                     v = evaluation.get(k)
                     if isinstance(v, int | float):
                         version_tags[f"eval_{k}"] = f"{float(v):.4f}"
-            mv = register_model_version(info.model_uri, run.info.run_id, name, version_tags, settings)
+            mv = register_model_version(
+                info.model_uri, run.info.run_id, name, version_tags, settings
+            )
             version = int(mv.version)
             mlflow.set_tag("registered_version", str(version))
     return TrainResult(

@@ -119,7 +119,17 @@ def register_model_version(
                 )
             except MlflowException:
                 client.get_registered_model(name)  # created concurrently: fine
-        return client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+        # a remote tracking server only accepts a models:/<model_id> source together
+        # with that model_id (as mlflow.register_model does)
+        from mlflow.store.artifact.utils.models import _parse_model_id_if_present
+
+        return client.create_model_version(
+            name,
+            model_uri,
+            run_id=run_id,
+            tags=tags,
+            model_id=_parse_model_id_if_present(model_uri),
+        )
 
 
 # ---------------------------------------------------------------- loading
@@ -163,7 +173,10 @@ def resolve_alias(name: str, alias: str, settings: Settings | None = None) -> in
         try:
             mv = client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
-            if getattr(exc, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            if getattr(exc, "error_code", "") in {
+                "RESOURCE_DOES_NOT_EXIST",
+                "INVALID_PARAMETER_VALUE",
+            }:
                 _raise_missing(client, name, alias)
             raise
         return int(mv.version)
@@ -193,8 +206,9 @@ def load_version(
     settings: Settings | None = None,
 ) -> LoadedModel:
     """Download and load version ``version`` of ``name`` (pickle-free) into memory."""
-    import mlflow
     from mlflow.models import Model
+
+    import mlflow
 
     settings = settings or get_settings()
     configure_mlflow(settings)

@@ -20,6 +20,8 @@ from sensorguard.serving.model import ServedModel
 PASSTHROUGH = ("timestamp", "asset_id")
 _NUMERIC = frozenset({float, int, type(None)})
 _NUMBER_HINT = "sensor values must be JSON numbers; send null for a missing reading"
+# detectors compute in float32; beyond its range a value turns into inf/NaN scores
+VALUE_LIMIT = float(np.finfo(np.float32).max)
 
 
 class RequestError(Exception):
@@ -122,6 +124,7 @@ def _records(readings: Any, model: ServedModel, max_batch: int) -> Batch:
     # numpy also accepts "1.5", true and [1] of matching shapes: be strict about types
     if values.shape != (n, p) or not set(map(type, flat)) <= _NUMERIC:
         _diagnose_records(readings, model)
+    _check_range(values, model, "readings[{i}].{s}")
     if model.schema["extra_columns"] == "error":
         _refuse_extra_records(readings, model)
     passthrough: dict[str, list[Any]] = {}
@@ -263,10 +266,26 @@ def _columns(columns: Any, model: ServedModel, max_batch: int) -> Batch:
                         path=f"columns.{s}[{i}]",
                     )
             raise RequestError(422, "non_numeric", f"columns.{s} could not be read as numbers")
+    _check_range(values, model, "columns.{s}[{i}]")
     return Batch(values, {k: columns[k] for k in present})
 
 
 # ---------------------------------------------------------------- helpers
+def _check_range(values: np.ndarray, model: ServedModel, path: str) -> None:
+    big = np.abs(values) > VALUE_LIMIT  # NaN compares False: gaps pass
+    if not big.any():
+        return
+    i, j = (int(x) for x in np.argwhere(big)[0])
+    where = path.format(i=i, s=model.sensors[j])
+    raise RequestError(
+        422,
+        "out_of_range",
+        f"{where} = {values[i, j]:g} is outside the supported range ±{VALUE_LIMIT:.3g}",
+        "check the sensor's units; send null for a missing reading",
+        path=where,
+    )
+
+
 def _check_size(n: int, max_batch: int) -> None:
     if n == 0:
         raise RequestError(

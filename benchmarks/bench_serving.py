@@ -1,0 +1,335 @@
+"""Predictor throughput: ``sensorguard serve`` versus ``mlflow models serve``.
+
+One model version is trained on simulated pump readings and registered in a temporary
+embedded registry. The same version is then served by
+
+* ``mlflow models serve -m models:/<name>/1 --env-manager local --workers 1``
+  (``POST /invocations`` with ``{"dataframe_records": [...]}``), and
+* ``sensorguard serve`` (``POST /v1/predict`` with ``{"readings": [...]}``, and the
+  columnar ``{"columns": {...}}`` form as an extra row),
+
+both with one worker, one after the other in the same run, on loopback. Load comes from
+``wrk`` (``apt-get install -y wrk``) with keep-alive connections for a bounded time per
+case, at batch 1 and batch 1,000. Reported: requests/s, readings/s, p50 and p99 latency,
+server CPU time per request (from /proc: robust when the machine is shared), and the
+ratio to ``mlflow models serve``. Every response is checked to be 2xx.
+
+    .venv/bin/python benchmarks/bench_serving.py --duration 10
+
+Not a test: nothing is asserted; figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and all its descendants (mlflow serves in a child)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw.rsplit(")", 1)[1].split()
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += stats[p][1]
+        todo.extend(c for c, (ppid, _) in stats.items() if ppid == p)
+    return total
+
+
+def _wait(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not become ready in {timeout} s")
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not m:
+        raise ValueError(f"cannot parse wrk latency {text!r}")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _wrk(
+    url: str, body: bytes, duration: float, connections: int, threads: int, work: Path
+) -> dict[str, Any]:
+    body_file = work / f"body-{abs(hash(body))}.json"
+    body_file.write_bytes(body)
+    script = work / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'local f = io.open("{body_file}", "rb")\n'
+        "wrk.body = f:read('*all')\n"
+        "f:close()\n"
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "requests": total,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def _train_and_register(home: Path, rows: int) -> tuple[str, Any]:
+    os.environ["SENSORGUARD_HOME"] = str(home)
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(var, None)
+    import mlflow
+    from sensorguard.config import get_settings
+    from sensorguard.data.simulator import simulate_pump
+    from sensorguard.detectors import make_detector
+    from sensorguard.registry import (
+        configure_mlflow,
+        ensure_experiment,
+        get_client,
+        log_detector_model,
+        register_model_version,
+    )
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    df = simulate_pump(days=rows / 1440, seed=0, failures=False)
+    from sensorguard.data.simulator import SENSORS
+
+    X = df[list(SENSORS)]
+    detector = make_detector("operating-states").fit(X)
+    configure_mlflow(settings)
+    exp = ensure_experiment(settings.experiment, settings)
+    with mlflow.start_run(experiment_id=exp) as run:
+        info = log_detector_model(detector, X.head(5))
+    mv = register_model_version(info.model_uri, run.info.run_id, settings.model_name, {}, settings)
+    get_client(settings).set_registered_model_alias(
+        settings.model_name, settings.production_alias, mv.version
+    )
+    return settings.model_name, X
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of load per case")
+    ap.add_argument("--connections", type=int, default=8, help="wrk keep-alive connections")
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
+    ap.add_argument("--batches", default="1,1000", help="comma-separated batch sizes")
+    ap.add_argument("--rows", type=int, default=20_000, help="training rows")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--skip-mlflow", action="store_true", help="only sensorguard serve")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="sg-bench-serving-"))
+    home = work / "home"
+    print(f"workdir {work}; training and registering one model ...", flush=True)
+    name, X = _train_and_register(home, args.rows)
+    sensors = list(X.columns)
+    rng = np.random.default_rng(1)
+    batches = [int(b) for b in args.batches.split(",")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENSORGUARD_", "MLFLOW_"))}
+    env["SENSORGUARD_HOME"] = str(home)
+    tracking = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+
+    def records(n: int) -> list[dict[str, float]]:
+        idx = rng.integers(0, len(X), n)
+        return [dict(zip(sensors, map(float, row), strict=True)) for row in X.values[idx]]
+
+    payloads = {b: records(b) for b in batches}
+    servers: list[dict[str, Any]] = []
+    if not args.skip_mlflow:
+        servers.append(
+            {
+                "name": "mlflow models serve",
+                "cmd": [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/{name}/1",
+                    "--env-manager",
+                    "local",
+                    "--workers",
+                    "1",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    "{port}",
+                ],
+                "env": {**env, "MLFLOW_TRACKING_URI": tracking},
+                "ready": "/ping",
+                "path": "/invocations",
+                "bodies": {
+                    b: json.dumps({"dataframe_records": p}).encode() for b, p in payloads.items()
+                },
+            }
+        )
+    sg_bodies: dict[int | str, bytes] = {
+        b: json.dumps({"readings": p}).encode() for b, p in payloads.items()
+    }
+    for b, p in payloads.items():
+        if b >= 100:
+            cols = {s: [r[s] for r in p] for s in sensors}
+            sg_bodies[f"{b} (columns)"] = json.dumps({"columns": cols}).encode()
+    servers.append(
+        {
+            "name": "sensorguard serve",
+            "cmd": [str(BIN / "sensorguard"), "serve", "--port", "{port}"],
+            "env": env,
+            "ready": "/readyz",
+            "path": "/v1/predict",
+            "bodies": sg_bodies,
+        }
+    )
+
+    results: list[dict[str, Any]] = []
+    for srv in servers:
+        port = _free_port()
+        cmd = [c.replace("{port}", str(port)) for c in srv["cmd"]]
+        log = work / f"{srv['name'].split()[0]}.log"
+        proc = _start(cmd, srv["env"], log)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            t0 = time.monotonic()
+            _wait(base + srv["ready"], timeout=600)
+            print(f"{srv['name']}: ready after {time.monotonic() - t0:.1f} s", flush=True)
+            for label, body in srv["bodies"].items():
+                check = httpx.post(
+                    base + srv["path"],
+                    content=body,
+                    headers={"content-type": "application/json"},
+                    timeout=60,
+                )
+                check.raise_for_status()
+                batch = int(str(label).split()[0])
+                _wrk(base + srv["path"], body, 2, args.connections, args.threads, work)  # warm
+                cpu0 = _tree_cpu_seconds(proc.pid)
+                res = _wrk(
+                    base + srv["path"], body, args.duration, args.connections, args.threads, work
+                )
+                cpu = _tree_cpu_seconds(proc.pid) - cpu0
+                row = {
+                    "server": srv["name"],
+                    "batch": batch,
+                    "payload": str(label),
+                    **res,
+                    "readings_per_s": res["rps"] * batch,
+                    "cpu_us_per_request": cpu / max(res["requests"], 1) * 1e6,
+                }
+                results.append(row)
+                print(
+                    f"  batch {label}: {res['rps']:,.0f} req/s, "
+                    f"{row['readings_per_s']:,.0f} readings/s, p50 {res['p50_ms']:.2f} ms, "
+                    f"p99 {res['p99_ms']:.2f} ms, cpu {row['cpu_us_per_request']:,.0f} µs/req, "
+                    f"non-2xx {res['non_2xx']}",
+                    flush=True,
+                )
+        finally:
+            _stop(proc)
+
+    base_rows = {r["batch"]: r for r in results if r["server"] == "mlflow models serve"}
+    print()
+    print(
+        "| server | batch | requests/s | readings/s | p50 ms | p99 ms | server CPU µs/req "
+        "| × mlflow (readings/s) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ref = base_rows.get(r["batch"])
+        ratio = f"{r['readings_per_s'] / ref['readings_per_s']:.1f}×" if ref else "-"
+        print(
+            f"| {r['server']} | {r['payload']} | {r['rps']:,.0f} | {r['readings_per_s']:,.0f} "
+            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_request']:,.0f} "
+            f"| {ratio} |"
+        )
+    load = os.getloadavg()
+    print(f"\nload average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "loadavg": load}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

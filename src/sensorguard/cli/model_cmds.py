@@ -1,0 +1,263 @@
+"""``sensorguard score`` and ``sensorguard evaluate``: wiring over ``sensorguard.pipelines``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sensorguard.cli._common import console, err_console, guarded, progress
+
+_MODEL_HELP = (
+    "Model: a folder saved by a detector, or a registry URI models:/NAME@ALIAS or "
+    "models:/NAME/VERSION (default: models:/<model_name>@<production_alias> from settings)."
+)
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _default_model(model: str | None) -> str:
+    if model:
+        return model
+    from sensorguard.config import get_settings
+
+    s = get_settings()
+    return f"models:/{s.model_name}@{s.production_alias}"
+
+
+def _load(
+    data: Path,
+    model: str | None,
+    sep: str | None,
+    time_column: str | None,
+    label_column: str | None,
+    asset_column: str | None,
+    ignore_columns: str | None,
+    bar: Any,
+) -> tuple[Any, Any]:
+    from sensorguard.data import load_readings
+    from sensorguard.pipelines.scoring import load_model
+
+    task = bar.add_task(f"reading {data.name}", total=None)
+    readings = load_readings(
+        data,
+        sep=sep,
+        time_column=time_column,
+        label_column=label_column,
+        asset_column=asset_column,
+        ignore_columns=_split(ignore_columns),
+    )
+    bar.update(task, total=1, completed=1)
+    ref = _default_model(model)
+    task = bar.add_task(f"loading model {ref}", total=None)
+    detector = load_model(ref)
+    bar.update(task, total=1, completed=1)
+    return readings, detector
+
+
+def _fmt_time(t: Any) -> str:
+    return str(t)[:19]
+
+
+# shared options (Typer needs them spelled out per command)
+_SEP = typer.Option(
+    None, "--sep", help="CSV separator (',', ';', tab, '|', whitespace); default: detected."
+)
+_TIME = typer.Option(
+    None, "--time-column", help="Time column (default: timestamp/time/datetime/date)."
+)
+_LABEL = typer.Option(
+    None,
+    "--label-column",
+    help="Label column: 0/1 or NORMAL/BROKEN/RECOVERING (default: machine_status/label/…).",
+)
+_ASSET = typer.Option(
+    None, "--asset-column", help="Asset column (default: asset_id/asset/machine_id/machine)."
+)
+_IGNORE = typer.Option(
+    None, "--ignore-columns", help="Comma-separated columns to drop before anything else."
+)
+
+
+def score(
+    data: Path = typer.Argument(..., help="Readings file to score: CSV or Parquet."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the per-reading output: .csv or .parquet."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    top_k: int = typer.Option(
+        3, "--top-k", min=1, help="How many top contributing sensors to list per reading."
+    ),
+    show: int = typer.Option(20, "--show", min=0, help="Alarm events to print (0: none)."),
+    sep: str | None = _SEP,
+    time_column: str | None = _TIME,
+    label_column: str | None = _LABEL,
+    asset_column: str | None = _ASSET,
+    ignore_columns: str | None = _IGNORE,
+) -> None:
+    """Score a readings file with a fitted model and write one output row per reading.
+
+    Output columns: time [, asset], score (higher = more abnormal), is_anomaly (inside an
+    alarm event, after smoothing), state (nearest operating state), top_sensors (the
+    sensors to blame, ';'-separated) and the label column when the input has one. Prints
+    a summary with every alarm event (start, end, top sensors).
+
+    Examples:
+
+      sensorguard score data/eval.csv -o scored.parquet --model models/pump
+
+      sensorguard score plant.csv -o out.csv --sep ';' --time-column ts
+    """
+    from rich.table import Table
+
+    from sensorguard.data import write_frame
+    from sensorguard.data.loading import file_kind
+    from sensorguard.pipelines.scoring import alarm_events, detect_readings, result_frame
+
+    file_kind(output)  # refuse an unknown suffix before doing any work
+    with progress() as bar:
+        readings, detector = _load(
+            data, model, sep, time_column, label_column, asset_column, ignore_columns, bar
+        )
+        task = bar.add_task(f"scoring {len(readings):,} readings", total=None)
+        result = detect_readings(detector, readings)
+        frame = result_frame(result, readings, top_k=top_k)
+        bar.update(task, total=1, completed=1)
+        task = bar.add_task(f"writing {output.name}", total=None)
+        write_frame(frame, output)
+        bar.update(task, total=1, completed=1)
+    extra = detector.schema_.last_extra
+    if extra:
+        err_console.print(
+            f"[yellow]note:[/] ignored column(s) the model does not use: {', '.join(extra)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    events = alarm_events(result, readings, top_k=top_k)
+    n_alarm = int(result.is_anomaly.sum())
+    console.print(
+        f"wrote [bold]{output}[/]: {len(frame):,} readings, {n_alarm:,} in alarm "
+        f"({n_alarm / max(1, len(frame)):.1%}), {len(events)} alarm event(s); "
+        f"threshold {result.threshold:.3g}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if events and show:
+        table = Table(title="Alarm events", title_justify="left")
+        cols = ["start", "end", "readings", "peak score", "top sensors"]
+        if "asset" in events[0]:
+            cols.insert(0, "asset")
+        for c in cols:
+            table.add_column(c, justify="right" if c in ("readings", "peak score") else "left")
+        for ev in events[:show]:
+            row = [
+                _fmt_time(ev["start"]),
+                _fmt_time(ev["end"]),
+                f"{ev['readings']:,}",
+                f"{ev['peak_score']:.3g}",
+                ", ".join(ev["top_sensors"]),
+            ]
+            if "asset" in ev:
+                row.insert(0, ev["asset"])
+            table.add_row(*row)
+        console.print(table)
+        if len(events) > show:
+            console.print(f"… and {len(events) - show} more (see --show)", highlight=False)
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def evaluate(
+    data: Path = typer.Argument(..., help="Labelled readings file: CSV or Parquet."),
+    model: str | None = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    sep: str | None = _SEP,
+    time_column: str | None = _TIME,
+    label_column: str | None = _LABEL,
+    asset_column: str | None = _ASSET,
+    ignore_columns: str | None = _IGNORE,
+) -> None:
+    """Evaluate a fitted model on labelled readings: point and event metrics.
+
+    Point metrics (per reading): precision, recall, F1 = TP/(TP+(FP+FN)/2), false-alarm
+    rate FP/(FP+TN), missed-alarm rate FN/(FN+TP). Event metrics (per failure episode):
+    events detected / missed, false alarm events per day, mean detection delay. With a
+    failure_mode column, recall per mode is added.
+
+    Examples:
+
+      sensorguard evaluate data/eval.csv --model models/pump
+
+      sensorguard evaluate data/eval.csv --json > metrics.json
+    """
+    from rich.table import Table
+
+    from sensorguard.evaluation.events import evaluate_detector
+
+    with progress() as bar:
+        readings, detector = _load(
+            data, model, sep, time_column, label_column, asset_column, ignore_columns, bar
+        )
+        task = bar.add_task(f"scoring {len(readings):,} readings", total=None)
+        metrics = evaluate_detector(detector, readings)
+        bar.update(task, total=1, completed=1)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, default=str))
+        return
+    m = metrics
+    table = Table(title=f"{data.name}: {m['rows']:,} readings", title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    delay = m["mean_detection_delay_s"]
+    rows = [
+        ("precision", f"{m['precision']:.3f}", "alarm readings that are abnormal"),
+        ("recall", f"{m['recall']:.3f}", "abnormal readings in alarm"),
+        ("F1", f"{m['f1']:.3f}", "TP / (TP + (FP + FN) / 2)"),
+        ("false-alarm rate", _pct(m["far"]), "FP / (FP + TN)"),
+        ("missed-alarm rate", _pct(m["mar"]), "FN / (FN + TP)"),
+        ("TP / FP / FN / TN", f"{m['tp']} / {m['fp']} / {m['fn']} / {m['tn']}", "readings"),
+        (
+            "events detected",
+            f"{m['events_detected']} / {m['events_total']}",
+            f"event recall {m['event_recall']:.3f}; missed {m['events_missed']}",
+        ),
+        (
+            "false alarm events",
+            str(m["false_alarm_events"]),
+            f"{m['false_alarms_per_day']:.2f} per day over {m['days']:.1f} days",
+        ),
+        (
+            "mean detection delay",
+            "-" if delay is None else f"{delay / 60:.1f} min",
+            "first alarm inside a failure minus its start",
+        ),
+    ]
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    by_mode = m.get("by_mode")
+    if by_mode:
+        t2 = Table(title="By failure mode", title_justify="left")
+        for c in ("mode", "detected", "recall", "mean delay"):
+            t2.add_column(c, justify="left" if c == "mode" else "right")
+        for mode, rec in by_mode.items():
+            d = rec["mean_detection_delay_s"]
+            t2.add_row(
+                mode,
+                f"{rec['events_detected']} / {rec['events_total']}",
+                f"{rec['event_recall']:.2f}",
+                "-" if d is None else f"{d / 60:.1f} min",
+            )
+        console.print(t2)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(guarded(score))
+    app.command("evaluate")(guarded(evaluate))
