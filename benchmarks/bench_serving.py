@@ -69,9 +69,11 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def _wait(url: str, timeout: float) -> None:
+def _wait(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -129,7 +131,7 @@ def _wrk(
             "wrk",
             f"-t{threads}",
             f"-c{connections}",
-            f"-d{duration}s",
+            f"-d{max(1, round(duration))}s",
             "--latency",
             "-s",
             str(script),
@@ -177,7 +179,7 @@ def _train_and_register(home: Path, rows: int) -> tuple[str, Any]:
     from sensorguard.data.simulator import SENSORS
 
     X = df[list(SENSORS)]
-    detector = make_detector("operating-states").fit(X)
+    detector = make_detector("operating-states", max_states=4).fit(X)
     configure_mlflow(settings)
     exp = ensure_experiment(settings.experiment, settings)
     with mlflow.start_run(experiment_id=exp) as run:
@@ -193,7 +195,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of load per case")
     ap.add_argument("--connections", type=int, default=8, help="wrk keep-alive connections")
-    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument("--batches", default="1,1000", help="comma-separated batch sizes")
     ap.add_argument("--rows", type=int, default=20_000, help="training rows")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -211,11 +212,16 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SENSORGUARD_", "MLFLOW_"))}
     env["SENSORGUARD_HOME"] = str(home)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn`
     tracking = f"sqlite:///{(home / 'mlflow.db').resolve()}"
 
-    def records(n: int) -> list[dict[str, float]]:
+    def records(n: int) -> list[dict[str, float | None]]:
+        # simulated dropouts (NaN) become null: NaN is not JSON
         idx = rng.integers(0, len(X), n)
-        return [dict(zip(sensors, map(float, row), strict=True)) for row in X.values[idx]]
+        return [
+            {s: (float(v) if np.isfinite(v) else None) for s, v in zip(sensors, row, strict=True)}
+            for row in X.values[idx]
+        ]
 
     payloads = {b: records(b) for b in batches}
     servers: list[dict[str, Any]] = []
@@ -273,7 +279,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             t0 = time.monotonic()
-            _wait(base + srv["ready"], timeout=600)
+            _wait(base + srv["ready"], 600, proc, log)
             print(f"{srv['name']}: ready after {time.monotonic() - t0:.1f} s", flush=True)
             for label, body in srv["bodies"].items():
                 check = httpx.post(
@@ -284,43 +290,48 @@ def main() -> None:
                 )
                 check.raise_for_status()
                 batch = int(str(label).split()[0])
-                _wrk(base + srv["path"], body, 2, args.connections, args.threads, work)  # warm
-                cpu0 = _tree_cpu_seconds(proc.pid)
-                res = _wrk(
-                    base + srv["path"], body, args.duration, args.connections, args.threads, work
-                )
-                cpu = _tree_cpu_seconds(proc.pid) - cpu0
-                row = {
-                    "server": srv["name"],
-                    "batch": batch,
-                    "payload": str(label),
-                    **res,
-                    "readings_per_s": res["rps"] * batch,
-                    "cpu_us_per_request": cpu / max(res["requests"], 1) * 1e6,
-                }
-                results.append(row)
-                print(
-                    f"  batch {label}: {res['rps']:,.0f} req/s, "
-                    f"{row['readings_per_s']:,.0f} readings/s, p50 {res['p50_ms']:.2f} ms, "
-                    f"p99 {res['p99_ms']:.2f} ms, cpu {row['cpu_us_per_request']:,.0f} µs/req, "
-                    f"non-2xx {res['non_2xx']}",
-                    flush=True,
-                )
+                _wrk(base + srv["path"], body, 2, args.connections, 1, work)  # warm-up
+                # throughput with N connections; at batch 1 also latency with one connection
+                runs = [args.connections] + ([1] if batch == 1 and args.connections > 1 else [])
+                for conns in runs:
+                    cpu0 = _tree_cpu_seconds(proc.pid)
+                    res = _wrk(base + srv["path"], body, args.duration, conns, 1, work)
+                    cpu = _tree_cpu_seconds(proc.pid) - cpu0
+                    row = {
+                        "server": srv["name"],
+                        "batch": batch,
+                        "payload": str(label),
+                        "connections": conns,
+                        **res,
+                        "readings_per_s": res["rps"] * batch,
+                        "cpu_us_per_request": cpu / max(res["requests"], 1) * 1e6,
+                    }
+                    results.append(row)
+                    print(
+                        f"  batch {label}, {conns} conn: {res['rps']:,.0f} req/s, "
+                        f"{row['readings_per_s']:,.0f} readings/s, p50 {res['p50_ms']:.2f} ms, "
+                        f"p99 {res['p99_ms']:.2f} ms, "
+                        f"cpu {row['cpu_us_per_request']:,.0f} µs/req, non-2xx {res['non_2xx']}",
+                        flush=True,
+                    )
         finally:
             _stop(proc)
 
-    base_rows = {r["batch"]: r for r in results if r["server"] == "mlflow models serve"}
+    base_rows = {
+        (r["batch"], r["connections"]): r for r in results if r["server"] == "mlflow models serve"
+    }
     print()
     print(
-        "| server | batch | requests/s | readings/s | p50 ms | p99 ms | server CPU µs/req "
-        "| × mlflow (readings/s) |"
+        "| server | batch | connections | requests/s | readings/s | p50 ms | p99 ms "
+        "| server CPU µs/req | × mlflow (readings/s) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        ref = base_rows.get(r["batch"])
+        ref = base_rows.get((r["batch"], r["connections"]))
         ratio = f"{r['readings_per_s'] / ref['readings_per_s']:.1f}×" if ref else "-"
         print(
-            f"| {r['server']} | {r['payload']} | {r['rps']:,.0f} | {r['readings_per_s']:,.0f} "
+            f"| {r['server']} | {r['payload']} | {r['connections']} | {r['rps']:,.0f} "
+            f"| {r['readings_per_s']:,.0f} "
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_request']:,.0f} "
             f"| {ratio} |"
         )

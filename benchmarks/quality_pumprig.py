@@ -1,6 +1,10 @@
 """Detection quality on the synthetic pump test rig (the benchmark contract's format).
 
     .venv/bin/python benchmarks/quality_pumprig.py [DETECTOR ...] [--files 60] [--seed 0]
+        [--keep FOLDER]
+
+``--keep FOLDER`` also leaves the generated files there, for
+``sensorguard benchmark FOLDER --sep ';' ...``.
 
 Generates the files with ``sensorguard.evaluation.synthetic.write_pump_rig`` (8 sensors
 at 1 Hz, ~1,100 rows, one long anomaly per file, drifting temperatures, wandering
@@ -25,9 +29,9 @@ from sensorguard.evaluation.synthetic import write_pump_rig
 
 
 def main() -> None:
-    args = parse_args(__doc__, files=60, seed=0)
+    args = parse_args(__doc__, files=60, seed=0, keep="")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = Path(args.keep or tmp)
         write_pump_rig(folder, n_files=args.files, seed=args.seed)
         results = run_all(
             lambda: iter_csv_folder(

@@ -141,7 +141,7 @@ def sensor_model_training() -> None:
         ctx = get_current_context()
         p = ctx["params"]
         return retraining.extract_window(
-            run_id=ctx["run_id"],
+            run_id=f"{ctx['dag'].dag_id}/{ctx['run_id']}",
             data_path=p["data_path"],
             asset=p["asset"],
             end=p["window_end"] or ctx["dag_run"].run_after,

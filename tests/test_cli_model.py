@@ -70,6 +70,22 @@ def test_score_writes_one_row_per_reading(files: dict[str, Path], suffix: str) -
     assert frame["top_sensors"].str.count(";").eq(2).all()
 
 
+def test_score_two_assets_matches_each_alone(files: dict[str, Path]) -> None:
+    from sensorguard.detectors import load_detector
+    from sensorguard.pipelines.scoring import score_readings
+
+    a = simulate_pump(days=1, seed=23, n_failures=1, asset_id="pump-a")
+    b = simulate_pump(days=1, seed=24, n_failures=1, asset_id="pump-b")
+    both = Readings.from_frame(pd.concat([a, b], ignore_index=True))
+    det = load_detector(files["model"])
+    out = score_readings(det, both)
+    assert len(out) == len(a) + len(b)
+    for frame in (a, b):
+        alone = score_readings(det, Readings.from_frame(frame)).reset_index(drop=True)
+        part = out[out["asset_id"] == frame["asset_id"].iloc[0]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, alone)
+
+
 def test_score_with_separator_and_time_column(files: dict[str, Path]) -> None:
     out = files["root"] / "semi_scored.csv"
     result = runner.invoke(
@@ -115,6 +131,31 @@ def test_evaluate_table_and_json(files: dict[str, Path]) -> None:
         "stuck_sensor",
         "spike",
     }
+
+
+def test_plots(files: dict[str, Path]) -> None:
+    png = files["root"] / "score.png"
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(files["eval"]),
+            "-m",
+            str(files["model"]),
+            "-o",
+            str(files["root"] / "p.csv"),
+            "--plot",
+            str(png),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    svg = files["root"] / "eval.svg"
+    result = runner.invoke(
+        app, ["evaluate", str(files["eval"]), "-m", str(files["model"]), "--plot", str(svg)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "<svg" in svg.read_text()[:2000]
 
 
 def test_missing_model_folder(files: dict[str, Path]) -> None:

@@ -250,3 +250,19 @@ def test_postgres_init_script_creates_separate_databases() -> None:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 conn.execute(sa.text(f'DROP ROLE IF EXISTS "{name}_u"'))
         engine.dispose()
+
+
+def test_build_contexts_have_what_the_dockerfiles_copy(config: dict[str, Any]) -> None:
+    for name, svc in config["services"].items():
+        build = svc.get("build")
+        if not build:
+            continue
+        dockerfile = Path(build["context"]) / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.exists(), (name, dockerfile)
+        for line in dockerfile.read_text().splitlines():
+            if line.startswith("COPY") and "--from=" not in line:
+                *sources, _dest = [w for w in line.split()[1:] if not w.startswith("--")]
+                for src in sources:
+                    assert (Path(build["context"]) / src).exists(), (name, src)
+    app_file = (ROOT / "deploy" / "app.Dockerfile").read_text()
+    assert "requirements.lock" in app_file and "USER sensorguard" in app_file

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from sensorguard.detectors.events import (
+    AlarmTracker,
     flag_spans,
     hysteresis,
     merge_gaps,
@@ -77,6 +78,32 @@ def test_hysteresis_smoothing_suppresses_isolated_spikes() -> None:
 def test_hysteresis_rejects_bad_off_ratio() -> None:
     with pytest.raises(ValueError):
         hysteresis([1.0], 1.0, off_ratio=1.5)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 50])
+def test_alarm_tracker_matches_one_batch(batch: int) -> None:
+    rng = np.random.default_rng(0)
+    score = rng.gamma(2.0, 0.5, 600)
+    score[100:160] += 3  # a failure
+    score[300:303] += 6  # a short burst
+    score[400:470] += np.linspace(0, 2, 70)  # slow onset hovering near the threshold
+    kw = {"smooth_window": 5, "min_duration": 3, "off_ratio": 0.8, "release": 4}
+    whole = hysteresis(score, 2.0, **kw)
+    tracker = AlarmTracker(2.0, **kw)
+    streamed = np.concatenate(
+        [tracker.update(score[i : i + batch]) for i in range(0, score.size, batch)]
+    )
+    assert whole.any()
+    assert np.array_equal(streamed, whole)
+
+
+def test_alarm_tracker_for_a_detector_without_hysteresis() -> None:
+    class Plain:
+        threshold_ = 1.0
+
+    tracker = AlarmTracker.for_detector(Plain())
+    assert tracker.update([0.5, 1.5]).tolist() == [False, True]
+    assert tracker.update([0.5]).tolist() == [False]
 
 
 def test_merge_gaps() -> None:

@@ -33,9 +33,9 @@ def _readings(days: float = 5.0, seed: int = 1) -> Any:
 
 @pytest.fixture
 def store(sg_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    # thresholds sized for 2-day evaluation windows with two or three failures
+    # thresholds sized for 2-day evaluation windows holding two or three failures
     monkeypatch.setenv("SENSORGUARD_GATE_MIN_F1", "0.5")
-    monkeypatch.setenv("SENSORGUARD_GATE_MIN_EVENT_RECALL", "0.9")
+    monkeypatch.setenv("SENSORGUARD_GATE_MIN_EVENT_RECALL", "0.6")
     monkeypatch.setenv("SENSORGUARD_GATE_MAX_FALSE_ALARMS_PER_DAY", "2")
     get_settings.cache_clear()
     seed_store(sg_home)
@@ -113,11 +113,12 @@ def test_lifecycle_gate_promote_archive_rollback(store: Settings) -> None:
     assert any("regression" not in r and "F1" in r for r in d2.reasons)
     assert any("vs production v1" in r for r in d2.reasons)
 
-    # v3: a better-or-equal candidate on the same evaluation data → promoted
-    r3 = _train(store, data, params={"random_state": 1})
+    # v3: a sound detector again (deterministic: as good as v1) → promoted over v1
+    r3 = _train(store, data)
     out3 = lifecycle.gate_and_promote(3, r3.eval_readings, settings=store, trigger="test")
     assert out3.action == "promote", out3.decision.summary()
     assert out3.decision.production_version == 1
+    assert out3.decision.candidate["f1"] >= out3.decision.production["f1"] - store.gate_tolerance
 
     by_version = {v.version: v for v in lifecycle.list_versions(store)}
     assert by_version[3].aliases == ["production"]
@@ -358,7 +359,8 @@ def test_cli_models_list_history_show_rollback(store: Settings, tmp_path: Path) 
 
     res = _cli("models", "list")
     assert res.exit_code == 0, res.output
-    assert "production" in res.output and "operating-states" in res.output
+    assert "production" in res.output
+    assert ("archived" if promoted else "rejected") in res.output
 
     res = _cli("models", "show", "1")
     assert res.exit_code == 0, res.output

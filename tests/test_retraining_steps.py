@@ -64,3 +64,16 @@ def test_bad_parameters_are_clear_errors(sg_home: Path, pump_csv: Path) -> None:
     window = retraining.extract_window(run_id="r", data_path=str(tiny))
     with pytest.raises(DataValidationError, match="at least"):
         retraining.validate_window(window)
+
+
+def test_old_run_folders_are_pruned(sg_home: Path) -> None:
+    import os
+    import time
+
+    old = retraining.run_folder("dag/manual__old")
+    recent = retraining.run_folder("dag/manual__recent")
+    week_ago = time.time() - 8 * 86400
+    os.utime(old, (week_ago, week_ago))
+    current = retraining.run_folder("dag/manual__now")
+    assert not old.exists() and recent.is_dir() and current.is_dir()
+    assert current.name == "dag_manual__now"

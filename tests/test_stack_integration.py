@@ -304,6 +304,48 @@ def test_troubleshooting_commands_work(stack: Stack) -> None:
     assert "all troubleshooting checks passed" in res.stdout
 
 
+def _n_versions(stack: Stack) -> int:
+    r = httpx.get(
+        stack.mlflow_url + "/api/2.0/mlflow/model-versions/search",
+        params={"filter": f"name='{MODEL}'"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return len(r.json().get("model_versions", []))
+
+
+def test_compose_trainer_job_runs_against_the_stack(stack: Stack, tmp_path: Path) -> None:
+    """The trainer service's command, taken from docker-compose.yml, run natively."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    script = compose["services"]["trainer"]["command"][-1].replace("$$", "$")
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        "MLFLOW_TRACKING_URI": stack.mlflow_url,
+        "SENSORGUARD_STORE_URL": stack.readings_url,
+        "SENSORGUARD_HOME": str(tmp_path / "trainer-home"),
+        "TRAIN_DATA": str(tmp_path / "pump.csv"),
+        "TRAIN_ASSET": "pump-07",
+        "TRAIN_DAYS": "2",
+    }
+    before = _n_versions(stack)
+    res = subprocess.run(
+        ["sh", "-c", script.replace("/tmp/window.csv", str(tmp_path / "window.csv"))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    from sensorguard.store import list_assets
+
+    assets = list_assets(stack.readings_url).set_index("asset_id")
+    assert assets.loc["pump-07", "readings"] == 2 * 24 * 60
+    assert _n_versions(stack) == before + 1  # trained and registered through the server
+
+
 def test_stack_status_and_down(stack: Stack) -> None:
     from sensorguard.deploy.local_stack import down, status
 

@@ -244,3 +244,21 @@ def test_failure_types_from_labels(fitted: OperatingStateDetector) -> None:
     ev = x.iloc[2300:2320]
     d_type = next(t["type"] for t in prof["types"] if t["top_sensors"][0] == "d")
     assert assign_failure_type(prof, fitted.contributions(ev)) == d_type
+
+
+def test_failure_types_are_saved_with_the_model(
+    fitted: OperatingStateDetector, tmp_path: Path
+) -> None:
+    from sensorguard.data import Readings
+
+    x = regimes(1000, seed=13)
+    label = np.zeros(1000, dtype=int)
+    x.loc[300:339, "b"] += 5
+    label[300:340] = 1
+    frame = x.assign(timestamp=pd.date_range("2026-01-01", periods=1000, freq="1min"), y=label)
+    det = clone(fitted).fit(regimes(3000, seed=1))
+    prof = det.learn_failure_types(Readings.from_frame(frame, label_column="y"))
+    assert prof["n_episodes"] == 1
+    assert prof["types"][0]["top_sensors"][0] == "b"
+    det.save(tmp_path / "m")
+    assert load_detector(tmp_path / "m").failure_types_ == prof  # type: ignore[attr-defined]

@@ -253,3 +253,46 @@ def test_ingest_file_reports_progress(store_url: str, tmp_path: Path, pump: pd.D
 def test_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot reach the readings store"):
         upgrade("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_store_score_cli_writes_predictions_and_alarms(store_url: str, tmp_path: Path) -> None:
+    from sensorguard.detectors import make_detector
+
+    data = Readings.from_frame(simulate_pump(days=2, seed=4, freq="2min"))
+    normal = data.X[data.y == 0]
+    model_dir = make_detector("pca").fit(normal).save(tmp_path / "pca-model")
+    insert_readings(data, url=store_url)
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["store", "score", "--asset", "pump-01", "--model", str(model_dir), "--url", store_url],
+        env={"COLUMNS": "200"},
+    )
+    assert res.exit_code == 0, res.output
+    assert f"{len(data):,} readings of pump-01 scored" in res.output
+    preds = read_predictions("pump-01", store_url)
+    assert len(preds) == len(data) and set(preds["model_version"]) == {"local"}
+    assert preds["is_anomaly"].any()
+    res = runner.invoke(
+        app, ["store", "alarms", "--asset", "pump-01", "--url", store_url, "--json"]
+    )
+    alarms = json.loads(res.stdout)
+    assert alarms and all(a["model_name"] == "pca-model" for a in alarms)
+    # failures are flagged where the simulator labelled them
+    flagged = preds.set_index("time")["is_anomaly"]
+    broken = pd.Series(data.y, index=pd.DatetimeIndex(data.times)).astype(bool)
+    assert flagged[broken.to_numpy()].mean() > flagged[~broken.to_numpy()].mean()
+    res = runner.invoke(
+        app,
+        [
+            "store",
+            "score",
+            "--asset",
+            "pump-01",
+            "--model",
+            str(tmp_path / "none"),
+            "--url",
+            store_url,
+        ],
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output

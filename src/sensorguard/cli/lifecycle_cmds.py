@@ -235,19 +235,21 @@ def models_list(
     table = Table(
         title=f"{settings.model_name} @ {settings.resolved_tracking_uri}",
         box=box.SIMPLE_HEAD,
-        caption="F1, event recall, false alarms/day: on the version's held-out data",
+        collapse_padding=True,
+        pad_edge=False,
+        caption="F1, rec (event recall), FA/d (false alarms per day): on the version's "
+        "held-out data; more with `sensorguard models show VERSION`",
     )
     for col, just, width in (
         ("ver", "right", 3),
         ("aliases", "left", 10),
         ("lifecycle", "left", 10),
         ("gate", "left", 8),
-        ("created UTC", "left", 11),
+        ("created", "left", 11),
         ("trigger", "left", 7),
         ("F1", "right", 5),
-        ("recall", "right", 6),
-        ("FA/day", "right", 6),
-        ("silh.", "right", 5),
+        ("rec", "right", 4),
+        ("FA/d", "right", 4),
     ):
         table.add_column(col, justify=just, min_width=width)  # type: ignore[arg-type]
     for v in versions:
@@ -262,7 +264,6 @@ def models_list(
             _fmt(v.metrics.get("eval_f1")),
             _fmt(v.metrics.get("eval_event_recall"), 2),
             _fmt(v.metrics.get("eval_false_alarms_per_day"), 2),
-            _fmt(v.metrics.get("silhouette"), 2),
             style=style,
         )
     console.print(table)
@@ -310,9 +311,14 @@ def models_history(
     if not events:
         console.print(f"no lifecycle events recorded for '{settings.model_name}' yet")
         return
-    table = Table(title=f"lifecycle history of {settings.model_name}", box=box.SIMPLE_HEAD)
-    for col, width in (("time UTC", 14), ("action", 7), ("from", 4), ("to", 4), ("trigger", 7),
-                       ("user", 4), ("F1 cand/prod", 12)):  # fmt: skip
+    table = Table(
+        title=f"lifecycle history of {settings.model_name}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col, width in (("time UTC", 11), ("action", 7), ("versions", 6), ("trigger", 7),
+                       ("user", 4), ("F1 cand/prod", 11)):  # fmt: skip
         table.add_column(col, min_width=width)
     table.add_column("reason", overflow="fold", min_width=16)
     for e in events:
@@ -321,15 +327,12 @@ def models_history(
         prod = (gate.get("production") or {}).get("f1")
         f1 = "" if cand is None else f"{cand:.3f}/{'–' if prod is None else f'{prod:.3f}'}"
         action = e.action + (" (forced)" if e.forced else "")
+        versions = (
+            f"{'–' if e.from_version is None else f'v{e.from_version}'}→"
+            f"{'–' if e.to_version is None else f'v{e.to_version}'}"
+        )
         table.add_row(
-            e.time.strftime("%m-%d %H:%M:%S"),
-            action,
-            "–" if e.from_version is None else f"v{e.from_version}",
-            "–" if e.to_version is None else f"v{e.to_version}",
-            e.trigger,
-            e.user,
-            f1,
-            e.reason,
+            e.time.strftime("%m-%d %H:%M"), action, versions, e.trigger, e.user, f1, e.reason
         )
     console.print(table)
 
@@ -547,8 +550,12 @@ def ui(
         "Ctrl+C stops it",
         highlight=False,
     )
+    import os
+
+    # MLflow's job runner (GenAI features) would start seven extra worker processes
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     try:
-        code = subprocess.call(cmd)
+        code = subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         code = 0
     except FileNotFoundError:

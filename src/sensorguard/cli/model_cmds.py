@@ -93,6 +93,9 @@ def score(
         3, "--top-k", min=1, help="How many top contributing sensors to list per reading."
     ),
     show: int = typer.Option(20, "--show", min=0, help="Alarm events to print (0: none)."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also draw score, threshold and alarms over time to a .png/.svg."
+    ),
     sep: str | None = _SEP,
     time_column: str | None = _TIME,
     label_column: str | None = _LABEL,
@@ -108,7 +111,7 @@ def score(
 
     Examples:
 
-      sensorguard score data/eval.csv -o scored.parquet --model models/pump
+      sensorguard score data/eval.csv -o scored.parquet --model models/pump --plot score.png
 
       sensorguard score plant.csv -o out.csv --sep ';' --time-column ts
     """
@@ -167,6 +170,25 @@ def score(
         console.print(table)
         if len(events) > show:
             console.print(f"… and {len(events) - show} more (see --show)", highlight=False)
+    if plot is not None:
+        _plot(plot, result, readings, f"{data.name}: score and alarms")
+
+
+def _plot(path: Path, result: Any, readings: Any, title: str) -> None:
+    from sensorguard.pipelines.plots import score_plot
+
+    if readings.asset is not None and readings.asset.nunique() > 1:
+        err_console.print("[yellow]note:[/] the plot shows all assets one after the other")
+    score_plot(
+        path,
+        readings.times,
+        result.score,
+        result.threshold,
+        result.is_anomaly,
+        readings.y,
+        title=title,
+    )
+    console.print(f"plot: {path}", highlight=False, soft_wrap=True)
 
 
 def _pct(v: float) -> str:
@@ -177,6 +199,9 @@ def evaluate(
     data: Path = typer.Argument(..., help="Labelled readings file: CSV or Parquet."),
     model: str | None = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also draw score, alarms and labelled failures to a .png/.svg."
+    ),
     sep: str | None = _SEP,
     time_column: str | None = _TIME,
     label_column: str | None = _LABEL,
@@ -207,6 +232,10 @@ def evaluate(
         task = bar.add_task(f"scoring {len(readings):,} readings", total=None)
         metrics = evaluate_detector(detector, readings)
         bar.update(task, total=1, completed=1)
+    if plot is not None:
+        from sensorguard.pipelines.scoring import detect_readings
+
+        _plot(plot, detect_readings(detector, readings), readings, f"{data.name}: evaluation")
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, default=str))
         return

@@ -11,6 +11,8 @@ Rules (all causal, so batch scoring and live scoring agree, and all vectorised):
    score hovering around the threshold neither starts nor ends an alarm. A longer
    ``release`` merges alarms separated by short quiet gaps into one event.
 
+Live scoring in small batches keeps an :class:`AlarmTracker` per asset, which carries the
+last scores and the alarm state so the flags equal those of one pass over the stream.
 The state is carried without a Python loop: the alarm is on where the index of the last
 "on" trigger is later than the index of the last "off" trigger
 (``np.maximum.accumulate`` over trigger indices).
@@ -18,6 +20,7 @@ The state is carried without a Python loop: the alarm is on where the index of t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,20 +57,78 @@ def hysteresis(
     min_duration: int = 3,
     off_ratio: float = 0.8,
     release: int = 5,
+    history: Any = None,
+    initially_on: bool = False,
 ) -> np.ndarray:
-    """Boolean alarm flags from raw scores (see the module docstring for the rules)."""
+    """Boolean alarm flags from raw scores (see the module docstring for the rules).
+
+    For live scoring in batches, ``history`` holds the raw scores just before ``score``
+    (used for smoothing and run lengths only) and ``initially_on`` the alarm state after
+    them; :class:`AlarmTracker` keeps both between batches.
+    """
     if not 0 < off_ratio <= 1:
         raise ValueError(f"off_ratio must be in (0, 1], got {off_ratio}")
-    s = rolling_mean(score, smooth_window)
-    n = s.size
+    x = np.asarray(score, dtype=np.float64).ravel()
+    h = np.zeros(0) if history is None else np.asarray(history, dtype=np.float64).ravel()
+    n = x.size
     if n == 0:
         return np.zeros(0, dtype=bool)
+    s = rolling_mean(np.concatenate([h, x]), smooth_window)
+    on = (run_length(s > threshold) >= max(1, int(min_duration)))[h.size :]
+    off = (run_length(s < off_ratio * threshold) >= max(1, int(release)))[h.size :]
     idx = np.arange(n)
-    on = run_length(s > threshold) >= max(1, int(min_duration))
-    off = run_length(s < off_ratio * threshold) >= max(1, int(release))
-    last_on = np.maximum.accumulate(np.where(on, idx, -1))
-    last_off = np.maximum.accumulate(np.where(off, idx, -1))
+    # with no trigger yet, the initial state decides: compare -1 with -2
+    last_on = np.maximum.accumulate(np.where(on, idx, -1 if initially_on else -2))
+    last_off = np.maximum.accumulate(np.where(off, idx, -2 if initially_on else -1))
     return last_on > last_off
+
+
+@dataclass
+class AlarmTracker:
+    """Smoothing and hysteresis carried across batches of one asset (live scoring).
+
+    ``update(scores)`` returns exactly the flags one call of :func:`hysteresis` on the
+    whole stream would give for these readings. Keep one tracker per asset.
+    """
+
+    threshold: float
+    smooth_window: int = 5
+    min_duration: int = 3
+    off_ratio: float = 0.8
+    release: int = 5
+    on: bool = False
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def for_detector(cls, detector: Any) -> AlarmTracker:
+        """A tracker with the detector's threshold and hysteresis parameters (a plain
+        threshold for detectors without them)."""
+        return cls(
+            threshold=float(detector.threshold_),
+            smooth_window=int(getattr(detector, "smooth_window", 1)),
+            min_duration=int(getattr(detector, "min_duration", 1)),
+            off_ratio=float(getattr(detector, "off_ratio", 1.0)),
+            release=int(getattr(detector, "release", 1)),
+        )
+
+    def update(self, score: Any) -> np.ndarray:
+        x = np.asarray(score, dtype=np.float64).ravel()
+        flags = hysteresis(
+            x,
+            self.threshold,
+            smooth_window=self.smooth_window,
+            min_duration=self.min_duration,
+            off_ratio=self.off_ratio,
+            release=self.release,
+            history=self.tail,
+            initially_on=self.on,
+        )
+        if flags.size:
+            self.on = bool(flags[-1])
+        # enough past scores to smooth and count runs exactly at the next batch's start
+        keep = max(1, self.smooth_window) - 1 + max(1, self.min_duration, self.release)
+        self.tail = np.concatenate([self.tail, x])[-keep:]
+        return flags
 
 
 def merge_gaps(flags: Any, max_gap: int) -> np.ndarray:

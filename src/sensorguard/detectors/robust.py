@@ -9,10 +9,12 @@ Built for machines whose normal behaviour keeps drifting after a short training 
   update of rate ``alpha``, each step clipped to ``clip`` tracking deviations, so spikes
   cannot drag it. It is not updated for a sensor whose own deviation exceeds
   ``sensor_gate`` (a change on one sensor is not absorbed while the overall score is
-  still below the threshold). When an alarm starts, the baselines of the sensors that
-  carry it (``freeze_share`` of the largest term or more) are **frozen** until it ends,
-  so a failure is never absorbed into "normal" and its end is seen as a return to the
-  old level; the other sensors (e.g. a warming temperature) keep tracking.
+  still below the threshold); that gate widens with the drift allowance for as long as
+  the sensor is held, so a drifting sensor is caught up with, not left behind. When an
+  alarm starts, the baselines of the sensors that carry it (``freeze_share`` of the
+  largest term or more) are **frozen** until it ends, so a failure is never absorbed
+  into "normal" and its end is seen as a return to the old level; the other sensors
+  (e.g. a warming temperature) keep tracking.
 * **Drift allowance.** A frozen baseline ages. From the training window the detector
   learns, per sensor, how far ``x̄`` normally moves over ``h`` readings (the trimmed root
   mean square of ``x̄[t+h] − x̄[t]`` for ``h`` up to half the training window; beyond, it
@@ -136,6 +138,13 @@ class DriftRobustDetector(BaseDetector):
         dev = np.empty((n, p))
         lsp = np.zeros((n, p))
         score = np.empty(n)
+        held = np.zeros(p, dtype=np.int64)
+        quiet = 0
+
+        def gate_hold() -> np.ndarray:
+            g = track + self._allowance(held) if held.any() else track
+            return np.asarray(np.abs(d) > self.sensor_gate * g)
+
         for t in range(n):
             buf[pos] = A[t]
             pos = (pos + 1) % w
@@ -160,22 +169,28 @@ class DriftRobustDetector(BaseDetector):
                 c = c + zs * zs
             s = float(c.sum()) / nfeat
             score[t] = s
-            if threshold is None or s <= threshold:
-                frozen = np.zeros(p, dtype=bool)
-                # a sensor far from its baseline is not followed even below threshold
-                hold = np.abs(zl) > self.sensor_gate if self.sensor_gate > 0 else frozen
-            else:
-                if not frozen.any():
+            in_alarm = frozen.any()
+            if threshold is not None and s > threshold:
+                quiet = 0
+                if not in_alarm:
                     # alarm onset: freeze the sensors that carry it; the others (e.g. a
                     # warming temperature) keep tracking
                     frozen = c >= self.freeze_share * c.max()
-                hold = frozen
-                if self.sensor_gate > 0:
-                    hold = hold | (np.abs(zl) > self.sensor_gate)
+            elif in_alarm and threshold is not None:
+                # the freeze ends with the same rule as the alarm: `release` readings
+                # below `off_ratio` × threshold (a brief dip keeps it)
+                quiet = quiet + 1 if s < self.off_ratio * threshold else 0
+                if quiet >= max(1, int(self.release)):
+                    frozen = np.zeros(p, dtype=bool)
+            # a sensor far from its baseline is not followed even below threshold —
+            # judged with the allowance for how long it has been held, so a drifting
+            # sensor is caught up with instead of being left behind for good
+            hold = frozen | gate_hold() if self.sensor_gate > 0 else frozen
             if threshold is None:
                 hold = np.zeros(p, dtype=bool)
             lvl = np.where(hold, lvl, lvl + self.alpha * np.clip(d, -lim, lim))
             age = np.where(frozen, age + 1, 0)
+            held = np.where(hold & ~frozen, held + 1, 0)
         return _Run(Zl, Zs, dev, lsp, score, _State(lvl, buf, pos, count, age))
 
     def _initial_state(self, A: np.ndarray) -> _State:

@@ -47,6 +47,7 @@ Scoring runs chunk by chunk in float32 on a small thread pool; see
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -58,7 +59,7 @@ from sensorguard.detectors.base import BaseDetector, DetectionResult
 from sensorguard.detectors.events import hysteresis, rolling_mean
 from sensorguard.errors import DataValidationError
 
-_CHUNK = 16_384
+_CHUNK = 4_096
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _SMALL_N = 20_000
 
@@ -178,25 +179,23 @@ class OperatingStateDetector(BaseDetector):
         self.state_centers_ = cen * self.scale_ + self.center_
         self.state_scales_ = sc * self.scale_
         self.state_means_ = np.stack([S[lab == k].mean(axis=0) for k in range(K)])
-        means = self.state_centers_
-        keep = np.arange(K)
         # conditional model per state: standardised deviations' correlation, shrunk
         # towards the identity, inverted once; see _compute for how it is used
-        cond = np.empty((keep.size, p, p))
+        cond = np.empty((K, p, p))
         alpha = float(self.shrinkage)
-        for i, k in enumerate(keep):
-            rows = S[lab == k]
+        for i in range(K):
+            rows = S[lab == i]
             if rows.shape[0] > 50_000:
                 rows = rows[rng.choice(rows.shape[0], 50_000, replace=False)]
-            zk = np.clip((rows - means[i]) / self.state_scales_[i], -6.0, 6.0)
+            zk = np.clip((rows - self.state_centers_[i]) / self.state_scales_[i], -6.0, 6.0)
             cov = np.atleast_2d(np.cov(zk, rowvar=False)) if zk.shape[0] > 1 else np.eye(p)
             sd = np.sqrt(np.clip(np.diag(cov), 1e-12, None))
             corr = cov / sd[:, None] / sd[None, :]
-            prec = np.linalg.inv((1 - alpha) * corr + alpha * np.eye(p))
+            prec = np.linalg.pinv((1 - alpha) * corr + alpha * np.eye(p), hermitian=True)
             # z' @ (prec / sqrt(diag)) = the conditional z of every sensor given the others
             cond[i] = prec / sd[:, None] / np.sqrt(np.diag(prec))[None, :]
         self.state_conditional_ = cond
-        self.n_states_ = int(keep.size)
+        self.n_states_ = int(K)
         self.n_train_ = int(n)
         self._cache: tuple[np.ndarray, ...] | None = None
 
@@ -268,8 +267,7 @@ class OperatingStateDetector(BaseDetector):
             state[s:e] = k
             if contrib is not None:
                 tot[tot == 0] = 1.0
-                z /= tot[:, None]
-                contrib[s:e] = z
+                np.divide(z, tot[:, None], out=contrib[s:e])
 
         starts = range(0, n, _CHUNK)
         if n <= _CHUNK:
@@ -321,6 +319,16 @@ class OperatingStateDetector(BaseDetector):
             threshold=float(self.threshold_),
         )
 
+    def learn_failure_types(self, readings: Any, **kwargs: Any) -> dict[str, Any]:
+        """Profile the failure episodes of ``readings`` (labels when present, else this
+        detector's alarms) into failure types, kept in ``failure_types_`` so they are
+        saved with the model. See :func:`~sensorguard.detectors.failure_types.profile_failures`.
+        """
+        from sensorguard.detectors.failure_types import profile_failures
+
+        self.failure_types_ = profile_failures(self, readings, **kwargs)
+        return self.failure_types_
+
     def deviations(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Signed per-sensor z (deviation from the nearest state, in state scales)."""
         A = self.prepare(X)
@@ -364,12 +372,18 @@ def _nearest_state(Z: np.ndarray, cen: np.ndarray, sc: np.ndarray) -> np.ndarray
 
 
 def _grouped_matmul(z: np.ndarray, k: np.ndarray, mats: np.ndarray) -> np.ndarray:
-    """Row i times ``mats[k[i]]``, one product per state present (usually one or two:
-    states persist for hours)."""
-    first = int(k[0])
-    if (k == first).all():
-        return z @ mats[first]  # type: ignore[no-any-return]
+    """Row i times ``mats[k[i]]``. States persist in time, so rows come in runs of one
+    state: multiply each run in place (no gather); fall back to one product per state
+    when the state changes very often."""
+    cuts = np.flatnonzero(k[1:] != k[:-1]) + 1
+    if cuts.size == 0:
+        return z @ mats[int(k[0])]  # type: ignore[no-any-return]
     out = np.empty_like(z)
+    if cuts.size < 64:
+        bounds = [0, *cuts.tolist(), k.size]
+        for a, b in itertools.pairwise(bounds):
+            np.matmul(z[a:b], mats[int(k[a])], out=out[a:b])
+        return out
     for st in np.unique(k):
         rows = np.flatnonzero(k == st)
         out[rows] = z[rows] @ mats[st]

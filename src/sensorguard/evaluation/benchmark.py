@@ -33,6 +33,8 @@ from sensorguard.evaluation.changepoint import RawScore, changepoint_score
 from sensorguard.evaluation.metrics import Confusion, confusion
 from sensorguard.evaluation.readers import LabelledSeries, Skipped
 
+# Best on the pump-rig protocol (short training window, drift, long anomalies) and on
+# Tennessee Eastman false alarms; see docs/benchmarks.md "Detection quality".
 DEFAULT_DETECTOR = "drift-robust"
 
 

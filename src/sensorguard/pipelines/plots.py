@@ -91,7 +91,12 @@ def profiles_plot(
     """Heatmaps: each operating state's and failure type's sensor signature."""
     plt = _pyplot()
     panels = [
-        (n, r) for n, r in (("Operating states", state_rows), ("Failure types", failure_rows)) if r
+        (name, rows)
+        for name, rows in (
+            ("Operating states: mean of each sensor (in standard deviations)", state_rows),
+            ("Failure types: each sensor's share of the deviation", failure_rows),
+        )
+        if rows
     ]
     if not panels:
         panels = [("Operating states", [("(none)", np.zeros(len(sensors)))])]
@@ -103,7 +108,11 @@ def profiles_plot(
     for ax, (name, rows) in zip(axes[:, 0], panels, strict=True):
         mat = np.vstack([np.asarray(v, dtype=float) for _, v in rows])
         lim = float(np.nanmax(np.abs(mat))) if mat.size and np.isfinite(mat).any() else 1.0
-        im = ax.imshow(mat, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        lim = lim or 1.0
+        if name.startswith("Failure"):  # shares: 0..1, sequential
+            im = ax.imshow(mat, aspect="auto", cmap="Reds", vmin=0, vmax=lim)
+        else:
+            im = ax.imshow(mat, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
         ax.set_xticks(range(len(sensors)), sensors, rotation=45, ha="right", fontsize=8)
         ax.set_title(name, fontsize=10)

@@ -34,12 +34,27 @@ def settings_for(model_name: str | None = None) -> Settings:
     return settings
 
 
+KEEP_RUN_FOLDERS_DAYS = 7.0
+
+
 def run_folder(run_id: str, settings: Settings | None = None) -> Path:
-    """A folder for one pipeline run's intermediate files (safe name from the run id)."""
+    """A folder for one pipeline run's intermediate files (safe name from the run id).
+
+    Folders of runs older than :data:`KEEP_RUN_FOLDERS_DAYS` are removed on the way, so
+    an hourly monitor does not fill the disk.
+    """
+    import shutil
+    import time
+
     settings = settings or get_settings()
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_") or "run"
-    folder = (settings.home / "pipeline" / safe).resolve()
+    parent = (settings.home / "pipeline").resolve()
+    folder = parent / safe
     folder.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - KEEP_RUN_FOLDERS_DAYS * 86400
+    for old in parent.iterdir():
+        if old != folder and old.is_dir() and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
     return folder
 
 

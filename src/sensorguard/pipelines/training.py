@@ -212,6 +212,18 @@ def state_profiles(detector: BaseDetector, X: pd.DataFrame, states: np.ndarray) 
     return {"sensors": detector.sensors, "states": out}
 
 
+def learned_state_profiles(detector: BaseDetector) -> dict[str, Any] | None:
+    """The detector's own description of its states (centres, means, scales), if any."""
+    try:
+        from sensorguard.detectors.failure_types import state_profiles as learned
+    except ImportError:  # pragma: no cover - every detector module ships it
+        return None
+    try:
+        return learned(detector)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def failure_type_profiles(detector: BaseDetector) -> dict[str, Any]:
     """Failure types the detector learned (JSON), ``{"types": []}`` when it has none."""
     for attr in ("failure_types_", "failure_profiles_"):
@@ -240,8 +252,9 @@ def _failure_rows(profiles: dict[str, Any], sensors: list[str]) -> list[tuple[st
             vec = np.asarray(sig, dtype=float)
         else:
             continue
-        label = str(t.get("name") or t.get("label") or t.get("id", i))
-        rows.append((f"{label} (n={t.get('size', t.get('count', '?'))})", vec))
+        modes = t.get("labelled_modes") or {}
+        label = str(t.get("name") or ("+".join(modes) if modes else f"type {t.get('type', i)}"))
+        rows.append((f"{label} (n={t.get('episodes', t.get('size', '?'))})", vec))
     return rows
 
 
@@ -309,6 +322,15 @@ def train_and_register(
             f"training {detector_name} failed: {exc}",
             "check the readings (enough normal rows, non-constant sensors) and the parameters",
         ) from None
+    if hasattr(detector, "learn_failure_types"):  # failure types travel with the model
+        detector.learn_failure_types(train_part)
+
+    learn_types = getattr(detector, "learn_failure_types", None)
+    if callable(learn_types) and (train_part.y is None or np.asarray(train_part.y).any()):
+        # failure episodes of the training window (labels, else the detector's own alarms)
+        # become failure types; they are saved with the model
+        step("profile failure types")
+        learn_types(train_part)
 
     evaluation: dict[str, Any] | None = None
     if eval_part is not None:
@@ -371,7 +393,9 @@ def train_and_register(
             full = detector.detect(readings.X)
             prof = state_profiles(detector, X_train, detector.detect(X_train).state)
             ftypes = failure_type_profiles(detector)
-            (out / "state_profiles.json").write_text(json.dumps(prof, indent=2))
+            (out / "state_profiles.json").write_text(
+                json.dumps({"learned": learned_state_profiles(detector), **prof}, indent=2)
+            )
             (out / "failure_types.json").write_text(json.dumps(ftypes, indent=2, default=float))
             schema = {
                 **detector.schema_.to_dict(),

@@ -22,7 +22,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from mlflow.tracking import MlflowClient
 
 _configured: dict[str, str] = {}
-_reachable: set[str] = set()
+_reachable: dict[str, float] = {}  # server URI -> monotonic time of the last good probe
+_PROBE_TTL_S = 30.0
+# MLflow's own retry loop (7 retries, backoff factor 2) stalls a command for minutes when
+# a server is down; these defaults apply only when the variables are not set.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def configure_mlflow(settings: Settings | None = None) -> Settings:
@@ -41,6 +45,8 @@ def configure_mlflow(settings: Settings | None = None) -> Settings:
         settings.home.mkdir(parents=True, exist_ok=True)
         settings.artifact_root.mkdir(parents=True, exist_ok=True)
     else:
+        for key, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
         _probe_server(tracking)
     if _configured.get("tracking") != tracking or mlflow.get_tracking_uri() != tracking:
         mlflow.set_tracking_uri(tracking)
@@ -96,7 +102,11 @@ def _server_hint(uri: str) -> str:
 
 
 def _probe_server(uri: str) -> None:
-    if not uri.startswith(("http://", "https://")) or uri in _reachable:
+    import time
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    if time.monotonic() - _reachable.get(uri, -1e9) < _PROBE_TTL_S:
         return
     import httpx
 
@@ -107,7 +117,7 @@ def _probe_server(uri: str) -> None:
             f"cannot reach the MLflow server at {uri} ({type(exc).__name__})",
             _server_hint(uri),
         ) from None
-    _reachable.add(uri)
+    _reachable[uri] = time.monotonic()
 
 
 @contextlib.contextmanager

@@ -113,17 +113,13 @@ def _records(readings: Any, model: ServedModel, max_batch: int) -> Batch:
     p = len(model.sensors)
     try:
         rows = list(map(model._getter, readings))
-        if p == 1:
-            values = np.array(rows, dtype=np.float64).reshape(-1, 1)
-            flat: Any = rows
-        else:
-            values = np.array(rows, dtype=np.float64)
-            flat = chain.from_iterable(rows)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError):
         _diagnose_records(readings, model)
-    # numpy also accepts "1.5", true and [1] of matching shapes: be strict about types
-    if values.shape != (n, p) or not set(map(type, flat)) <= _NUMERIC:
+    flat = rows if p == 1 else list(chain.from_iterable(rows))
+    # numpy would accept "1.5", true or [1]: only JSON numbers and null pass
+    if not set(map(type, flat)) <= _NUMERIC:
         _diagnose_records(readings, model)
+    values = np.array(flat, dtype=np.float64).reshape(n, p)  # null -> NaN
     _check_range(values, model, "readings[{i}].{s}")
     if model.schema["extra_columns"] == "error":
         _refuse_extra_records(readings, model)
