@@ -139,7 +139,6 @@ class DriftRobustDetector(BaseDetector):
         lsp = np.zeros((n, p))
         score = np.empty(n)
         held = np.zeros(p, dtype=np.int64)
-        quiet = 0
 
         def gate_hold() -> np.ndarray:
             g = track + self._allowance(held) if held.any() else track
@@ -169,23 +168,20 @@ class DriftRobustDetector(BaseDetector):
                 c = c + zs * zs
             s = float(c.sum()) / nfeat
             score[t] = s
-            in_alarm = frozen.any()
-            if threshold is not None and s > threshold:
-                quiet = 0
-                if not in_alarm:
+            if threshold is None or s <= threshold:
+                frozen = np.zeros(p, dtype=bool)
+                # a sensor far from its baseline is not followed even below threshold —
+                # judged with the allowance for how long it has been held, so a drifting
+                # sensor is caught up with instead of being left behind for good
+                hold = gate_hold() if self.sensor_gate > 0 else frozen
+            else:
+                if not frozen.any():
                     # alarm onset: freeze the sensors that carry it; the others (e.g. a
                     # warming temperature) keep tracking
                     frozen = c >= self.freeze_share * c.max()
-            elif in_alarm and threshold is not None:
-                # the freeze ends with the same rule as the alarm: `release` readings
-                # below `off_ratio` × threshold (a brief dip keeps it)
-                quiet = quiet + 1 if s < self.off_ratio * threshold else 0
-                if quiet >= max(1, int(self.release)):
-                    frozen = np.zeros(p, dtype=bool)
-            # a sensor far from its baseline is not followed even below threshold —
-            # judged with the allowance for how long it has been held, so a drifting
-            # sensor is caught up with instead of being left behind for good
-            hold = frozen | gate_hold() if self.sensor_gate > 0 else frozen
+                hold = frozen
+                if self.sensor_gate > 0:
+                    hold = hold | gate_hold()
             if threshold is None:
                 hold = np.zeros(p, dtype=bool)
             lvl = np.where(hold, lvl, lvl + self.alpha * np.clip(d, -lim, lim))
