@@ -69,3 +69,28 @@ def test_lifecycle_on_a_real_mlflow_server(
     with pytest.raises(RegistryError, match="cannot reach the MLflow server") as info:
         resolve_alias("sensor-failure-detector", "production")
     assert "MLFLOW_TRACKING_URI" in (info.value.hint or "")
+
+
+@pytest.mark.integration
+def test_sensorguard_ui_serves_the_embedded_store(sg_home: Path, tmp_path: Path) -> None:
+    import httpx
+    from _lifecycle_support import seed_store
+    from _serving_support import SG, Proc, base_env, free_port, wait_http
+
+    seed_store(sg_home)
+    port = free_port()
+    proc = Proc(
+        [SG, "ui", "--port", str(port)],
+        tmp_path / "ui.log",
+        base_env(SENSORGUARD_HOME=str(sg_home)),
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health", timeout=180)
+        r = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=sensorguard")
+        assert r.status_code == 200
+        location = r.json()["experiment"]["artifact_location"]
+        assert location == (sg_home / "artifacts" / "sensorguard").resolve().as_uri()
+        assert f"MLflow UI on {url}" in proc.output()
+    finally:
+        proc.stop()
