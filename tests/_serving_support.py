@@ -154,6 +154,10 @@ def predictor(home: Path, log: Path, *args: str, **env: str) -> Iterator[tuple[P
         if url is None:
             raise TimeoutError(f"sensorguard serve printed no URL:\n{proc.output()}")
         yield proc, url
+    except (TimeoutError, AssertionError) as exc:
+        raise type(exc)(
+            f"{exc}\n--- sensorguard serve output ---\n{proc.output()[-4000:]}"
+        ) from exc
     finally:
         proc.stop()
 

@@ -107,3 +107,34 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert {s["name"] for s in json.loads(res.stdout)} == {"mlflow", "predictor"}
     res = runner.invoke(app, ["stack", "down", "--home", str(tmp_path)])
     assert res.exit_code == 0 and "mlflow: not running" in res.output
+
+
+@pytest.mark.postgres
+def test_port_taken_by_another_program_is_refused(tmp_path: Path) -> None:
+    """Else another program's /health could pass for our server."""
+    import socket
+    import uuid
+
+    from _pg import PG_URL, drop_database, pg_available
+    from conftest import require_service
+
+    require_service(pg_available(), "PostgreSQL is not reachable at 127.0.0.1:5432")
+    tag = uuid.uuid4().hex[:8]
+    cfg = ls.StackConfig(
+        pg_url=PG_URL,
+        home=tmp_path,
+        mlflow_db=f"sgtest_portm_{tag}",
+        readings_db=f"sgtest_portr_{tag}",
+    )
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            cfg.mlflow_port = busy.getsockname()[1]
+            assert not ls.port_free("127.0.0.1", cfg.mlflow_port)
+            with pytest.raises(ls.StackError, match=f"port {cfg.mlflow_port} .* in use"):
+                ls.up(cfg)
+        assert not (tmp_path / "stack" / "mlflow.pid").exists()  # nothing was started
+    finally:
+        drop_database(cfg.mlflow_db)
+        drop_database(cfg.readings_db)

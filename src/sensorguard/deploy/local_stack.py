@@ -260,6 +260,18 @@ def start_service(
     return record
 
 
+def port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     import httpx
 
@@ -390,6 +402,13 @@ def up(cfg: StackConfig, on_step: Callable[[str], None] | None = None) -> list[S
                 step(f"{name} already running on {url}")
                 record = existing
             else:
+                port = int(url.rsplit(":", 1)[1])
+                if not port_free(cfg.host, port):
+                    # else another program's health endpoint could pass for ours
+                    raise StackError(
+                        f"port {port} on {cfg.host} is in use by another program",
+                        f"stop it, or choose another --{name}-port",
+                    )
                 step(f"{name} on {url}")
                 record = start_service(sdir, name, cmd, env, url)
                 started.append(name)

@@ -22,6 +22,7 @@ Columns: ``datetime;Accelerometer1RMS;...;Volume Flow RateRMS;anomaly;changepoin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,9 +70,30 @@ def _lag(x: np.ndarray, tau: float) -> np.ndarray:
     return out
 
 
-def pump_rig_file(seed: int, kind: str | None = None, n: int | None = None) -> pd.DataFrame:
-    """One experiment as a DataFrame (see the module docstring)."""
+def pump_rig_file(
+    seed: int,
+    kind: str | None = None,
+    n: int | None = None,
+    *,
+    drift: float = 1.0,
+    strength_range: tuple[float, float] = (0.5, 1.6),
+    onset: str = "physical",
+) -> pd.DataFrame:
+    """One experiment as a DataFrame (see the module docstring).
+
+    ``drift`` scales every slow normal change (warm-up, wander); ``strength_range`` is
+    the range of the anomaly strength; ``onset`` shapes the gradual kinds (leak, bearing
+    heat): ``"physical"`` (a valve opened over 10-120 s; a first-order thermal response
+    with a 60-240 s time constant) or ``"linear"`` (a ramp from zero over the whole
+    segment, so its first part is labelled but hardly visible). The options draw no
+    extra numbers from the file's random stream: other arguments being equal, a seed
+    gives the same normal behaviour whatever they are.
+    """
+    if onset not in ("physical", "linear"):
+        raise ValueError(f"onset must be 'physical' or 'linear', got {onset!r}")
     rng = np.random.default_rng(seed)
+    # a separate stream for the onset shape keeps the main stream identical
+    onset_rng = np.random.default_rng([seed, 7])
     n = n or int(rng.integers(1000, 1200))
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
     t = np.arange(n, dtype=np.float64)
@@ -90,17 +112,25 @@ def pump_rig_file(seed: int, kind: str | None = None, n: int | None = None) -> p
     y[a_start:a_end] = 1
     ramp_len = int(rng.integers(3, 40))
     prof = np.clip((t - a_start) / ramp_len, 0, 1) * (t < a_end)  # step with a ramp
-    grad = np.clip((t - a_start) / a_len, 0, 1) * (t < a_end)  # slow ramp over segment
-    strength = float(rng.uniform(0.5, 1.6))  # 0.5 = subtle, 1.6 = obvious
+    if onset == "linear":
+        grad = np.clip((t - a_start) / a_len, 0, 1) * (t < a_end)  # ramp over the segment
+        heat_prof = grad
+    else:
+        # a leak valve opened by hand over 10-120 s; heat building up with thermal inertia
+        grad = np.clip((t - a_start) / onset_rng.integers(10, 120), 0, 1) * (t < a_end)
+        tau_heat = onset_rng.uniform(60, 240)
+        heat_prof = (1 - np.exp(-np.clip(t - a_start, 0, None) / tau_heat)) * (t < a_end)
+    strength = float(rng.uniform(*strength_range))  # 0.5 = subtle, 1.6 = obvious
 
     # --- operating point and slow normal changes
     q0 = rng.uniform(28, 36)
-    wander_q = _wander(rng, n, rng.uniform(300, 1200)) * rng.uniform(0.15, 0.6)
-    wander_v = _wander(rng, n, rng.uniform(300, 1200)) * rng.uniform(0.8, 2.5)
+    wander_q = drift * _wander(rng, n, rng.uniform(300, 1200)) * rng.uniform(0.15, 0.6)
+    wander_v = drift * _wander(rng, n, rng.uniform(300, 1200)) * rng.uniform(0.8, 2.5)
     flow_state = q0 + wander_q
     heat = rng.uniform(4, 16) * (1 - np.exp(-t / rng.uniform(600, 3000)))
     heat += 0.4 * _wander(rng, n, 400)
-    fluid_heat = rng.uniform(1.0, 5.0) * (1 - np.exp(-t / rng.uniform(800, 4000)))
+    heat *= drift
+    fluid_heat = drift * rng.uniform(1.0, 5.0) * (1 - np.exp(-t / rng.uniform(800, 4000)))
 
     valve = np.zeros(n)
     vib_gain = np.ones(n)
@@ -127,9 +157,9 @@ def pump_rig_file(seed: int, kind: str | None = None, n: int | None = None) -> p
         p_offset = -0.08 * strength * grad
         valve = -0.03 * strength * grad  # more flow escapes through the leak
     elif kind == "bearing_heat":
-        temp_offset = 3.0 * strength * grad
-        vib_gain = 1 + 0.06 * strength * grad
-        current_offset = 0.012 * strength * grad
+        temp_offset = 3.0 * strength * heat_prof
+        vib_gain = 1 + 0.06 * strength * heat_prof
+        current_offset = 0.012 * strength * heat_prof
 
     flow = flow_state * (1 - valve)
     # pump curve: head falls with flow; a closing valve raises discharge pressure
@@ -171,20 +201,21 @@ def pump_rig_file(seed: int, kind: str | None = None, n: int | None = None) -> p
     return frame
 
 
-def write_pump_rig(folder: Path, n_files: int = 30, seed: int = 0) -> list[Path]:
+def write_pump_rig(folder: Path, n_files: int = 30, seed: int = 0, **options: Any) -> list[Path]:
     """Write ``n_files`` experiments as ``<kind>/<i>.csv`` (``;``-separated) plus one
-    anomaly-free file without labels, like a real rig's recording folder."""
+    anomaly-free file without labels, like a real rig's recording folder. ``options``
+    (``drift``, ``strength_range``, ``onset``) go to :func:`pump_rig_file`."""
     folder = Path(folder)
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n_files):
         kind = KINDS[i % len(KINDS)]
-        frame = pump_rig_file(int(rng.integers(0, 2**31)), kind=kind)
+        frame = pump_rig_file(int(rng.integers(0, 2**31)), kind=kind, **options)
         path = folder / kind / f"{i}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, sep=";", index=False)
         paths.append(path)
-    free = pump_rig_file(int(rng.integers(0, 2**31)), kind="none")
+    free = pump_rig_file(int(rng.integers(0, 2**31)), kind="none", **options)
     free = free.drop(columns=["anomaly", "changepoint"])
     free.to_csv(folder / "anomaly-free.csv", sep=";", index=False)
     paths.append(folder / "anomaly-free.csv")
