@@ -24,7 +24,6 @@ _REGISTRY: dict[str, str] = {
     "pca": "sensorguard.detectors.pca:PCADetector",
     "iforest": "sensorguard.detectors.iforest:IsolationForestDetector",
     "drift-robust": "sensorguard.detectors.robust:DriftRobustDetector",
-    "drift-residual": "sensorguard.detectors.residual:DriftResidualDetector",
 }
 
 

@@ -176,9 +176,10 @@ class DriftRobustDetector(BaseDetector):
                 hold = gate_hold() if self.sensor_gate > 0 else frozen
             else:
                 if not frozen.any():
-                    # alarm onset: freeze the sensors that carry it; the others (e.g. a
-                    # warming temperature) keep tracking
-                    frozen = c >= self.freeze_share * c.max()
+                    # alarm onset: freeze the sensors whose *level* carries it; the others
+                    # (e.g. a warming temperature, or a sensor that only got noisier)
+                    # keep tracking
+                    frozen = zl * zl >= self.freeze_share * c.max()
                 hold = frozen
                 if self.sensor_gate > 0:
                     hold = hold | gate_hold()

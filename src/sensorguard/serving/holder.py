@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -181,6 +182,9 @@ class ModelHolder:
             return self._failure(trigger, exc.stage, exc, prev_v, version)
         seconds = time.perf_counter() - t0
         self._swap(model)
+        # move everything loaded so far (MLflow, pandas, the model) out of the cyclic GC's
+        # reach: full collections then stay short instead of adding tens of ms to p99
+        gc.freeze()
         self._bad.pop(version, None)
         self._recovered()
         self.metrics.load_seconds.observe(seconds)
