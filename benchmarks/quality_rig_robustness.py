@@ -72,8 +72,12 @@ def main() -> None:
         for seed in seeds:
             rng = np.random.default_rng(seed)
             frames = [
-                (KINDS[i % len(KINDS)], pump_rig_file(int(rng.integers(0, 2**31)),
-                 kind=KINDS[i % len(KINDS)], **VARIANTS[variant]))
+                (
+                    KINDS[i % len(KINDS)],
+                    pump_rig_file(
+                        int(rng.integers(0, 2**31)), kind=KINDS[i % len(KINDS)], **VARIANTS[variant]
+                    ),
+                )
                 for i in range(args.files)
             ]
             for name in names:
@@ -98,15 +102,16 @@ def main() -> None:
         for v in variants:
             c, f = per_var[(name, v)], per_seed[(name, v)]
             cells.append(
-                f"{c.f1:.3f} / {100 * c.far:.1f} / {100 * c.mar:.1f} "
-                f"({min(f):.2f}-{max(f):.2f})"
+                f"{c.f1:.3f} / {100 * c.far:.1f} / {100 * c.mar:.1f} ({min(f):.2f}-{max(f):.2f})"
             )
         print(f"| {name} | " + " | ".join(cells) + f" | {seconds[name]:.0f} |")
     print("\nF1 / FAR % per anomaly kind (all variants and seeds):\n")
     print("| detector | " + " | ".join(KINDS) + " |")
     print("|---|" + "---:|" * len(KINDS))
     for name in names:
-        cells = [f"{per_kind[(name, k)].f1:.2f} / {100 * per_kind[(name, k)].far:.1f}" for k in KINDS]
+        cells = [
+            f"{per_kind[(name, k)].f1:.2f} / {100 * per_kind[(name, k)].far:.1f}" for k in KINDS
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

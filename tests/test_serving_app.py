@@ -30,6 +30,7 @@ def _settings(home: Path, **kw: Any) -> ServingSettings:
     base: dict[str, Any] = {
         "home": home,
         "tracking_uri": f"sqlite:///{home / 'mlflow.db'}",
+        "registry_uri": f"sqlite:///{home / 'mlflow.db'}",
         "poll_interval": 0.2,
         "max_batch": MAX_BATCH,
         "max_body_mb": 0.05,

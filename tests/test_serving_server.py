@@ -68,7 +68,10 @@ class Hammer(threading.Thread):
 def test_serve_process_predicts_rejects_and_hot_swaps(tmp_path: Path) -> None:
     home = tmp_path / "home"
     seed_store(home)
-    settings = ServingSettings(home=home, tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    # explicit registry too: mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI, which
+    # earlier tests in this process may have pointed elsewhere
+    settings = ServingSettings(home=home, tracking_uri=uri, registry_uri=uri)
     v1 = register(settings, fit(seed=0))
     with predictor(
         home,
@@ -149,7 +152,9 @@ def test_registry_outage_keeps_serving_and_recovers(tmp_path: Path) -> None:
     folder = tmp_path / "mlflow"
     with mlflow_server(folder) as (server, mlflow_url):
         port = int(mlflow_url.rsplit(":", 1)[1])
-        settings = ServingSettings(home=tmp_path / "client-home", tracking_uri=mlflow_url)
+        settings = ServingSettings(
+            home=tmp_path / "client-home", tracking_uri=mlflow_url, registry_uri=mlflow_url
+        )
         v1 = register(settings, fit(seed=0))
         ctx = predictor(
             tmp_path / "serve-home",

@@ -12,8 +12,15 @@ segment. It is meant to be hard in the ways real rigs are hard:
 * sensor noise with occasional spikes; the pressure gauge is quantised;
 * anomalies of several kinds and strengths, from obvious to subtle: outlet and inlet
   valve closures (steps in flow/pressure/current), rotor imbalance (vibration),
-  cavitation (noisy vibration and flow, lower pressure), a slow leak and a gradual
-  bearing heat-up (ramps).
+  cavitation (noisy vibration and flow, lower pressure), a leak and a bearing heat-up.
+
+The gradual kinds follow the physics of a test rig by default (``onset="physical"``): a
+leak is a valve opened by hand over 10-120 s, then held; a bearing heats up as a
+first-order thermal response (time constant 60-240 s). The earlier shape, a ramp from
+zero over the whole labelled segment (``onset="linear"``), labels its first part as
+anomalous while no sensor differs yet from normal noise; it is kept as a harder variant
+for robustness checks, together with ``drift`` (scale of the warm-up and wander) and
+``strength_range`` (anomaly strength, default 0.5-1.6).
 
 Columns: ``datetime;Accelerometer1RMS;...;Volume Flow RateRMS;anomaly;changepoint``
 (``changepoint`` is 1 at the first anomalous row and at the first normal row after it).
