@@ -1,8 +1,11 @@
 """Detection quality on the synthetic pump test rig (the benchmark contract's format).
 
     .venv/bin/python benchmarks/quality_pumprig.py [DETECTOR ...] [--files 60] [--seed 0]
-        [--keep FOLDER]
+        [--onset physical|linear] [--keep FOLDER]
 
+``--onset linear`` makes the gradual anomalies (leak, bearing heat) ramp from zero over
+the whole segment, as the generator did before (a harder variant; see
+``benchmarks/quality_rig_robustness.py`` for seeds and other variants).
 ``--keep FOLDER`` also leaves the generated files there, for
 ``sensorguard benchmark FOLDER --sep ';' ...``.
 
@@ -29,10 +32,10 @@ from sensorguard.evaluation.synthetic import write_pump_rig
 
 
 def main() -> None:
-    args = parse_args(__doc__, files=60, seed=0, keep="")
+    args = parse_args(__doc__, files=60, seed=0, keep="", onset="physical")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
-        write_pump_rig(folder, n_files=args.files, seed=args.seed)
+        write_pump_rig(folder, n_files=args.files, seed=args.seed, onset=args.onset)
         results = run_all(
             lambda: iter_csv_folder(
                 folder,
@@ -44,7 +47,10 @@ def main() -> None:
             args.detectors,
         )
     dump(results, args.json)
-    print(f"synthetic pump rig: {args.files} files, seed {args.seed}, fit on first 400 rows\n")
+    print(
+        f"synthetic pump rig: {args.files} files, seed {args.seed}, onset {args.onset}, "
+        "fit on first 400 rows\n"
+    )
     print(point_table(results))
     print("\nF1 / FAR % per anomaly kind:\n")
     kinds = sorted({f["file"].split("/")[0] for s in results.values() for f in s["files"]})

@@ -84,7 +84,9 @@ def _post(client: TestClient, payload: Any, **kw: Any) -> Any:
 def test_predict_records_matches_the_detector(client: TestClient, registry: dict[str, Any]) -> None:
     X = frame(20, seed=5)
     X.iloc[3, 2] = 500.0  # one wild reading
-    r = _post(client, {"readings": X.to_dict(orient="records")})
+    # a new asset: its alarm state starts with this batch, like detect() on it
+    asset = f"fresh-{time.monotonic_ns()}"
+    r = _post(client, {"readings": [{**x, "asset_id": asset} for x in X.to_dict("records")]})
     assert r.status_code == 200, r.text
     body = r.json()
     schemas.PredictResponse.model_validate(body)
@@ -146,7 +148,11 @@ def test_nulls_follow_the_models_missing_value_policy(
     payload = [
         {k: (None if pd.isna(v) else v) for k, v in row.items()} for row in X.to_dict("records")
     ]
-    preds = _post(client, {"readings": payload}).json()["predictions"]
+    # stateless: the batch alone is the context (a tracked asset would continue its gaps
+    # from its earlier readings, see test_serving_alarms.py)
+    preds = client.post("/v1/predict?stateless=true", json={"readings": payload}).json()[
+        "predictions"
+    ]
     filled = X.copy()
     filled.iloc[0, 1] = det.schema_.fill_values[1]
     filled.iloc[2, 4] = X.iloc[1, 4]

@@ -1,3 +1,3 @@
-"""SensorGuard: learn normal operation of a machine's sensors, flag failures early, blame sensors."""
+"""SensorGuard: learn normal operation of a machine's sensors, flag failures, blame sensors."""
 
 __version__ = "0.1.0"

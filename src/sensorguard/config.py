@@ -35,12 +35,8 @@ class Settings(BaseSettings):
         default=None, description="MLflow registry URI; default: same as the tracking URI."
     )
     experiment: str = Field(default="sensorguard", description="MLflow experiment name.")
-    model_name: str = Field(
-        default="sensor-failure-detector", description="Registered model name."
-    )
-    production_alias: str = Field(
-        default="production", description="Alias the predictor serves."
-    )
+    model_name: str = Field(default="sensor-failure-detector", description="Registered model name.")
+    production_alias: str = Field(default="production", description="Alias the predictor serves.")
     previous_alias: str = Field(
         default="previous", description="Alias given to the version a promotion replaces."
     )
@@ -92,11 +88,13 @@ class Settings(BaseSettings):
 
     @property
     def resolved_registry_uri(self) -> str:
-        return (
-            self.registry_uri
-            or os.environ.get("MLFLOW_REGISTRY_URI")
-            or self.resolved_tracking_uri
-        )
+        # An explicit tracking URI wins over MLFLOW_REGISTRY_URI from the environment:
+        # mlflow.set_registry_uri() writes that variable, so it may be stale in-process.
+        if self.registry_uri:
+            return self.registry_uri
+        if self.tracking_uri:
+            return self.tracking_uri
+        return os.environ.get("MLFLOW_REGISTRY_URI") or self.resolved_tracking_uri
 
     @property
     def artifact_root(self) -> Path:

@@ -11,8 +11,9 @@ Built for machines whose normal behaviour keeps drifting after a short training 
   ``sensor_gate`` (a change on one sensor is not absorbed while the overall score is
   still below the threshold); that gate widens with the drift allowance for as long as
   the sensor is held, so a drifting sensor is caught up with, not left behind. When an
-  alarm starts, the baselines of the sensors that carry it (``freeze_share`` of the
-  largest term or more) are **frozen** until it ends, so a failure is never absorbed
+  alarm starts, the baselines of the sensors whose *level* term carries it
+  (``freeze_share`` of the largest term or more; a sensor that only got noisier keeps
+  tracking) are **frozen** until it ends, so a failure is never absorbed
   into "normal" and its end is seen as a return to the old level; the other sensors
   (e.g. a warming temperature) keep tracking.
 * **Drift allowance.** A frozen baseline ages. From the training window the detector

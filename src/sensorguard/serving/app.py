@@ -183,6 +183,12 @@ def create_app(
             description="Response layout: `records` (a list of prediction objects) or "
             "`columns` (one list per field; smaller and faster for large batches).",
         ),
+        stateless: bool = Query(
+            False,
+            description="Score this batch on its own: `is_anomaly` uses only the batch as "
+            "smoothing context and the per-asset alarm state is neither read nor updated "
+            "(for scoring historic windows).",
+        ),
     ) -> Response:
         h = request.headers
         try:

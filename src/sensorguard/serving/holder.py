@@ -81,6 +81,7 @@ class RegistrySource:
             loaded_at=lm.loaded_at,
             input_example=lm.input_example,
             top_k=self.settings.top_k,
+            max_assets=self.settings.max_tracked_assets,
         )
 
 

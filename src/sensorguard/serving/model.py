@@ -6,6 +6,7 @@ response names is always the one that scored it, even while a swap happens.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -16,6 +17,8 @@ import orjson
 import pandas as pd
 
 from sensorguard.detectors.base import BaseDetector
+from sensorguard.detectors.states import OperatingStateDetector
+from sensorguard.serving.alarms import AssetAlarms
 from sensorguard.serving.metrics import ServingMetrics
 
 _MAX_FLOAT = float(np.finfo(np.float64).max)
@@ -25,7 +28,7 @@ _SMALL = 16  # rows up to which per-row Python is faster than vectorised numpy
 @dataclass
 class Scored:
     score: np.ndarray
-    is_anomaly: np.ndarray  # the detector's smoothed alarm (uses the batch as context)
+    is_anomaly: np.ndarray  # smoothed alarm: per-asset state, or the batch alone (stateless)
     above: np.ndarray  # score > threshold, reading by reading
     state: np.ndarray
     top: np.ndarray  # (n, k) sensor indices, largest contribution first
@@ -41,7 +44,9 @@ class ServedModel:
     loaded_at: datetime
     input_example: pd.DataFrame | None = None
     top_k: int = 3
+    max_assets: int = 10_000
     # derived in __post_init__
+    alarms: AssetAlarms = field(init=False, repr=False)
     sensors: list[str] = field(init=False)
     ref: dict[str, Any] = field(init=False)
     headers: list[tuple[bytes, bytes]] = field(init=False, repr=False)
@@ -49,6 +54,8 @@ class ServedModel:
     _getter: Any = field(init=False, repr=False)
     _names: np.ndarray = field(init=False, repr=False)
     _children: dict[str, Any] = field(init=False, repr=False, default_factory=dict)
+    _compute: Any = field(init=False, repr=False)
+    _kernel: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.detector.check_is_fitted()
@@ -62,6 +69,13 @@ class ServedModel:
         self._getter = itemgetter(*self.sensors)
         self._names = np.asarray(self.sensors, dtype=object)
         self.top_k = max(1, min(self.top_k, len(self.sensors)))
+        # alarm state lives with the version: a swap starts every asset afresh
+        self.alarms = AssetAlarms(self.detector, self.max_assets)
+        # the operating-states detector exposes score, state and contributions in one
+        # pass without its per-batch alarm, which live scoring replaces by the trackers
+        states = isinstance(self.detector, OperatingStateDetector)
+        self._compute = self.detector._compute if states else None
+        self._kernel = self.detector._kernel if states else None
 
     # ---- metadata
     @property
@@ -87,6 +101,8 @@ class ServedModel:
             "fill_values": dict(zip(self.sensors, schema["fill_values"], strict=True)),
             "extra_columns": schema["extra_columns"],
             "top_k": self.top_k,
+            "alarm": self.alarms.kind,
+            "tracked_assets": len(self.alarms),
         }
 
     def example_reading(self) -> dict[str, float]:
@@ -99,22 +115,92 @@ class ServedModel:
         return dict(zip(self.sensors, (float(v) for v in fills), strict=True))
 
     # ---- scoring
-    def score(self, A: np.ndarray) -> Scored:
+    def score(
+        self,
+        A: np.ndarray,
+        assets: list[Any] | None = None,
+        stateless: bool = False,
+        missing: bool = True,
+    ) -> Scored:
         """Score a float array already in schema order (NaN = missing reading).
 
-        ``detect`` on an array applies the model's missing-value policy and lets a
-        detector compute score, state and contributions in one pass.
+        ``is_anomaly`` comes from the per-asset alarm trackers (``assets``: each
+        reading's asset, ``None`` = no asset), or with ``stateless`` from the detector's
+        smoothing over this batch alone. Missing values follow the model's policy, with
+        the asset's earlier readings as context unless ``stateless``; ``missing=False``
+        promises ``A`` holds no NaN.
         """
-        res = self.detector.detect(A)
-        score = np.asarray(res.score, dtype=np.float64)
+        det = self.detector
+        if not stateless:
+            A = self.alarms.fill(A, assets, missing)  # no NaN left
+            missing = False
+        n = A.shape[0]
+        if self._kernel is not None and n == 1 and not missing:
+            return self._score_one(A, assets, stateless)
+        if self._compute is not None:
+            raw, state, contrib = self._compute(det.prepare(A) if missing else A, True)
+            batch_alarm = det._alarm(raw) if stateless else None
+        else:
+            res = det.detect(A)
+            raw, state, contrib = res.score, res.state, res.contributions
+            batch_alarm = res.is_anomaly
+        score = np.asarray(raw, dtype=np.float64)
         if not np.isfinite(score).all():
             score = np.nan_to_num(score, nan=np.nan, posinf=_MAX_FLOAT, neginf=-_MAX_FLOAT)
+        if stateless:
+            alarm = np.asarray(batch_alarm, dtype=bool)
+        elif n == 1:
+            a = None if assets is None else assets[0]
+            alarm = np.array([self.alarms.update_one(float(score[0]), a)])
+        else:
+            alarm = self.alarms.update(score, assets)
         return Scored(
             score=score,
-            is_anomaly=np.asarray(res.is_anomaly, dtype=bool),
+            is_anomaly=alarm,
             above=score > self.threshold,
-            state=np.asarray(res.state, dtype=np.int64),
-            top=self._top(np.asarray(res.contributions)),
+            state=np.asarray(state, dtype=np.int64),
+            top=self._top(np.asarray(contrib)),
+        )
+
+    def _score_one(self, A: np.ndarray, assets: list[Any] | None, stateless: bool) -> Scored:
+        """One gap-free reading through the operating-states kernel.
+
+        The same float32 operations as ``OperatingStateDetector._compute`` on a (1, p)
+        row, minus its chunking, run grouping and array bookkeeping, which cost more
+        than the arithmetic for a single reading (the tests compare both paths)."""
+        inv_scale, center, wT, bT, c, mu, inv, cond = self._kernel()  # type: ignore[misc]
+        z = A.astype(np.float32)
+        z -= center
+        z *= inv_scale
+        d = (z * z) @ wT
+        d += z @ bT
+        d += c
+        k = int(d.argmin())
+        z -= mu[k]
+        z *= inv[k]
+        cz = z @ cond[k]
+        z *= z
+        cz *= cz
+        z += cz
+        z *= 0.5
+        tot = np.einsum("ij->i", z)
+        raw = float(np.sqrt(tot / z.shape[1])[0])
+        if tot[0] == 0:
+            tot[0] = 1.0
+        contrib = z / tot[:, None]
+        if not math.isfinite(raw):
+            raw = raw if math.isnan(raw) else math.copysign(_MAX_FLOAT, raw)
+        if stateless:
+            # a lone reading: the detector's smoothing over a batch of one
+            alarm = bool(self.detector._alarm(np.array([raw]))[0])
+        else:
+            alarm = self.alarms.update_one(raw, None if assets is None else assets[0])
+        return Scored(
+            score=np.array([raw]),
+            is_anomaly=np.array([alarm]),
+            above=np.array([raw > self.threshold]),
+            state=np.array([k], dtype=np.int64),
+            top=self._top(contrib),
         )
 
     def _top(self, contrib: np.ndarray) -> np.ndarray:
@@ -177,9 +263,10 @@ class ServedModel:
             A = self.detector.schema_.prepare(self.input_example)
         else:
             A = np.asarray([self.schema["fill_values"]], dtype=np.float64)
-        scored = self.score(A)
+        # stateless: warming up must not feed the alarm trackers
+        scored = self.score(A, stateless=True)
         self.top_names(scored.top)
-        self.score(A[:1])
+        self.score(A[:1], stateless=True)
 
     # ---- metrics
     def bind_metrics(self, metrics: ServingMetrics) -> None:

@@ -54,6 +54,8 @@ class RequestError(Exception):
 class Batch:
     values: np.ndarray  # (n, n_sensors) float64, NaN = missing
     passthrough: dict[str, list[Any]]
+    layout: str = "records"
+    missing: bool = True  # whether values may hold NaN (False: checked, none)
 
 
 def parse_predict_body(body: bytes, model: ServedModel, max_batch: int) -> Batch:
@@ -117,17 +119,19 @@ def _records(readings: Any, model: ServedModel, max_batch: int) -> Batch:
         _diagnose_records(readings, model)
     flat = rows if p == 1 else list(chain.from_iterable(rows))
     # numpy would accept "1.5", true or [1]: only JSON numbers and null pass
-    if not set(map(type, flat)) <= _NUMERIC:
+    kinds = set(map(type, flat))
+    if not kinds <= _NUMERIC:
         _diagnose_records(readings, model)
     values = np.array(flat, dtype=np.float64).reshape(n, p)  # null -> NaN
-    _check_range(values, model, "readings[{i}].{s}")
+    if n > _SMALL_RANGE or not _in_range(flat):
+        _check_range(values, model, "readings[{i}].{s}")
     if model.schema["extra_columns"] == "error":
         _refuse_extra_records(readings, model)
     passthrough: dict[str, list[Any]] = {}
     for key in PASSTHROUGH:
         if any(key in r for r in readings):
             passthrough[key] = [r.get(key) for r in readings]
-    return Batch(values, passthrough)
+    return Batch(values, passthrough, "records", type(None) in kinds)
 
 
 def _diagnose_records(readings: list[Any], model: ServedModel) -> NoReturn:
@@ -263,10 +267,18 @@ def _columns(columns: Any, model: ServedModel, max_batch: int) -> Batch:
                     )
             raise RequestError(422, "non_numeric", f"columns.{s} could not be read as numbers")
     _check_range(values, model, "columns.{s}[{i}]")
-    return Batch(values, {k: columns[k] for k in present})
+    gaps = bool(np.isnan(values).any())
+    return Batch(values, {k: columns[k] for k in present}, "columns", gaps)
 
 
 # ---------------------------------------------------------------- helpers
+_SMALL_RANGE = 16  # values per request up to which a Python range check is faster
+
+
+def _in_range(flat: list[Any]) -> bool:
+    return all(v is None or -VALUE_LIMIT <= v <= VALUE_LIMIT for v in flat)
+
+
 def _check_range(values: np.ndarray, model: ServedModel, path: str) -> None:
     big = np.abs(values) > VALUE_LIMIT  # NaN compares False: gaps pass
     if not big.any():

@@ -51,23 +51,63 @@ def error_payload(exc: RequestError, model: ServedModel | None) -> tuple[bytes, 
     return orjson.dumps(body), headers
 
 
-def _orient(query: bytes | str) -> str:
+_TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
+_FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
+
+
+def _query(query: bytes | str) -> tuple[str, bool]:
+    """``orient`` and ``stateless`` from the query string (defaults when absent)."""
     if not query:
-        return "records"
+        return "records", False
     text = query.decode("latin-1") if isinstance(query, bytes) else query
-    value = "records"
+    orient = "records"
+    stateless = False
     for key, val in parse_qsl(text, keep_blank_values=True):
         if key == "orient":
-            value = val
-    if value not in ORIENTS:
-        raise RequestError(
-            422,
-            "invalid_request",
-            f"invalid request: query.orient: must be 'records' or 'columns', got {value!r}",
-            "see the API description at /docs",
-            path="orient",
-        )
-    return value
+            orient = val
+            if orient not in ORIENTS:
+                raise RequestError(
+                    422,
+                    "invalid_request",
+                    "invalid request: query.orient: must be 'records' or 'columns', "
+                    f"got {orient!r}",
+                    "see the API description at /docs",
+                    path="orient",
+                )
+        elif key == "stateless":
+            low = val.strip().lower()
+            if low not in _TRUE and low not in _FALSE:
+                raise RequestError(
+                    422,
+                    "invalid_request",
+                    f"invalid request: query.stateless: must be true or false, got {val!r}",
+                    "see the API description at /docs",
+                    path="stateless",
+                )
+            stateless = low in _TRUE
+    return orient, stateless
+
+
+def _assets(values: list[Any] | None, layout: str) -> list[Any] | None:
+    """Per-reading asset keys for the alarm trackers: strings or integers (or null)."""
+    if values is None:
+        return None
+    for i, v in enumerate(values):
+        if v is not None and (type(v) is not str and (type(v) is not int)):
+            raise RequestError(
+                422,
+                "bad_asset_id",
+                f"asset_id of reading {i} must be a string or an integer, got {_kind(v)}",
+                "asset_id names the machine whose alarm state the reading continues",
+                path=(
+                    f"readings[{i}].asset_id" if layout == "records" else f"columns.asset_id[{i}]"
+                ),
+            )
+    return values
+
+
+def _kind(v: Any) -> str:
+    return "a boolean" if isinstance(v, bool) else type(v).__name__
 
 
 def _check_content_type(ctype: str | None) -> None:
@@ -92,9 +132,13 @@ def _too_big(limit: int) -> RequestError:
     )
 
 
-async def _collect(chunks: AsyncIterator[bytes], length: str | None, limit: int) -> bytes:
+async def _collect(chunks: AsyncIterator[bytes] | bytes, length: str | None, limit: int) -> bytes:
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_big(limit)
+    if isinstance(chunks, bytes):  # the whole body came in one message
+        if len(chunks) > limit:
+            raise _too_big(limit)
+        return chunks
     first = b""
     parts: list[bytes] = []
     size = 0
@@ -132,7 +176,7 @@ class Predictor:
         auth: str | None,
         ctype: str | None,
         length: str | None,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes] | bytes,
         query: bytes | str,
     ) -> tuple[int, bytes, Headers]:
         """Status, JSON body and extra headers for one prediction request."""
@@ -148,15 +192,18 @@ class Predictor:
                     "no model is loaded yet",
                     f"check /readyz; last registry error: {self.holder.last_error or 'none'}",
                 )
-            orient = _orient(query)
+            orient, stateless = _query(query)
             _check_content_type(ctype)
             body = await _collect(chunks, length, self.max_body)
             batch = parse_predict_body(body, model, self.max_batch)
+            assets = None if stateless else _assets(batch.passthrough.get("asset_id"), batch.layout)
             if batch.values.shape[0] >= THREAD_BATCH:
-                scored = await run_in_threadpool(model.score, batch.values)
+                scored = await run_in_threadpool(
+                    model.score, batch.values, assets, stateless, batch.missing
+                )
                 payload = await run_in_threadpool(model.encode, scored, batch.passthrough, orient)
             else:
-                scored = model.score(batch.values)
+                scored = model.score(batch.values, assets, stateless, batch.missing)
                 payload = model.encode(scored, batch.passthrough, orient)
             model.count(scored)
             self.metrics.ok_requests.inc()
@@ -190,18 +237,27 @@ class Predictor:
             elif key == b"content-length":
                 length = value.decode("latin-1")
 
+        first = await receive()
+
         async def chunks() -> AsyncIterator[bytes]:
+            message = first
             while True:
-                message = await receive()
                 if message["type"] == "http.disconnect":
                     raise Disconnected
                 yield message.get("body", b"")
                 if not message.get("more_body", False):
                     return
+                message = await receive()
 
+        # a small body arrives in one message: skip the async generator
+        whole = first["type"] == "http.request" and not first.get("more_body", False)
         try:
             status, body, headers = await self.handle(
-                auth, ctype, length, chunks(), scope.get("query_string", b"")
+                auth,
+                ctype,
+                length,
+                first.get("body", b"") if whole else chunks(),
+                scope.get("query_string", b""),
             )
         except Disconnected:
             return

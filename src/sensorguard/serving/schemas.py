@@ -30,7 +30,8 @@ class RecordsRequest(BaseModel):
     """Readings as a list of objects, oldest first."""
 
     readings: list[Reading] = Field(
-        description="Readings in time order (the alarm smoothing uses this order); "
+        description="Readings in time order per asset (the alarm smoothing uses this "
+        "order); "
         "at most SENSORGUARD_MAX_BATCH of them.",
         min_length=1,
     )
@@ -55,9 +56,10 @@ class Prediction(BaseModel):
         description="Anomaly score, higher = more anomalous (null only if not computable)."
     )
     is_anomaly: bool = Field(
-        description="The detector's alarm decision after its event smoothing, which uses "
-        "the readings of this batch as context: send a recent window, not one reading, "
-        "when smoothing matters."
+        description="The alarm after the detector's event smoothing and hysteresis, carried "
+        "per asset_id across requests (so a stream sent one reading at a time gets the "
+        "same flags as one pass over it). With ?stateless=true the batch alone is the "
+        "context."
     )
     above_threshold: bool = Field(description="score > the model's threshold, this reading alone.")
     state: int = Field(description="Nearest learned operating state (-1 when not applicable).")
@@ -122,6 +124,14 @@ class ModelInfo(BaseModel):
         description="Whether unknown fields are ignored or refused."
     )
     top_k: int = Field(description="Number of top sensors returned per reading.")
+    alarm: Literal["hysteresis", "threshold"] = Field(
+        description="How is_anomaly is decided: smoothing plus hysteresis carried per asset "
+        "across requests, or a plain score > threshold for detectors without smoothing."
+    )
+    tracked_assets: int = Field(
+        description="Assets whose alarm state this version holds (at most "
+        "SENSORGUARD_MAX_TRACKED_ASSETS, least recently seen dropped first)."
+    )
 
 
 class Health(BaseModel):

@@ -21,6 +21,12 @@ class ServingSettings(Settings):
     max_body_mb: float = Field(
         default=64.0, gt=0, description="Largest request body /v1/predict reads, in MiB."
     )
+    max_tracked_assets: int = Field(
+        default=10_000,
+        ge=1,
+        description="Assets whose alarm state the predictor keeps (least recently seen "
+        "dropped first).",
+    )
     registry_timeout: float = Field(
         default=10.0,
         gt=0,
