@@ -16,74 +16,45 @@ imported inside the tasks so parsing this file stays cheap.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+import sys
+from typing import Any
 
-import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
+
+# Airflow 3 does not put the DAGs folder on sys.path; the shared helpers live next to this file
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
+
+import sensorguard_dag_common as common  # noqa: E402
 
 MODEL_NAME = os.environ.get("SENSORGUARD_MODEL_NAME", "sensor-failure-detector")
 SCHEDULE = os.environ.get("SENSORGUARD_MONITOR_SCHEDULE", "@hourly")
-DRIFT = Asset(f"sensorguard://models/{MODEL_NAME}/drift")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail_fast_on_bad_input(fn: F) -> F:
-    """Bad data or configuration fails the task at once: a retry cannot fix it.
-
-    An unreachable registry (``RegistryError``) is still retried, since the server may
-    come back; any other ``SensorGuardError`` becomes ``AirflowFailException`` carrying
-    the one-line message and hint.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from sensorguard.errors import RegistryError, SensorGuardError
-
-        try:
-            return fn(*args, **kwargs)
-        except RegistryError:
-            raise
-        except SensorGuardError as exc:
-            raise AirflowFailException(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _optional(type_: str, default: Any, description: str) -> Param:
-    return Param(default, type=["null", type_], description=description)
+DRIFT = common.drift_asset(MODEL_NAME)
 
 
 @dag(
     dag_id="sensor_model_monitor",
     description="Check the production model passed the gate, vet new versions, watch drift.",
-    schedule=None if SCHEDULE.strip().lower() in {"", "none", "off"} else SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=None if common.schedule_off(SCHEDULE) else SCHEDULE,
+    start_date=common.START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["sensorguard", "monitoring", "mlflow"],
-    default_args={
-        "owner": "sensorguard",
-        "retries": 2,
-        "retry_delay": pendulum.duration(minutes=1),
-    },
+    default_args=common.default_args(retry_minutes=1),
     params={
-        "data_path": _optional(
+        "data_path": common.optional(
             "string",
             os.environ.get("SENSORGUARD_MONITOR_DATA"),
             "CSV/Parquet file of recent readings (used when no store asset is given).",
         ),
-        "asset": _optional(
+        "asset": common.optional(
             "string",
             os.environ.get("SENSORGUARD_MONITOR_ASSET"),
             "Asset id to read recent readings of from the readings store.",
         ),
-        "window_end": _optional(
+        "window_end": common.optional(
             "string",
             None,
             "End of the store window (ISO date/time, exclusive); default: the run's time.",
@@ -101,7 +72,7 @@ def _optional(type_: str, default: Any, description: str) -> Param:
             description="What decides drift: mean shift in training standard deviations, "
             "or the population stability index.",
         ),
-        "drift_threshold": _optional(
+        "drift_threshold": common.optional(
             "number",
             float(os.environ["SENSORGUARD_DRIFT_THRESHOLD"])
             if os.environ.get("SENSORGUARD_DRIFT_THRESHOLD")
@@ -114,7 +85,7 @@ def _optional(type_: str, default: Any, description: str) -> Param:
 )
 def sensor_model_monitor() -> None:
     @task(retries=0)
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def check_production() -> dict[str, Any]:
         from sensorguard.pipelines import monitor
 
@@ -122,14 +93,14 @@ def sensor_model_monitor() -> None:
         return monitor.check_production(MODEL_NAME).to_dict()
 
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def extract_recent() -> dict[str, Any]:
         from sensorguard.pipelines import monitor
 
         ctx = get_current_context()
         p = ctx["params"]
         return monitor.extract_recent(
-            run_id=f"{ctx['dag'].dag_id}/{ctx['run_id']}",
+            run_id=common.run_ref(ctx),
             data_path=p["data_path"],
             asset=p["asset"],
             end=p["window_end"] or ctx["dag_run"].run_after,
@@ -137,7 +108,7 @@ def sensor_model_monitor() -> None:
         )
 
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def vet_new_versions(recent: dict[str, Any]) -> list[dict[str, Any]]:
         from sensorguard.pipelines import monitor
 
@@ -145,14 +116,14 @@ def sensor_model_monitor() -> None:
         verdicts = monitor.vet_unvetted_versions(
             recent["path"],
             model_name=MODEL_NAME,
-            trigger=f"airflow:{ctx['dag'].dag_id}/{ctx['run_id']}",
+            trigger=common.trigger(ctx),
         )
         for v in verdicts:
             print(f"version {v['version']}: gate {v['gate']} — {v['reason']}")
         return verdicts
 
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def measure_drift(recent: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -165,7 +136,7 @@ def sensor_model_monitor() -> None:
                 model_name=MODEL_NAME,
                 threshold=ctx["params"]["drift_threshold"],
                 metric=ctx["params"]["drift_metric"],
-                trigger=f"airflow:{ctx['dag'].dag_id}/{ctx['run_id']}",
+                trigger=common.trigger(ctx),
             )
         except monitor.NothingToMonitor as exc:
             raise AirflowSkipException(str(exc)) from None
@@ -177,7 +148,7 @@ def sensor_model_monitor() -> None:
         return bool(report["drifted"])
 
     @task(outlets=[DRIFT])
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def request_retraining(report: dict[str, Any]) -> None:
         ctx = get_current_context()
         ctx["outlet_events"][DRIFT].extra = {

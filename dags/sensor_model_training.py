@@ -14,12 +14,10 @@ parsing this file stays cheap.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+import sys
+from typing import Any
 
-import pendulum
 from airflow.sdk import (
     Asset,
     AssetOrTimeSchedule,
@@ -30,78 +28,50 @@ from airflow.sdk import (
     task,
 )
 
+# Airflow 3 does not put the DAGs folder on sys.path; the shared helpers live next to this file
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
+
+import sensorguard_dag_common as common  # noqa: E402
+
 MODEL_NAME = os.environ.get("SENSORGUARD_MODEL_NAME", "sensor-failure-detector")
 SCHEDULE = os.environ.get("SENSORGUARD_TRAINING_SCHEDULE", "@daily")
 
 # The monitor DAG updates DRIFT when recent readings drift; PRODUCTION marks a promotion.
-DRIFT = Asset(f"sensorguard://models/{MODEL_NAME}/drift")
+DRIFT = common.drift_asset(MODEL_NAME)
 PRODUCTION = Asset(f"sensorguard://models/{MODEL_NAME}/production")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail_fast_on_bad_input(fn: F) -> F:
-    """Bad data or configuration fails the task at once: a retry cannot fix it.
-
-    An unreachable registry (``RegistryError``) is still retried, since the server may
-    come back; any other ``SensorGuardError`` becomes ``AirflowFailException`` carrying
-    the one-line message and hint.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from sensorguard.errors import RegistryError, SensorGuardError
-
-        try:
-            return fn(*args, **kwargs)
-        except RegistryError:
-            raise
-        except SensorGuardError as exc:
-            raise AirflowFailException(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _schedule() -> Any:
-    if SCHEDULE.strip().lower() in {"", "none", "off"}:
+    if common.schedule_off(SCHEDULE):
         return DRIFT  # retrain on drift (and manual triggers) only
     return AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(SCHEDULE, timezone="UTC"), assets=DRIFT
     )
 
 
-def _optional(type_: str, default: Any, description: str) -> Param:
-    return Param(default, type=["null", type_], description=description)
-
-
 @dag(
     dag_id="sensor_model_training",
     description="Retrain the sensor failure detector; promote only past the quality gate.",
     schedule=_schedule(),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=common.START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["sensorguard", "training", "mlflow"],
-    default_args={
-        "owner": "sensorguard",
-        "retries": 2,
-        "retry_delay": pendulum.duration(minutes=2),
-        "retry_exponential_backoff": True,
-    },
+    default_args=common.default_args(retry_minutes=2, retry_exponential_backoff=True),
     params={
-        "data_path": _optional(
+        "data_path": common.optional(
             "string",
             os.environ.get("SENSORGUARD_TRAINING_DATA"),
             "CSV/Parquet file to train on (used when no store asset is given).",
         ),
-        "asset": _optional(
+        "asset": common.optional(
             "string",
             os.environ.get("SENSORGUARD_TRAINING_ASSET"),
             "Asset id to read from the readings store (SENSORGUARD_STORE_URL).",
         ),
-        "window_end": _optional(
+        "window_end": common.optional(
             "string",
             None,
             "End of the store window (ISO date/time, exclusive); default: the run's time.",
@@ -120,28 +90,28 @@ def _optional(type_: str, default: Any, description: str) -> Param:
             description="Latest share of the window held out to evaluate candidate and "
             "production on the same readings.",
         ),
-        "detector": _optional("string", None, "Detector name (default: settings)."),
+        "detector": common.optional("string", None, "Detector name (default: settings)."),
         "detector_params": Param({}, type="object", description="Detector parameters."),
     },
     doc_md=__doc__,
 )
 def sensor_model_training() -> None:
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def check_registry() -> dict[str, Any]:
         from sensorguard.pipelines import retraining
 
         return retraining.check_registry(MODEL_NAME)
 
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def extract_window(registry: dict[str, Any]) -> dict[str, Any]:
         from sensorguard.pipelines import retraining
 
         ctx = get_current_context()
         p = ctx["params"]
         return retraining.extract_window(
-            run_id=f"{ctx['dag'].dag_id}/{ctx['run_id']}",
+            run_id=common.run_ref(ctx),
             data_path=p["data_path"],
             asset=p["asset"],
             end=p["window_end"] or ctx["dag_run"].run_after,
@@ -150,14 +120,14 @@ def sensor_model_training() -> None:
         )
 
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def validate_contract(window: dict[str, Any]) -> dict[str, Any]:
         from sensorguard.pipelines import retraining
 
         return retraining.validate_window(window)
 
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def train_candidate(window: dict[str, Any]) -> dict[str, Any]:
         from sensorguard.pipelines import retraining
 
@@ -167,12 +137,12 @@ def sensor_model_training() -> None:
             model_name=MODEL_NAME,
             detector=ctx["params"]["detector"],
             params=ctx["params"]["detector_params"],
-            airflow_run_id=f"{ctx['dag'].dag_id}/{ctx['run_id']}",
-            trigger=f"airflow:{ctx['dag'].dag_id}/{ctx['run_id']}",
+            airflow_run_id=common.run_ref(ctx),
+            trigger=common.trigger(ctx),
         )
 
     @task
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def evaluate(candidate: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
         from sensorguard.pipelines import retraining
 
@@ -180,7 +150,7 @@ def sensor_model_training() -> None:
 
     # ignore_downstream_trigger_rules=False: only `promote` is skipped on rejection.
     @task.short_circuit(ignore_downstream_trigger_rules=False)
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def gate(evaluation: dict[str, Any]) -> bool:
         from sensorguard.pipelines import retraining
 
@@ -188,14 +158,14 @@ def sensor_model_training() -> None:
         decision = retraining.gate_candidate(
             evaluation,
             model_name=MODEL_NAME,
-            trigger=f"airflow:{ctx['dag'].dag_id}/{ctx['run_id']}",
+            trigger=common.trigger(ctx),
         )
         ctx["ti"].xcom_push(key="gate", value=decision)
         print(f"gate {'PASSED' if decision['passed'] else 'REJECTED'}: {decision['reason']}")
         return bool(decision["passed"])
 
     @task(outlets=[PRODUCTION])
-    @fail_fast_on_bad_input
+    @common.fail_fast_on_bad_input
     def promote(evaluation: dict[str, Any]) -> dict[str, Any]:
         from sensorguard.pipelines import retraining
 
@@ -203,7 +173,7 @@ def sensor_model_training() -> None:
         result = retraining.promote_candidate(
             evaluation,
             model_name=MODEL_NAME,
-            trigger=f"airflow:{ctx['dag'].dag_id}/{ctx['run_id']}",
+            trigger=common.trigger(ctx),
         )
         ctx["outlet_events"][PRODUCTION].extra = {
             "model": MODEL_NAME,

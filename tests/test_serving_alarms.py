@@ -186,6 +186,7 @@ def test_one_reading_per_request_raises_the_alarm_like_one_pass(
     stream = _stream(10)
     expected = saved["detector"].detect(stream[list(SENSORS)])
     assert expected.is_anomaly.sum() > 10  # the failure raises an alarm
+    assert stream[list(SENSORS)].isna().any().any()  # gaps continue the asset's values
     preds = [_predict(client, [r])[0] for r in _records(stream, "pump-07")]
     assert [p["is_anomaly"] for p in preds] == expected.is_anomaly.tolist()
     np.testing.assert_allclose([p["score"] for p in preds], expected.score, rtol=1e-6)
@@ -276,3 +277,12 @@ def test_the_tracker_bound_comes_from_the_settings(app: tuple[TestClient, Folder
     rec = _records(X.head(1), None)[0]
     _predict(client, [{**rec, "asset_id": f"m{i}"} for i in range(5)])
     assert client.get("/v1/model").json()["tracked_assets"] == 3
+    assert "sensorguard_tracked_assets 3.0" in client.get("/metrics").text
+
+
+def test_openapi_documents_the_stateless_option(app: tuple[TestClient, FolderSource]) -> None:
+    client, _ = app
+    op = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]
+    params = {p["name"]: p for p in op["parameters"]}
+    assert params["stateless"]["schema"]["type"] == "boolean"
+    assert "per-asset alarm state" in params["stateless"]["description"]

@@ -26,6 +26,27 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def parse_params(items: list[str] | None, example: str) -> dict[str, Any]:
+    """``--param NAME=VALUE`` options as a dict; values are JSON when they parse as JSON.
+
+    ``example`` (e.g. ``margin=1.5``) goes into the hint for a malformed item.
+    """
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SensorGuardError(
+                f"bad --param {item!r}", f"write it as NAME=VALUE, e.g. --param {example}"
+            )
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
 def guarded(fn: F) -> F:
     """Turn user errors into a one-line message and a non-zero exit, never a traceback."""
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from sensorguard.cli._common import console, err_console, guarded, progress
+from sensorguard.cli._common import console, err_console, guarded, parse_params, progress
 from sensorguard.errors import SensorGuardError
 
 
@@ -17,21 +16,6 @@ class Layout(StrEnum):
     csv = "csv"
     tep = "tep"
     nab = "nab"
-
-
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SensorGuardError(
-                f"bad --param {item!r}", "write it as NAME=VALUE, e.g. --param margin=1.5"
-            )
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
 
 
 def register(app: typer.Typer) -> None:
@@ -89,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
         name = detector or DEFAULT_DETECTOR
         get_detector_class(name)  # unknown names fail before any work
-        params = _parse_params(param)
+        params = parse_params(param, "margin=1.5")
         ignored = [c.strip() for item in ignore_columns for c in item.split(",") if c.strip()]
         if len(sep) == 0:
             raise SensorGuardError("--sep is empty", "give a separator such as ';' or ','")

@@ -12,7 +12,15 @@ from typing import Any
 
 import typer
 
-from sensorguard.cli._common import EXIT_REJECTED, console, err_console, fail, guarded, progress
+from sensorguard.cli._common import (
+    EXIT_REJECTED,
+    console,
+    err_console,
+    fail,
+    guarded,
+    parse_params,
+    progress,
+)
 
 models_app = typer.Typer(
     help="Registered model versions: list, show, promote (through the quality gate), "
@@ -41,25 +49,6 @@ def _settings() -> Any:
 
     _quiet_mlflow()
     return get_settings()
-
-
-def _parse_params(items: list[str] | None) -> dict[str, Any]:
-    import json
-
-    from sensorguard.errors import SensorGuardError
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise SensorGuardError(
-                f"bad --param {item!r}", "write it as NAME=VALUE, e.g. --param max_states=6"
-            )
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -156,7 +145,7 @@ def train(
     from sensorguard.pipelines.training import train_and_register
 
     settings = _settings()
-    params = _parse_params(param)
+    params = parse_params(param, "max_states=6")
     readings = load_readings(
         data, sep=sep, time_column=time_column, label_column=label_column, asset_column=asset_column
     )

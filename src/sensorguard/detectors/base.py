@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from sensorguard.detectors._stats import quantile_threshold
+from sensorguard.detectors.events import hysteresis, rolling_mean
 from sensorguard.errors import DataValidationError, NotFittedError, SchemaMismatchError
 
 MISSING_POLICY = "ffill-then-median"
@@ -362,6 +364,55 @@ class BaseDetector(BaseEstimator):  # type: ignore[misc]
         obj.feature_names_in_ = np.asarray(obj.schema_.sensors, dtype=object)
         obj._load_extra(path)
         return obj
+
+
+class HysteresisAlarmMixin:
+    """Threshold calibration and hysteresis alarms shared by the quality detectors.
+
+    Put it before :class:`BaseDetector` in the bases. Each detector keeps its explicit
+    ``__init__`` (scikit-learn's ``get_params`` reads that signature) and stores the six
+    alarm parameters with :meth:`_set_alarm_params`.
+    """
+
+    threshold_: float
+    quantile: float
+    margin: float
+    smooth_window: int
+    min_duration: int
+    off_ratio: float
+    release: int
+
+    def _set_alarm_params(
+        self,
+        quantile: float,
+        margin: float,
+        smooth_window: int,
+        min_duration: int,
+        off_ratio: float,
+        release: int,
+    ) -> None:
+        self.quantile = quantile
+        self.margin = margin
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
+
+    def _smoothed_threshold(self, score: np.ndarray) -> float:
+        """``margin`` × the ``quantile`` of the training scores after smoothing."""
+        return quantile_threshold(
+            rolling_mean(score, self.smooth_window), self.quantile, self.margin
+        )
+
+    def _alarm(self, score: np.ndarray) -> np.ndarray:
+        return hysteresis(
+            score,
+            self.threshold_,
+            smooth_window=self.smooth_window,
+            min_duration=self.min_duration,
+            off_ratio=self.off_ratio,
+            release=self.release,
+        )
 
 
 def _json_ok(value: Any) -> bool:

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from sensorguard.detectors._stats import quantile_threshold, robust_scale
-from sensorguard.detectors.base import BaseDetector
-from sensorguard.detectors.events import hysteresis
+from sensorguard.detectors._stats import robust_scale
+from sensorguard.detectors.base import BaseDetector, HysteresisAlarmMixin
 from sensorguard.errors import DataValidationError
 
 _SKOPS_FILE = "iforest.skops"
@@ -41,7 +40,7 @@ _TRUSTED = {
 }
 
 
-class IsolationForestDetector(BaseDetector):
+class IsolationForestDetector(HysteresisAlarmMixin, BaseDetector):
     name = "iforest"
 
     def __init__(
@@ -59,12 +58,7 @@ class IsolationForestDetector(BaseDetector):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
-        self.quantile = quantile
-        self.margin = margin
-        self.smooth_window = smooth_window
-        self.min_duration = min_duration
-        self.off_ratio = off_ratio
-        self.release = release
+        self._set_alarm_params(quantile, margin, smooth_window, min_duration, off_ratio, release)
 
     def _fit(self, A: np.ndarray) -> None:
         self.center_ = np.median(A, axis=0)
@@ -79,10 +73,7 @@ class IsolationForestDetector(BaseDetector):
             max_samples=min(self.max_samples, A.shape[0]),
             random_state=self.random_state,
         ).fit(self._w(A))
-        from sensorguard.detectors.events import rolling_mean
-
-        train = rolling_mean(self._score(A), self.smooth_window)
-        self.threshold_ = quantile_threshold(train, self.quantile, self.margin)
+        self.threshold_ = self._smoothed_threshold(self._score(A))
 
     def _z(self, A: np.ndarray) -> np.ndarray:
         return (A - self.center_) / self.scale_
@@ -97,16 +88,6 @@ class IsolationForestDetector(BaseDetector):
 
     def _contributions(self, A: np.ndarray) -> np.ndarray:
         return np.abs(self._z(A))
-
-    def _alarm(self, score: np.ndarray) -> np.ndarray:
-        return hysteresis(
-            score,
-            self.threshold_,
-            smooth_window=self.smooth_window,
-            min_duration=self.min_duration,
-            off_ratio=self.off_ratio,
-            release=self.release,
-        )
 
     def _save_extra(self, path: Path) -> None:
         import skops.io as sio

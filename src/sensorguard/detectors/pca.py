@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensorguard.detectors._stats import quantile_threshold
-from sensorguard.detectors.base import BaseDetector
-from sensorguard.detectors.events import hysteresis
+from sensorguard.detectors.base import BaseDetector, HysteresisAlarmMixin
 
 
-class PCADetector(BaseDetector):
+class PCADetector(HysteresisAlarmMixin, BaseDetector):
     name = "pca"
 
     def __init__(
@@ -40,12 +38,7 @@ class PCADetector(BaseDetector):
     ) -> None:
         self.n_components = n_components
         self.limit_quantile = limit_quantile
-        self.quantile = quantile
-        self.margin = margin
-        self.smooth_window = smooth_window
-        self.min_duration = min_duration
-        self.off_ratio = off_ratio
-        self.release = release
+        self._set_alarm_params(quantile, margin, smooth_window, min_duration, off_ratio, release)
 
     def _fit(self, A: np.ndarray) -> None:
         self.mean_ = A.mean(axis=0)
@@ -68,7 +61,7 @@ class PCADetector(BaseDetector):
         self.t2_limit_ = float(max(np.quantile(t2, self.limit_quantile), 1e-12))
         self.q_limit_ = float(max(np.quantile(q, self.limit_quantile), 1e-12))
         score = t2 / self.t2_limit_ + q / self.q_limit_
-        self.threshold_ = quantile_threshold(self._smoothed(score), self.quantile, self.margin)
+        self.threshold_ = self._smoothed_threshold(score)
 
     def _t2_q(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         T = Z @ self.components_
@@ -77,11 +70,6 @@ class PCADetector(BaseDetector):
             return t2, np.zeros(Z.shape[0])
         E = Z - T @ self.components_.T
         return t2, np.sum(E**2, axis=1)
-
-    def _smoothed(self, score: np.ndarray) -> np.ndarray:
-        from sensorguard.detectors.events import rolling_mean
-
-        return rolling_mean(score, self.smooth_window)
 
     def _score(self, A: np.ndarray) -> np.ndarray:
         Z = (A - self.mean_) / self.scale_
@@ -96,13 +84,3 @@ class PCADetector(BaseDetector):
         if self.components_.shape[0] == self.components_.shape[1]:
             E = np.zeros_like(Z)
         return np.asarray(t2_part / self.t2_limit_ + E**2 / self.q_limit_)
-
-    def _alarm(self, score: np.ndarray) -> np.ndarray:
-        return hysteresis(
-            score,
-            self.threshold_,
-            smooth_window=self.smooth_window,
-            min_duration=self.min_duration,
-            off_ratio=self.off_ratio,
-            release=self.release,
-        )

@@ -49,8 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorguard.detectors._stats import quantile_threshold, robust_scale
-from sensorguard.detectors.base import BaseDetector
-from sensorguard.detectors.events import hysteresis
+from sensorguard.detectors.base import BaseDetector, HysteresisAlarmMixin
 
 
 @dataclass
@@ -72,7 +71,7 @@ class _Run:
     state: _State
 
 
-class DriftRobustDetector(BaseDetector):
+class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
     name = "drift-robust"
 
     def __init__(
@@ -99,13 +98,8 @@ class DriftRobustDetector(BaseDetector):
         self.center = center
         self.sensor_gate = sensor_gate
         self.spread = spread
-        self.quantile = quantile
-        self.margin = margin
         self.warmup = warmup
-        self.smooth_window = smooth_window
-        self.min_duration = min_duration
-        self.off_ratio = off_ratio
-        self.release = release
+        self._set_alarm_params(quantile, margin, smooth_window, min_duration, off_ratio, release)
 
     # ---- the sequential filter
     def _allowance(self, age: np.ndarray) -> np.ndarray:
@@ -257,16 +251,6 @@ class DriftRobustDetector(BaseDetector):
         p = A.shape[1]
         denom = 2 * p if self.spread else p
         return np.asarray((run.Zl**2 + run.Zs**2) / denom)
-
-    def _alarm(self, score: np.ndarray) -> np.ndarray:
-        return hysteresis(
-            score,
-            self.threshold_,
-            smooth_window=self.smooth_window,
-            min_duration=self.min_duration,
-            off_ratio=self.off_ratio,
-            release=self.release,
-        )
 
 
 def _trimmed_rms(D: np.ndarray, keep: float = 0.95) -> np.ndarray:

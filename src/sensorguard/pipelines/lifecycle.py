@@ -417,17 +417,48 @@ def _ensure_version(client: Any, name: str, version: int) -> None:
     try:
         client.get_model_version(name, str(version))
     except MlflowException:
-        try:
-            client.get_registered_model(name)
-        except MlflowException:
-            raise RegistryError(
-                f"no registered model named '{name}'",
-                "train one with `sensorguard train DATA` or `sensorguard demo`",
-            ) from None
+        _ensure_model(client, name)
         raise RegistryError(
             f"model '{name}' has no version {version}",
             "see the versions with `sensorguard models list`",
         ) from None
+
+
+def _archive(client: Any, name: str, version: int, settings: Settings, now: datetime) -> None:
+    """Point the ``previous`` alias at ``version`` and tag it archived."""
+    client.set_registered_model_alias(name, settings.previous_alias, str(version))
+    client.set_model_version_tag(name, str(version), "lifecycle", "archived")
+    client.set_model_version_tag(name, str(version), "archived_at", now.isoformat())
+
+
+def _audited(
+    action: str,
+    name: str,
+    from_version: int | None,
+    to_version: int | None,
+    decision: GateDecision | None,
+    settings: Settings,
+    *,
+    trigger: str,
+    now: datetime,
+    reason: str,
+    forced: bool = False,
+) -> PromotionResult:
+    """Record ``action`` in the audit trail; the result carries the audit run id."""
+    event = AuditEvent(
+        action=action,
+        model=name,
+        from_version=from_version,
+        to_version=to_version,
+        trigger=trigger,
+        time=now,
+        user=_user(),
+        reason=reason,
+        forced=forced,
+        gate=decision.to_dict() if decision else None,
+    )
+    run_id = record_event(event, settings)
+    return PromotionResult(action, name, from_version, to_version, decision, run_id)
 
 
 def promote(
@@ -475,28 +506,24 @@ def promote(
             )
         client.set_registered_model_alias(name, settings.production_alias, str(version))
         if current is not None:
-            client.set_registered_model_alias(name, settings.previous_alias, str(current))
-            client.set_model_version_tag(name, str(current), "lifecycle", "archived")
-            client.set_model_version_tag(name, str(current), "archived_at", now.isoformat())
+            _archive(client, name, current, settings, now)
         client.set_model_version_tag(name, str(version), "lifecycle", "production")
         client.set_model_version_tag(name, str(version), "promoted_at", now.isoformat())
         client.set_model_version_tag(name, str(version), "gate", "forced" if force else "passed")
         if force:
             client.set_model_version_tag(name, str(version), "force_reason", reason[:5000])
-    event = AuditEvent(
-        action="promote",
-        model=name,
-        from_version=current,
-        to_version=version,
+    return _audited(
+        "promote",
+        name,
+        current,
+        version,
+        decision,
+        settings,
         trigger=trigger,
-        time=now,
-        user=_user(),
+        now=now,
         reason=reason if force else (decision.summary() if decision else ""),
         forced=force,
-        gate=decision.to_dict() if decision else None,
     )
-    run_id = record_event(event, settings)
-    return PromotionResult("promote", name, current, version, decision, run_id)
 
 
 def reject(
@@ -514,20 +541,16 @@ def reject(
         client.set_model_version_tag(name, v, "gate", "rejected")
         client.set_model_version_tag(name, v, "gate_reasons", "; ".join(decision.reasons)[:5000])
         client.set_model_version_tag(name, v, "rejected_at", now.isoformat())
-    event = AuditEvent(
-        action="reject",
-        model=name,
-        from_version=decision.production_version,
-        to_version=decision.candidate_version,
+    return _audited(
+        "reject",
+        name,
+        decision.production_version,
+        decision.candidate_version,
+        decision,
+        settings,
         trigger=trigger,
-        time=now,
-        user=_user(),
+        now=now,
         reason="; ".join(decision.reasons),
-        gate=decision.to_dict(),
-    )
-    run_id = record_event(event, settings)
-    return PromotionResult(
-        "reject", name, decision.production_version, decision.candidate_version, decision, run_id
     )
 
 
@@ -578,24 +601,13 @@ def rollback(
         client.set_model_version_tag(name, str(target), "promoted_at", now.isoformat())
         client.delete_model_version_tag(name, str(target), "archived_at")
         if current is not None and current != target:
-            client.set_registered_model_alias(name, settings.previous_alias, str(current))
-            client.set_model_version_tag(name, str(current), "lifecycle", "archived")
-            client.set_model_version_tag(name, str(current), "archived_at", now.isoformat())
+            _archive(client, name, current, settings, now)
             client.set_model_version_tag(name, str(current), "rolled_back_at", now.isoformat())
         else:
             client.delete_registered_model_alias(name, settings.previous_alias)
-    event = AuditEvent(
-        action="rollback",
-        model=name,
-        from_version=current,
-        to_version=target,
-        trigger=trigger,
-        time=now,
-        user=_user(),
-        reason=reason,
+    return _audited(
+        "rollback", name, current, target, None, settings, trigger=trigger, now=now, reason=reason
     )
-    run_id = record_event(event, settings)
-    return PromotionResult("rollback", name, current, target, None, run_id)
 
 
 # ---------------------------------------------------------------- listing

@@ -31,8 +31,8 @@ import numpy as np
 from sensorguard.detectors.base import BaseDetector
 from sensorguard.detectors.events import AlarmTracker, hysteresis
 
-DEFAULT_ASSET = "__default__"
-"""Key of the readings that carry no ``asset_id``."""
+DEFAULT_ASSET: Any = None
+"""Key of the readings that carry no ``asset_id`` (never equal to a real asset id)."""
 
 _HYSTERESIS_PARAMS = ("smooth_window", "min_duration", "off_ratio", "release")
 _SMALL = 16  # readings per asset up to which the scalar loop beats numpy

@@ -93,6 +93,9 @@ def create_app(
     metrics = ServingMetrics()
     holder = ModelHolder(source or RegistrySource(settings), metrics, settings.poll_interval)
     token = settings.api_token or None
+    metrics.tracked_assets.set_function(
+        lambda: float(len(holder.served.alarms)) if holder.served is not None else 0.0
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -73,6 +73,11 @@ class ServingMetrics:
             "Unix time the served model was loaded.",
             registry=r,
         )
+        self.tracked_assets = Gauge(
+            "sensorguard_tracked_assets",
+            "Assets whose alarm state the served model version holds.",
+            registry=r,
+        )
         self.ready = Gauge("sensorguard_ready", "1 once a model is loaded and serving.", registry=r)
         self.reloads = Counter(
             "sensorguard_model_reloads",

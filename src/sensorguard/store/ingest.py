@@ -98,6 +98,32 @@ def sensor_set_id(conn: sa.Connection, sensors: Sequence[str]) -> int:
     )
 
 
+def _float8_array_fields(k: int) -> list[tuple[str, Any] | tuple[str, Any, Any]]:
+    """Record fields of one ``float8[]`` value of ``k`` elements in COPY binary format."""
+    return [
+        ("len_array", ">i4"),
+        ("ndim", ">i4"),
+        ("has_null", ">i4"),
+        ("elem_oid", ">i4"),
+        ("dim", ">i4"),
+        ("lower_bound", ">i4"),
+        ("elems", [("len", ">i4"), ("value", ">f8")], (k,)),
+    ]
+
+
+def _fill_float8_array(rec: np.ndarray, values: np.ndarray) -> None:
+    """Fill the :func:`_float8_array_fields` of ``rec`` with the rows of ``values``."""
+    k = values.shape[1]
+    rec["len_array"] = 20 + 12 * k
+    rec["ndim"] = 1
+    rec["has_null"] = 0  # missing values are NaN, never NULL elements
+    rec["elem_oid"] = _FLOAT8_OID
+    rec["dim"] = k
+    rec["lower_bound"] = 1
+    rec["elems"]["len"] = 8
+    rec["elems"]["value"] = values
+
+
 def _pg_copy_payload(times_us: np.ndarray, status_codes: np.ndarray, values: np.ndarray) -> bytes:
     """Rows ``(time timestamp, status int2, sensor_values float8[])`` in COPY binary format."""
     n, k = values.shape
@@ -108,13 +134,7 @@ def _pg_copy_payload(times_us: np.ndarray, status_codes: np.ndarray, values: np.
             ("time", ">i8"),
             ("len_status", ">i4"),
             ("status", ">i2"),
-            ("len_array", ">i4"),
-            ("ndim", ">i4"),
-            ("has_null", ">i4"),
-            ("elem_oid", ">i4"),
-            ("dim", ">i4"),
-            ("lower_bound", ">i4"),
-            ("elems", [("len", ">i4"), ("value", ">f8")], (k,)),
+            *_float8_array_fields(k),
         ]
     )
     rec = np.empty(n, dtype=row)
@@ -123,14 +143,7 @@ def _pg_copy_payload(times_us: np.ndarray, status_codes: np.ndarray, values: np.
     rec["time"] = times_us - _PG_EPOCH_US
     rec["len_status"] = 2
     rec["status"] = status_codes
-    rec["len_array"] = 20 + 12 * k
-    rec["ndim"] = 1
-    rec["has_null"] = 0  # missing values are NaN, never NULL elements
-    rec["elem_oid"] = _FLOAT8_OID
-    rec["dim"] = k
-    rec["lower_bound"] = 1
-    rec["elems"]["len"] = 8
-    rec["elems"]["value"] = values
+    _fill_float8_array(rec, values)
     return _PG_COPY_HEADER + rec.tobytes() + _PG_COPY_TRAILER
 
 
@@ -217,13 +230,7 @@ def _readings_copy_payload(
             ("time", ">i8"),
             ("len_sid", ">i4"),
             ("sid", ">i4"),
-            ("len_array", ">i4"),
-            ("ndim", ">i4"),
-            ("has_null", ">i4"),
-            ("elem_oid", ">i4"),
-            ("dim", ">i4"),
-            ("lower_bound", ">i4"),
-            ("elems", [("len", ">i4"), ("value", ">f8")], (k,)),
+            *_float8_array_fields(k),
             ("len_status", ">i4"),
         ]
         if status_b:
@@ -237,14 +244,7 @@ def _readings_copy_payload(
         rec["time"] = times_us[pos] - _PG_EPOCH_US
         rec["len_sid"] = 4
         rec["sid"] = sid
-        rec["len_array"] = 20 + 12 * k
-        rec["ndim"] = 1
-        rec["has_null"] = 0
-        rec["elem_oid"] = _FLOAT8_OID
-        rec["dim"] = k
-        rec["lower_bound"] = 1
-        rec["elems"]["len"] = 8
-        rec["elems"]["value"] = values[pos]
+        _fill_float8_array(rec, values[pos])
         rec["len_status"] = len(status_b) if code > 0 else -1
         if status_b:
             rec["status"] = status_b
