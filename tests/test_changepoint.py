@@ -44,6 +44,7 @@ def test_changepoints_are_both_transitions() -> None:
 
 def test_perfect_detector_scores_100_and_silent_detector_0() -> None:
     true = [100, 500]
+    assert set(PROFILES) == {"standard", "reward_low_FP", "reward_low_FN"}
     for name in PROFILES:
         assert raw_score(true, [100, 500], 60).normalised()[name] == pytest.approx(100.0)
         assert raw_score(true, [], 60).normalised()[name] == pytest.approx(0.0)
@@ -63,6 +64,7 @@ def test_detection_at_window_end_and_middle() -> None:
 def test_only_first_detection_in_window_counts() -> None:
     a = raw_score([0], [0], 60)
     b = raw_score([0], [0, 10, 20, 59], 60)
+    assert a.raw["standard"] == pytest.approx(S_START, abs=1e-6)
     assert a.raw == b.raw and b.tp == 1 and b.fp == 0
 
 

@@ -82,8 +82,13 @@ def test_save_load_round_trip_is_pickle_free_and_identical(fitted, fresh, tmp_pa
     path = fitted.save(tmp_path / "model")
     meta = json.loads((path / "detector.json").read_text())
     assert meta["detector"] == fitted.name
+    # every learned array reads back without pickle (object arrays would raise here)
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-        assert npz.files is not None
+        assert npz.files, "no learned arrays saved"
+        assert all(npz[key].dtype != object for key in npz.files)
+    # nothing else but these and, for the forest, its skops file (type-checked on load)
+    extra = {f.name for f in path.iterdir()} - {"arrays.npz", "detector.json"}
+    assert extra <= {"iforest.skops"}, extra
     loaded = load_detector(path)
     assert type(loaded) is type(fitted)
     np.testing.assert_array_equal(loaded.score_samples(fresh), fitted.score_samples(fresh))

@@ -62,6 +62,15 @@ def guarded(fn: F) -> F:
             raise fail(f"file not found: {exc.filename or exc} — check the path") from None
         except PermissionError as exc:
             raise fail(f"permission denied: {exc.filename or exc}") from None
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            what = {
+                FileExistsError: "a file is in the way",
+                NotADirectoryError: "not a folder",
+                IsADirectoryError: "is a folder, not a file",
+            }[type(exc)]
+            raise fail(
+                f"{exc.filename or exc}: {what} — pass a different path or move it away"
+            ) from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
 

@@ -77,6 +77,16 @@ def register(app: typer.Typer) -> None:
         ignored = [c.strip() for item in ignore_columns for c in item.split(",") if c.strip()]
         if len(sep) == 0:
             raise SensorGuardError("--sep is empty", "give a separator such as ';' or ','")
+        if not window_seconds > 0:
+            raise SensorGuardError(
+                f"--window-seconds must be positive, got {window_seconds:g}",
+                "e.g. --window-seconds 60",
+            )
+        if output_dir.exists() and not output_dir.is_dir():
+            raise SensorGuardError(
+                f"--output-dir {output_dir} is a file, not a folder",
+                "pass a new or existing folder for the predictions and summary.json",
+            )
 
         items: list[Any]
         if layout is Layout.csv:

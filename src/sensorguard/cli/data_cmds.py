@@ -151,7 +151,7 @@ def validate(
         help="Also check what training needs: enough rows, no empty or constant sensor.",
     ),
     min_rows: int | None = typer.Option(
-        None, "--min-rows", help="Minimum rows for --for-training (default 50)."
+        None, "--min-rows", min=1, help="Minimum rows for --for-training (default 50)."
     ),
     plot: Path | None = typer.Option(
         None, "--plot", help="Also draw the sensors (labelled periods shaded) to a .png/.svg."

@@ -129,6 +129,14 @@ def train(
     time_column: str | None = typer.Option(None, "--time-column", help="Time column name."),
     label_column: str | None = typer.Option(None, "--label-column", help="Label column name."),
     asset_column: str | None = typer.Option(None, "--asset-column", help="Asset column name."),
+    ignore_columns: str | None = typer.Option(
+        None, "--ignore-columns", help="Comma-separated columns to drop before anything else."
+    ),
+    duplicates: str = typer.Option(
+        "error",
+        "--duplicates",
+        help="Duplicated timestamps of an asset: error (default), last or first (row kept).",
+    ),
     fail_on_reject: bool = _FAIL_ON_REJECT,
 ) -> None:
     """Train a detector, log the run to MLflow and register a new model version.
@@ -147,8 +155,16 @@ def train(
     settings = _settings()
     params = parse_params(param, "max_states=6")
     readings = load_readings(
-        data, sep=sep, time_column=time_column, label_column=label_column, asset_column=asset_column
+        data,
+        sep=sep,
+        time_column=time_column,
+        label_column=label_column,
+        asset_column=asset_column,
+        ignore_columns=[c.strip() for c in (ignore_columns or "").split(",") if c.strip()],
+        duplicates=duplicates,
     )
+    for note in readings.notes:  # e.g. a column left out of the sensors: never silently
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     with progress() as bar:
         task = bar.add_task("train", total=None)
         result = train_and_register(
@@ -211,7 +227,7 @@ def train(
 @models_app.command("list")
 @guarded
 def models_list(
-    limit: int = typer.Option(50, "--limit", help="Show at most this many versions."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many versions."),
 ) -> None:
     """Versions (newest first) with aliases, lifecycle/gate tags and key metrics."""
     from rich import box
@@ -287,7 +303,7 @@ def models_show(version: int = typer.Argument(..., help="Version number.")) -> N
 @models_app.command("history")
 @guarded
 def models_history(
-    limit: int = typer.Option(50, "--limit", help="Show at most this many events."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many events."),
 ) -> None:
     """The audit trail: every promotion, rejection and rollback, newest first."""
     from rich import box
@@ -500,7 +516,7 @@ def demo(
 
 @guarded
 def ui(
-    port: int = typer.Option(5000, "--port", help="Port of the MLflow UI."),
+    port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port of the MLflow UI."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
 ) -> None:
     """Serve the MLflow UI on the embedded store (runs, registry, artifacts)."""

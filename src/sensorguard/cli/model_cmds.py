@@ -122,6 +122,7 @@ def score(
     from sensorguard.pipelines.scoring import alarm_events, detect_readings, result_frame
 
     file_kind(output)  # refuse an unknown suffix before doing any work
+    _check_plot(plot)
     with progress() as bar:
         readings, detector = _load(
             data, model, sep, time_column, label_column, asset_column, ignore_columns, bar
@@ -172,6 +173,14 @@ def score(
             console.print(f"… and {len(events) - show} more (see --show)", highlight=False)
     if plot is not None:
         _plot(plot, result, readings, f"{data.name}: score and alarms")
+
+
+def _check_plot(path: Path | None) -> None:
+    """Refuse a bad --plot file name before any work (not after the output is written)."""
+    if path is not None:
+        from sensorguard.data.plotting import check_plot_path
+
+        check_plot_path(path)
 
 
 def _plot(path: Path, result: Any, readings: Any, title: str) -> None:
@@ -225,6 +234,7 @@ def evaluate(
 
     from sensorguard.evaluation.events import evaluate_detector
 
+    _check_plot(plot)
     with progress() as bar:
         readings, detector = _load(
             data, model, sep, time_column, label_column, asset_column, ignore_columns, bar

@@ -104,6 +104,10 @@ def register(app: typer.Typer) -> None:
         """
         from sensorguard.pipelines import monitor
 
+        if plot is not None:  # a bad file name fails before any work, not after
+            from sensorguard.data.plotting import check_plot_path
+
+            check_plot_path(plot)
         with err_console.status("measuring drift"):
             if reference is not None:
                 rep = monitor.drift_against_reference(

@@ -45,7 +45,7 @@ def serve(
 ) -> None:
     """Serve the registry's production model over HTTP, hot-swapping on promotion.
 
-    Loads [bold]models:/NAME@ALIAS[/] from the configured registry (the embedded SQLite
+    Loads `models:/NAME@ALIAS` from the configured registry (the embedded SQLite
     store, or the MLflow server in MLFLOW_TRACKING_URI), checks the alias every poll
     interval and swaps to a newly promoted version without dropping a request.
     Endpoints: POST /v1/predict, GET /v1/model, /healthz, /readyz, /metrics, /docs.
@@ -99,10 +99,11 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.host, settings.port))
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: port outside 0-65535
         sock.close()
+        why = (exc.strerror if isinstance(exc, OSError) else None) or exc
         raise ConfigurationError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            f"cannot listen on {settings.host}:{settings.port}: {why}",
             "pick another --port (0 = any free port) or stop the process using it",
         ) from None
     bound_port = sock.getsockname()[1]

@@ -56,8 +56,12 @@ def stack_up(
         help="PostgreSQL server URL with a user that may create databases, "
         "e.g. postgresql://postgres@127.0.0.1:5432/postgres.",
     ),
-    mlflow_port: int = typer.Option(5001, "--mlflow-port", help="MLflow server port."),
-    predictor_port: int = typer.Option(8000, "--predictor-port", help="Predictor port."),
+    mlflow_port: int = typer.Option(
+        5001, "--mlflow-port", min=1, max=65535, help="MLflow server port."
+    ),
+    predictor_port: int = typer.Option(
+        8000, "--predictor-port", min=1, max=65535, help="Predictor port."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address of both services."),
     home: Path | None = typer.Option(
         None, "--home", help="SensorGuard home; pid files, logs and artifacts go to HOME/stack."

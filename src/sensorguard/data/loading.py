@@ -9,6 +9,7 @@ runs of whitespace. Text must be UTF-8 (a byte-order mark is fine) unless anothe
 
 from __future__ import annotations
 
+import codecs
 import csv
 import zipfile
 from collections.abc import Callable, Iterable
@@ -178,6 +179,13 @@ def read_table(
     notes: list[str] = []
     if kind == "parquet":
         return _read_parquet(p), notes
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataValidationError(
+            f"unknown text encoding {encoding!r}",
+            "pass a Python codec name such as utf-8, latin-1 or cp1252 (--encoding)",
+        ) from None
     compression = _compression(p)
     sep = normalise_sep(sep)
     if sep is None:
@@ -204,10 +212,12 @@ def read_table(
     else:
         kwargs["sep"] = sep
         kwargs["engine"] = "c" if len(sep) == 1 else "python"
+    if kwargs["engine"] == "c":
+        kwargs["low_memory"] = False  # the python engine (multi-character --sep) rejects it
     if encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
         kwargs["encoding"] = "utf-8-sig"  # tolerate a byte-order mark
     try:
-        df = pd.read_csv(p, low_memory=False, **kwargs)  # type: ignore[call-overload]
+        df = pd.read_csv(p, **kwargs)  # type: ignore[call-overload]
     except UnicodeDecodeError as exc:
         raise _encoding_error(p, encoding, exc) from None
     except pd.errors.EmptyDataError:

@@ -7,6 +7,7 @@ Add a detector: subclass ``BaseDetector``, give it a unique ``name`` and list it
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any
 
 from sensorguard.detectors.base import (
@@ -43,11 +44,58 @@ def get_detector_class(name: str) -> type[BaseDetector]:
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 
+def _check_params(name: str, cls: type[BaseDetector], params: dict[str, Any]) -> dict[str, Any]:
+    """Names and value types of ``params`` against ``cls``'s constructor defaults.
+
+    A wrong name or a value of the wrong type (e.g. ``margin="abc"``) is a one-line
+    ``SensorGuardError`` naming the parameter and the accepted ones, not a crash in ``fit``.
+    Integral floats given for an int parameter (``6.0``) are converted.
+    """
+    import inspect
+
+    sig = inspect.signature(cls.__init__)
+    defaults = {
+        k: p.default
+        for k, p in sig.parameters.items()
+        if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    accepted = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in defaults:
+            raise SensorGuardError(
+                f"detector '{name}' has no parameter '{key}'",
+                f"use one of (with defaults): {accepted}",
+            )
+        default = defaults[key]
+        kind: str | None = None
+        if isinstance(default, bool):
+            kind = None if isinstance(value, bool) else "true or false"
+        elif isinstance(default, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            kind = None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            kind = None if ok else "a number"
+        elif isinstance(default, str):
+            kind = None if isinstance(value, str) else "a string"
+        if kind is not None:
+            raise SensorGuardError(
+                f"bad value {value!r} for parameter '{key}' of detector '{name}': "
+                f"it must be {kind}",
+                f"e.g. --param {key}={json.dumps(default)}",
+            )
+        out[key] = value
+    return out
+
+
 def make_detector(name: str, **params: Any) -> BaseDetector:
-    """A fresh, unfitted detector by name, with optional parameters."""
+    """A fresh, unfitted detector by name, with optional parameters (names and types checked)."""
     cls = get_detector_class(name)
+    checked = _check_params(name, cls, params)
     try:
-        return cls(**params)
+        return cls(**checked)
     except TypeError as exc:
         raise SensorGuardError(
             f"bad parameter for detector '{name}': {exc}",

@@ -129,12 +129,18 @@ def run_demo(
     """Run the whole lifecycle once; returns the report (also written as JSON + PNG)."""
     from sensorguard.data import Readings
     from sensorguard.data.simulator import FAILURE_MODES, simulate_pump
+    from sensorguard.errors import DataValidationError
     from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode
     from sensorguard.pipelines.lifecycle import gate_and_promote
     from sensorguard.pipelines.plots import score_plot
     from sensorguard.pipelines.training import train_and_register
     from sensorguard.registry import configure_mlflow, load_by_alias, resolve_alias
 
+    for option, value in (("--days", days), ("--new-days", new_days)):
+        if not value > 0:  # name the option: simulate_pump would only say "days"
+            raise DataValidationError(
+                f"{option} must be positive, got {value:g}", f"e.g. {option} 3"
+            )
     started = time.perf_counter()
     settings = configure_mlflow(settings or get_settings())
     out_dir = Path(output_dir) if output_dir else settings.home / "demo"

@@ -1,0 +1,158 @@
+"""Bad input on the command line: a one-line error and a non-zero exit, never a traceback.
+
+Regression tests for inputs that used to crash (wrong --param value types, an unknown
+--encoding, a bad --plot name found only after the work was done, an --output-dir that
+is a file, an out-of-range port) or were accepted silently (non-positive --limit,
+--min-rows, --window-seconds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sensorguard.cli import app
+from sensorguard.detectors import make_detector
+from sensorguard.errors import SensorGuardError
+
+runner = CliRunner()
+
+
+def _fails_cleanly(args: list[str], *needles: str) -> str:
+    res = runner.invoke(app, args)
+    out = res.output
+    assert res.exit_code != 0, out
+    assert "Traceback" not in out, out
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    for needle in needles:
+        assert needle in out, out
+    return out
+
+
+@pytest.fixture
+def readings(tmp_path: Path) -> Path:
+    path = tmp_path / "x.csv"
+    res = runner.invoke(app, ["simulate", "-o", str(path), "--days", "1", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    return path
+
+
+@pytest.mark.parametrize(
+    ("detector", "param", "needles"),
+    [
+        ("operating-states", "max_states=[1]", ["'max_states'", "an integer"]),
+        ("pca", "n_components=abc", ["'n_components'", "a number"]),
+        ("drift-robust", "margin=foo", ["'margin'", "a number", "margin=1.2"]),
+        ("drift-robust", "spread=1", ["'spread'", "true or false"]),
+        ("iforest", "bogus=1", ["no parameter 'bogus'", "n_estimators=200"]),
+    ],
+)
+def test_train_bad_param_values(
+    sg_home: Path, readings: Path, detector: str, param: str, needles: list[str]
+) -> None:
+    args = ["train", str(readings), "-d", detector, "-p", param, "--no-promote"]
+    _fails_cleanly(args, "error:", *needles)
+
+
+def test_make_detector_checks_types_and_converts_integral_floats() -> None:
+    det = make_detector("operating-states", max_states=6.0, scale_floor=1)
+    assert det.max_states == 6 and isinstance(det.max_states, int)  # type: ignore[attr-defined]
+    with pytest.raises(SensorGuardError, match="must be an integer"):
+        make_detector("operating-states", max_states=6.5)
+    with pytest.raises(SensorGuardError, match="must be a number"):
+        make_detector("pca", quantile=True)
+
+
+def test_benchmark_bad_param_value(tmp_path: Path) -> None:
+    data = tmp_path / "bench"
+    data.mkdir()
+    (data / "a.csv").write_text("datetime,s1,anomaly\n2026-01-01 00:00:00,1.0,0\n")
+    _fails_cleanly(
+        ["benchmark", str(data), "-o", str(tmp_path / "out"), "-p", "margin=foo"],
+        "'margin'",
+    )
+
+
+def test_validate_unknown_encoding(readings: Path) -> None:
+    _fails_cleanly(["validate", str(readings), "--encoding", "bogus"], "unknown text encoding")
+
+
+@pytest.mark.parametrize("command", ["score", "evaluate"])
+def test_bad_plot_name_fails_before_any_work(tmp_path: Path, readings: Path, command: str) -> None:
+    out_file = tmp_path / "scored.csv"
+    args = [command, str(readings), "--model", str(tmp_path / "no-model")]
+    args += ["--plot", str(tmp_path / "p.txt")]
+    if command == "score":
+        args += ["-o", str(out_file)]
+    _fails_cleanly(args, "cannot write a plot", ".png")
+    assert not out_file.exists()
+
+
+def test_drift_bad_plot_name(tmp_path: Path, readings: Path) -> None:
+    _fails_cleanly(
+        ["drift", str(readings), "-r", str(readings), "--plot", str(tmp_path / "p.txt")],
+        "cannot write a plot",
+    )
+
+
+def test_benchmark_output_dir_is_a_file(tmp_path: Path, readings: Path) -> None:
+    data = tmp_path / "bench"
+    data.mkdir()
+    _fails_cleanly(["benchmark", str(data), "-o", str(readings)], "is a file, not a folder")
+
+
+def test_benchmark_window_seconds_must_be_positive(tmp_path: Path) -> None:
+    data = tmp_path / "bench"
+    data.mkdir()
+    _fails_cleanly(
+        ["benchmark", str(data), "-o", str(tmp_path / "o"), "--window-seconds", "0"],
+        "--window-seconds must be positive",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "list", "--limit", "0"],
+        ["models", "history", "--limit", "-3"],
+        ["validate", "x.csv", "--for-training", "--min-rows", "-5"],
+        ["ui", "--port", "99999"],
+        ["stack", "up", "--pg-url", "postgresql://u@127.0.0.1:1/x", "--mlflow-port", "0"],
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(args: list[str]) -> None:
+    _fails_cleanly(args, "Invalid value")
+
+
+def test_serve_port_out_of_range(sg_home: Path) -> None:
+    _fails_cleanly(["serve", "--port", "99999"], "cannot listen on", "0-65535")
+
+
+def test_train_reports_a_column_left_out_of_the_sensors(sg_home: Path, readings: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(readings)
+    frame["flow_rate"] = "abc"
+    bad = readings.with_name("text.csv")
+    frame.to_csv(bad, index=False)
+    res = runner.invoke(app, ["train", str(bad), "--no-promote"])
+    assert res.exit_code == 0, res.output
+    assert "column 'flow_rate' is not numeric" in res.output
+
+
+@pytest.mark.parametrize("option", ["--days", "--new-days"])
+def test_demo_names_the_bad_days_option(sg_home: Path, tmp_path: Path, option: str) -> None:
+    args = ["demo", "--quick", "-o", str(tmp_path / "demo"), option, "0"]
+    _fails_cleanly(args, f"{option} must be positive")
+
+
+def test_multi_character_separator_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("timestamp::s1::s2\n2026-01-01 00:00::1.0::2.0\n2026-01-01 00:01::1.5::2.5\n")
+    res = runner.invoke(app, ["validate", str(path), "--sep", "::"])
+    assert res.exit_code == 0, res.output
+    assert "2: s1, s2" in res.output
+    out = _fails_cleanly(["validate", str(path), "--sep", "abc"], "columns found")
+    assert "low_memory" not in out
