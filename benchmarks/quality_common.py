@@ -28,14 +28,27 @@ def shared_or_exit(sub: str) -> Path:
 
 
 def parse_args(doc: str | None, **extra: Any) -> argparse.Namespace:
-    """``[DETECTOR ...] [--json FILE]`` plus script-specific integer options."""
+    """``[DETECTOR ...] [--json FILE] [--param DETECTOR:NAME=JSON ...]`` plus
+    script-specific options; ``args.params`` maps detector -> parameters."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("detectors", nargs="*", help="detector names (default: all)")
     parser.add_argument("--json", help="also write every summary to this JSON file")
+    parser.add_argument(
+        "--param", action="append", default=[], help="DETECTOR:NAME=JSON, repeatable"
+    )
     for name, default in extra.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = parser.parse_args()
     args.detectors = args.detectors or available_detectors()
+    args.params = {}
+    for item in args.param:
+        det, _, kv = item.partition(":")
+        key, _, value = kv.partition("=")
+        if not det or not key or not value:
+            parser.error(
+                f"--param {item!r}: expected DETECTOR:NAME=JSON, e.g. drift-robust:margin=1.1"
+            )
+        args.params.setdefault(det, {})[key] = json.loads(value)
     return args
 
 

@@ -33,10 +33,18 @@ def main() -> None:
     # window length for the machine-temperature file (4 windows over 22,695 5-min rows)
     window_s = 0.10 * 22695 * 300 / 4
     res_m = run_all(
-        lambda: machine, args.detectors, train_rows=args.train_rows, window_seconds=window_s
+        lambda: machine,
+        args.detectors,
+        params=args.params,
+        train_rows=args.train_rows,
+        window_seconds=window_s,
     )
     res_all = run_all(
-        lambda: series, args.detectors, train_rows=args.train_rows, window_seconds=window_s
+        lambda: series,
+        args.detectors,
+        params=args.params,
+        train_rows=args.train_rows,
+        window_seconds=window_s,
     )
     dump({"machine_temperature": res_m, "realKnownCause": res_all}, args.json)
     print(f"NAB machine_temperature_system_failure (fit on first {args.train_rows} rows)\n")

@@ -45,6 +45,7 @@ def main() -> None:
                 ignore_columns=["changepoint"],
             ),
             args.detectors,
+            params=args.params,
         )
     dump(results, args.json)
     print(

@@ -50,7 +50,7 @@ def series(seeds: int, days: float) -> list[LabelledSeries]:
 def main() -> None:
     args = parse_args(__doc__, seeds=5, days=7.0)
     data = series(args.seeds, args.days)
-    results = run_all(lambda: data, args.detectors, window_seconds=3600)
+    results = run_all(lambda: data, args.detectors, params=args.params, window_seconds=3600)
     dump(results, args.json)
     print(
         f"pump simulator: {args.seeds} seeds, fit on {TRAIN_DAYS} normal days, "

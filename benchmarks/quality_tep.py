@@ -24,7 +24,7 @@ def main() -> None:
     args = parse_args(__doc__)
     folder = shared_or_exit("tep")
     series = list(iter_tep(folder))
-    results = run_all(lambda: series, args.detectors, window_seconds=3 * 60 * 3)
+    results = run_all(lambda: series, args.detectors, params=args.params, window_seconds=3 * 60 * 3)
     dump(results, args.json)
     names = list(results)
     print("Tennessee Eastman: fit on d00.dat, detection rate % / false-alarm rate % per fault\n")

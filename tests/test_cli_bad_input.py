@@ -156,3 +156,91 @@ def test_multi_character_separator_is_read(tmp_path: Path) -> None:
     assert "2: s1, s2" in res.output
     out = _fails_cleanly(["validate", str(path), "--sep", "abc"], "columns found")
     assert "low_memory" not in out
+
+
+def test_drift_names_sensors_only_one_side_has(tmp_path: Path, readings: Path) -> None:
+    import pandas as pd
+
+    from sensorguard.data import load_readings
+
+    frame = pd.read_csv(readings)
+    sensors = load_readings(readings).sensors
+    ref, recent = tmp_path / "ref.csv", tmp_path / "recent.csv"
+    frame.drop(columns=[sensors[0]]).to_csv(ref, index=False)
+    frame.drop(columns=[sensors[1]]).to_csv(recent, index=False)
+    for extra in ([], ["--json"]):
+        res = runner.invoke(app, ["drift", str(recent), "-r", str(ref), *extra])
+        assert res.exit_code == 0, res.output
+        warning = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
+        assert len(warning) == 1, res.output
+        assert f"not in the reference: {sensors[0]}" in warning[0]
+        assert f"not in the recent readings: {sensors[1]}" in warning[0]
+
+
+def test_drift_without_a_shared_sensor_is_an_error(tmp_path: Path) -> None:
+    ref, recent = tmp_path / "ref.csv", tmp_path / "recent.csv"
+    ref.write_text("timestamp,a,b\n2026-01-01 00:00,1,2\n2026-01-01 00:01,1.5,2.5\n")
+    recent.write_text("timestamp,c\n2026-01-01 00:00,1\n2026-01-01 00:01,2\n")
+    _fails_cleanly(
+        ["drift", str(recent), "-r", str(ref)], "error:", "no sensor column in common", "a, b"
+    )
+
+
+def test_score_names_a_text_sensor_column(tmp_path: Path, readings: Path) -> None:
+    import pandas as pd
+
+    from sensorguard.data import load_readings
+
+    model = tmp_path / "model"
+    make_detector("pca").fit(load_readings(readings).X).save(model)
+    frame = pd.read_csv(readings)
+    frame["flow_rate"] = "n/a"
+    frame.loc[3, "flow_rate"] = "broken"
+    bad = tmp_path / "text.csv"
+    frame.to_csv(bad, index=False)
+    out = _fails_cleanly(
+        ["score", str(bad), "--model", str(model), "-o", str(tmp_path / "s.csv")],
+        "error:",
+        "sensor column 'flow_rate' is present but not numeric",
+        "'broken' at row 4",
+    )
+    assert "missing" not in out.replace("missing readings", "")
+
+
+@pytest.mark.parametrize(
+    ("detector", "param", "needles"),
+    [
+        ("drift-robust", "quantile=1.5", ["bad value 1.5", "between 0 and 1 (exclusive)"]),
+        ("pca", "n_components=0", ["'n_components'", "the default is 0.9"]),
+        ("iforest", "n_estimators=0", ["'n_estimators'", "at least 1"]),
+        ("operating-states", "threshold_margin=-1", ["'threshold_margin'", "greater than 0"]),
+    ],
+)
+def test_train_out_of_range_param(
+    sg_home: Path, readings: Path, detector: str, param: str, needles: list[str]
+) -> None:
+    out = _fails_cleanly(
+        ["train", str(readings), "-d", detector, "-p", param, "--no-promote"], "error:", *needles
+    )
+    assert len([ln for ln in out.splitlines() if ln.startswith("error:")]) == 1, out
+
+
+def test_benchmark_out_of_range_param(tmp_path: Path) -> None:
+    data = tmp_path / "bench"
+    data.mkdir()
+    (data / "a.csv").write_text("datetime,s1,anomaly\n2026-01-01 00:00:00,1.0,0\n")
+    _fails_cleanly(
+        [
+            "benchmark",
+            str(data),
+            "-o",
+            str(tmp_path / "o"),
+            "-d",
+            "drift-robust",
+            "-p",
+            "quantile=1.5",
+        ],
+        "bad value 1.5 for parameter 'quantile' of detector 'drift-robust'",
+        "between 0 and 1 (exclusive)",
+        "--param quantile=0.99",
+    )

@@ -9,9 +9,11 @@ import pytest
 
 from sensorguard.detectors.events import (
     AlarmTracker,
+    confirm_events,
     flag_spans,
     hysteresis,
     merge_gaps,
+    on_delay,
     rolling_mean,
     run_length,
 )
@@ -95,6 +97,51 @@ def test_alarm_tracker_matches_one_batch(batch: int) -> None:
     )
     assert whole.any()
     assert np.array_equal(streamed, whole)
+
+
+def test_on_delay_known_case() -> None:
+    f = np.array([0, 1, 1, 1, 0, 1, 1, 1, 1, 0], dtype=bool)
+    assert on_delay(f, 3).astype(int).tolist() == [0, 0, 0, 1, 0, 0, 0, 1, 1, 0]
+    assert on_delay(f, 0).tolist() == f.tolist()
+    # a run that continues from the previous batch counts the readings it already had
+    g = np.array([1, 1, 0, 1], dtype=bool)
+    assert on_delay(g, 3, on_for=2).astype(int).tolist() == [1, 1, 0, 0]
+    assert on_delay(g, 3, on_for=0).astype(int).tolist() == [0, 0, 0, 0]
+
+
+def test_confirm_events_drops_short_alarms_and_dates_back_long_ones() -> None:
+    flags = np.zeros(30, dtype=bool)
+    flags[3:5] = True  # 2 readings: dropped
+    flags[12:20] = True  # 8 readings: kept
+    flags[27:30] = True  # 3 readings still on at the end of the batch: not confirmed yet
+    score = np.zeros(30)
+    score[9:20] = 2.0  # the score rose at 9, three readings before the alarm
+    score[3:5] = 5.0
+    out = confirm_events(flags, score, 3.0, confirm=4)
+    assert np.flatnonzero(out).tolist() == list(range(12, 20))
+    back = confirm_events(flags, score, 3.0, confirm=4, backdate=0.5)
+    assert np.flatnonzero(back).tolist() == list(range(9, 20))
+    capped = confirm_events(flags, score, 3.0, confirm=4, backdate=0.5, max_back=1)
+    assert np.flatnonzero(capped).tolist() == list(range(11, 20))
+    # below the backdate level at the alarm's first reading: nothing to date back
+    assert confirm_events(flags, score, 3.0, confirm=4, backdate=0.9).tolist() == out.tolist()
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 50])
+def test_alarm_tracker_with_an_on_delay_raises_alarms_late(batch: int) -> None:
+    rng = np.random.default_rng(1)
+    score = rng.gamma(2.0, 0.5, 600)
+    score[100:160] += 3  # a failure: raised 15 readings after its alarm starts
+    score[300:303] += 6  # a short burst: never raised
+    kw = {"smooth_window": 5, "min_duration": 3, "off_ratio": 0.8, "release": 4}
+    raw = hysteresis(score, 2.0, **kw)
+    expected = on_delay(raw, 15)
+    assert expected.sum() > 30 and not expected[300:320].any() and raw[300:320].any()
+    tracker = AlarmTracker(2.0, confirm=15, **kw)
+    streamed = np.concatenate(
+        [tracker.update(score[i : i + batch]) for i in range(0, score.size, batch)]
+    )
+    assert np.array_equal(streamed, expected)
 
 
 def test_alarm_tracker_for_a_detector_without_hysteresis() -> None:

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from sensorguard.data.simulator import SENSORS, simulate_pump
 from sensorguard.detectors import load_detector, make_detector
-from sensorguard.detectors.events import AlarmTracker, hysteresis
+from sensorguard.detectors.events import AlarmTracker, hysteresis, on_delay
 from sensorguard.serving.alarms import AssetAlarms, StreamTracker, alarm_kind
 from sensorguard.serving.app import create_app
 from sensorguard.serving.model import ServedModel
@@ -109,13 +109,15 @@ def _predict(client: TestClient, readings: list[dict[str, Any]], query: str = ""
         {"smooth_window": 1, "min_duration": 1, "off_ratio": 1.0, "release": 1},
         {"smooth_window": 3, "min_duration": 2, "off_ratio": 0.7, "release": 2},
         {"smooth_window": 4, "min_duration": 6, "off_ratio": 0.5, "release": 1},
+        {"smooth_window": 3, "min_duration": 2, "off_ratio": 0.7, "release": 2, "confirm": 30},
     ],
 )
 def test_stream_tracker_equals_one_pass_for_any_chunking(params: dict[str, Any]) -> None:
     rng = np.random.default_rng(0)
     score = np.abs(rng.normal(1.0, 0.6, 3_000)) + np.repeat(rng.random(60) > 0.7, 50) * 1.5
     score[rng.random(score.size) < 0.02] = np.nan  # dropouts count as 0 in the smoothing
-    expected = hysteresis(score, 1.8, **params)
+    kw = {k: v for k, v in params.items() if k != "confirm"}
+    expected = on_delay(hysteresis(score, 1.8, **kw), params.get("confirm", 0))
     assert 0 < expected.sum() < expected.size  # alarms start and end
     for sizes in ([1], [17, 40, 1, 2, 300], [1, 1, 33, 1, 16, 17, 5]):
         t = StreamTracker(1.8, **params)
@@ -140,11 +142,17 @@ def test_every_detector_gets_its_own_smoothing(name: str) -> None:
         base.min_duration,
         base.release,
     )
-    # on the detector's own scores the streamed flags equal its batch alarm
+    assert t.confirm == base.confirm == getattr(det, "confirm", 0)
+    # on the detector's own scores the streamed flags are its hysteresis alarm, raised
+    # after its on-delay (equal to the batch alarm for detectors without one)
     test = simulate_pump(days=0.5, seed=4, n_failures=1)[list(SENSORS)].ffill().bfill()
     score = det.score_samples(test)
     flags = np.concatenate([t.update(score[i : i + 7]) for i in range(0, score.size, 7)])
-    np.testing.assert_array_equal(flags, det.predict(test).astype(bool))
+    kw = {k: getattr(det, k) for k in ("smooth_window", "min_duration", "off_ratio", "release")}
+    live = on_delay(hysteresis(score, det.threshold_, **kw), t.confirm)
+    np.testing.assert_array_equal(flags, live)
+    if t.confirm <= 1:
+        np.testing.assert_array_equal(flags, det.predict(test).astype(bool))
 
 
 def test_detectors_without_smoothing_fall_back_to_a_plain_threshold() -> None:

@@ -118,6 +118,10 @@ def register(app: typer.Typer) -> None:
                 report = monitor.measure_drift(
                     data, threshold=threshold, metric=metric, trigger="cli"
                 )
+        if report.get("note"):  # sensors left out of the comparison: never silently
+            err_console.print(
+                f"[yellow]warning:[/] {report['note']}", highlight=False, soft_wrap=True
+            )
         if as_json:
             typer.echo(json.dumps(report, indent=2))
         else:

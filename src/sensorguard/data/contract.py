@@ -73,6 +73,9 @@ class Readings:
     asset_column: str | None = None
     source: str = "<frame>"
     notes: list[str] = field(default_factory=list)
+    text_columns: dict[str, str] = field(default_factory=dict)
+    """Columns read as text, not sensors: column -> its first non-numeric value and where
+    (e.g. ``"'abc' at row 1 (line 2)"``), to explain why a model cannot use them."""
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -351,8 +354,15 @@ def label_to_binary(labels: pd.Series, col: str, source: str) -> np.ndarray:
     return abnormal.to_numpy(dtype=np.int64)
 
 
-def _sensor_or_text(s: pd.Series, col: str, where: _Where, notes: list[str]) -> pd.Series | None:
-    """A float64 sensor column, or None for a text column (noted)."""
+def _sensor_or_text(
+    s: pd.Series,
+    col: str,
+    where: _Where,
+    notes: list[str],
+    text_columns: dict[str, str] | None = None,
+) -> pd.Series | None:
+    """A float64 sensor column, or None for a text column (noted, and its first
+    non-numeric value recorded in ``text_columns``)."""
     if pd.api.types.is_bool_dtype(s.dtype):
         return s.astype("float64")
     if pd.api.types.is_numeric_dtype(s.dtype):
@@ -396,6 +406,9 @@ def _sensor_or_text(s: pd.Series, col: str, where: _Where, notes: list[str]) -> 
             f"with --ignore-columns {col}",
         )
     notes.append(f"column '{col}' is not numeric: kept but not used as a sensor")
+    if text_columns is not None:
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        text_columns[col] = f"{text.iloc[first]!r} at {where.row(first)}"
     return None
 
 
@@ -503,6 +516,7 @@ def _validate(
         out[lcol] = raw_label
 
     sensors: list[str] = []
+    text_columns: dict[str, str] = {}
     for col in columns:
         if col in roles:
             continue
@@ -510,7 +524,7 @@ def _validate(
             out[col] = df[col]
             notes.append(f"column '{col}' is an annotation: kept but not used as a sensor")
             continue
-        conv = _sensor_or_text(df[col], col, where, notes)
+        conv = _sensor_or_text(df[col], col, where, notes, text_columns)
         if conv is None:
             out[col] = df[col]
             continue
@@ -543,6 +557,7 @@ def _validate(
         asset_column=acol,
         source=source,
         notes=notes,
+        text_columns=text_columns,
     )
     if min_rows is not None:
         check_min_rows(readings, min_rows)

@@ -47,11 +47,14 @@ def get_detector_class(name: str) -> type[BaseDetector]:
 def _check_params(name: str, cls: type[BaseDetector], params: dict[str, Any]) -> dict[str, Any]:
     """Names and value types of ``params`` against ``cls``'s constructor defaults.
 
-    A wrong name or a value of the wrong type (e.g. ``margin="abc"``) is a one-line
-    ``SensorGuardError`` naming the parameter and the accepted ones, not a crash in ``fit``.
+    A wrong name, a value of the wrong type (e.g. ``margin="abc"``) or out of range
+    (``quantile=1.5``, see :mod:`sensorguard.detectors.params`) is a one-line
+    ``SensorGuardError`` naming the parameter, not a crash in ``fit``.
     Integral floats given for an int parameter (``6.0``) are converted.
     """
     import inspect
+
+    from sensorguard.detectors.params import check_ranges
 
     sig = inspect.signature(cls.__init__)
     defaults = {
@@ -87,6 +90,7 @@ def _check_params(name: str, cls: type[BaseDetector], params: dict[str, Any]) ->
                 f"e.g. --param {key}={json.dumps(default)}",
             )
         out[key] = value
+    check_ranges(name, out, defaults)
     return out
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from sensorguard.detectors._stats import quantile_threshold
-from sensorguard.detectors.events import hysteresis, rolling_mean
+from sensorguard.detectors.events import confirm_events, hysteresis, rolling_mean
 from sensorguard.errors import DataValidationError, NotFittedError, SchemaMismatchError
 
 MISSING_POLICY = "ffill-then-median"
@@ -405,13 +405,27 @@ class HysteresisAlarmMixin:
         )
 
     def _alarm(self, score: np.ndarray) -> np.ndarray:
-        return hysteresis(
+        flags = hysteresis(
             score,
             self.threshold_,
             smooth_window=self.smooth_window,
             min_duration=self.min_duration,
             off_ratio=self.off_ratio,
             release=self.release,
+        )
+        confirm = int(getattr(self, "confirm", 0))
+        if confirm <= 1:
+            return flags
+        # a scored batch is a recording: short alarms are dropped and confirmed events
+        # dated back to where their score rose (live scoring raises them late instead)
+        return confirm_events(
+            flags,
+            score,
+            self.threshold_,
+            confirm=confirm,
+            smooth_window=self.smooth_window,
+            backdate=float(getattr(self, "backdate", 0.0)),
+            max_back=getattr(self, "max_back", None),
         )
 
 

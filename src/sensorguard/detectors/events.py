@@ -1,7 +1,7 @@
 """Turn per-reading scores into alarm events: causal smoothing plus hysteresis.
 
 A failure should be one alarm with a start and an end, not a string of flickering points.
-Rules (all causal, so batch scoring and live scoring agree, and all vectorised):
+Rules 1-3 are causal, so batch scoring and live scoring agree (all vectorised):
 
 1. ``smoothed[t]`` = mean of the last ``smooth_window`` scores (missing ones count as 0).
 2. The alarm turns **on** at ``t`` once ``smoothed > threshold`` has held for
@@ -10,6 +10,12 @@ Rules (all causal, so batch scoring and live scoring agree, and all vectorised):
    ``release`` consecutive readings; between the two levels it keeps its state, so a
    score hovering around the threshold neither starts nor ends an alarm. A longer
    ``release`` merges alarms separated by short quiet gaps into one event.
+4. Optionally an **on-delay** (``confirm``): an alarm is raised only once it has been on
+   for ``confirm`` consecutive readings, so brief excursions never reach anyone (the
+   on-delay of ISA-18.2 alarm management). Live scoring raises it ``confirm`` readings
+   late; scoring a recorded batch (:func:`confirm_events`) drops the short alarms and
+   dates each confirmed event back to where its score rose, which a live alarm can only
+   report afterwards.
 
 Live scoring in small batches keeps an :class:`AlarmTracker` per asset, which carries the
 last scores and the alarm state so the flags equal those of one pass over the stream.
@@ -83,6 +89,56 @@ def hysteresis(
     return last_on > last_off
 
 
+def on_delay(flags: Any, confirm: int, on_for: int = 0) -> np.ndarray:
+    """Causal on-delay: ``flags`` kept only where the alarm has been on for at least
+    ``confirm`` consecutive readings; ``on_for`` = readings it was already on before."""
+    f = np.asarray(flags, dtype=bool).ravel()
+    if confirm <= 1 or f.size == 0:
+        return f.copy()
+    run = run_length(f)
+    lead = run_length(f) == np.arange(1, f.size + 1)  # the run that continues from before
+    run = np.where(lead, run + on_for, run)
+    return np.asarray(run >= confirm)
+
+
+def confirm_events(
+    flags: Any,
+    score: Any,
+    threshold: float,
+    *,
+    confirm: int,
+    smooth_window: int = 1,
+    backdate: float = 0.0,
+    max_back: int | None = None,
+) -> np.ndarray:
+    """Retrospective on-delay for a recorded batch (not causal).
+
+    Alarms shorter than ``confirm`` readings are dropped (an alarm still on at the end
+    of the batch counts only once it is that long, as live). With ``backdate`` > 0 each
+    confirmed event starts where its smoothed score last rose above ``backdate`` ×
+    ``threshold`` (at most ``max_back`` readings earlier): the start a live alarm
+    reports once it is confirmed.
+    """
+    f = np.asarray(flags, dtype=bool).ravel()
+    out = np.zeros_like(f)
+    if f.size == 0:
+        return out
+    s = rolling_mean(score, smooth_window)
+    high = s > backdate * threshold
+    # for each position, where the current stretch of "score above the backdate level"
+    # began (vectorised: the last index where it was not above, plus one)
+    idx = np.arange(f.size)
+    rise = np.maximum.accumulate(np.where(high, -1, idx)) + 1
+    starts, ends = flag_spans(f)
+    limit = f.size if max_back is None else max(0, int(max_back))
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        if b - a + 1 < max(1, int(confirm)):
+            continue
+        a2 = max(int(rise[a]), a - limit) if backdate > 0 and high[a] else a
+        out[a2 : b + 1] = True
+    return out
+
+
 @dataclass
 class AlarmTracker:
     """Smoothing and hysteresis carried across batches of one asset (live scoring).
@@ -96,7 +152,9 @@ class AlarmTracker:
     min_duration: int = 3
     off_ratio: float = 0.8
     release: int = 5
+    confirm: int = 0
     on: bool = False
+    on_for: int = 0
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
@@ -109,6 +167,7 @@ class AlarmTracker:
             min_duration=int(getattr(detector, "min_duration", 1)),
             off_ratio=float(getattr(detector, "off_ratio", 1.0)),
             release=int(getattr(detector, "release", 1)),
+            confirm=int(getattr(detector, "confirm", 0)),
         )
 
     def update(self, score: Any) -> np.ndarray:
@@ -123,12 +182,22 @@ class AlarmTracker:
             history=self.tail,
             initially_on=self.on,
         )
+        self.on_for = self.on_for if self.on else 0
+        out = on_delay(flags, self.confirm, self.on_for)
         if flags.size:
             self.on = bool(flags[-1])
+            self.on_for = _carry_run(flags, self.on_for)
         # enough past scores to smooth and count runs exactly at the next batch's start
         keep = max(1, self.smooth_window) - 1 + max(1, self.min_duration, self.release)
         self.tail = np.concatenate([self.tail, x])[-keep:]
-        return flags
+        return out
+
+
+def _carry_run(flags: np.ndarray, before: int) -> int:
+    """Readings the alarm has been on at the end of ``flags``, counting the ``before``
+    readings of a run that continues from the previous batch (capped)."""
+    tail_run = int(run_length(flags)[-1])
+    return min(tail_run + (before if tail_run == flags.size else 0), 1 << 30)
 
 
 def merge_gaps(flags: Any, max_gap: int) -> np.ndarray:

@@ -94,6 +94,26 @@ class DriftReport:
     rows: int
     sensors: list[SensorDrift] = field(default_factory=list)
     metric: str = DEFAULT_METRIC
+    only_in_reference: list[str] = field(default_factory=list)
+    """Sensors of the reference (training) data that the recent readings lack: not compared."""
+    only_in_recent: list[str] = field(default_factory=list)
+    """Sensors of the recent readings that the reference lacks: not compared."""
+
+    @property
+    def note(self) -> str | None:
+        """Which sensors were left out of the comparison, or None when all were compared."""
+        parts = []
+        if self.only_in_recent:
+            parts.append(f"not in the reference: {', '.join(self.only_in_recent)}")
+        if self.only_in_reference:
+            parts.append(f"not in the recent readings: {', '.join(self.only_in_reference)}")
+        if not parts:
+            return None
+        return (
+            f"compared only the {len(self.sensors)} sensor(s) both data sets have; "
+            f"left out sensor(s) {'; '.join(parts)} — give both the same sensor columns "
+            "to compare them all"
+        )
 
     @property
     def score(self) -> float:
@@ -118,6 +138,7 @@ class DriftReport:
         out = _json_safe(asdict(self))
         out["score"] = _json_safe(self.score)
         out["drifted"] = self.drifted
+        out["note"] = self.note
         return out
 
     def metrics(self) -> dict[str, float]:

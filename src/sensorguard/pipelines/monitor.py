@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sensorguard.config import Settings, get_settings
-from sensorguard.errors import SensorGuardError
+from sensorguard.errors import SchemaMismatchError, SensorGuardError
 from sensorguard.pipelines.drift import (
     DEFAULT_METRIC,
     PROFILE_ARTIFACT,
@@ -413,11 +413,29 @@ def drift_against_reference(
     """Drift of the readings in ``path`` against reference readings (no registry needed).
 
     The profile is built from the reference's normal rows (all rows when unlabelled).
+    Only the sensors both have are compared; the others are named in the report's
+    ``only_in_reference``/``only_in_recent`` (and its ``note``). No sensor in common is
+    an error.
     """
     from sensorguard.pipelines.training import normal_rows
 
-    profile = training_profile(normal_rows(_load(reference)))
-    return drift_report(_load(path), profile, threshold, metric)
+    ref, recent = _load(reference), _load(path)
+    in_recent = set(recent.sensors)
+    in_ref = set(ref.sensors)
+    shared = [s for s in ref.sensors if s in in_recent]
+    if not shared:
+        raise SchemaMismatchError(
+            f"{recent.source} and the reference {ref.source} have no sensor column in "
+            f"common (recent: {', '.join(recent.sensors)}; reference: {', '.join(ref.sensors)})",
+            "compare readings of the same machine: the sensor column names must match",
+            missing=list(ref.sensors),
+            extra=list(recent.sensors),
+        )
+    profile = training_profile(normal_rows(ref)[shared])
+    report = drift_report(recent, profile, threshold, metric)
+    report.only_in_reference = [s for s in ref.sensors if s not in in_recent]
+    report.only_in_recent = [s for s in recent.sensors if s not in in_ref]
+    return report
 
 
 def monitor_check(

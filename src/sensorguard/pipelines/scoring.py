@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sensorguard.detectors.base import BaseDetector, DetectionResult, load_detector
-from sensorguard.errors import DataValidationError
+from sensorguard.errors import DataValidationError, SchemaMismatchError
 
 
 def load_model(ref: str | Path) -> BaseDetector:
@@ -50,9 +50,32 @@ def _asset_blocks(readings: Any) -> list[np.ndarray]:
     return [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
 
 
+def check_sensor_columns(detector: BaseDetector, readings: Any) -> None:
+    """A sensor the model needs that the readings hold as text is an error saying so
+    (column, first non-numeric value and its row), not a "missing sensor"."""
+    schema = getattr(detector, "schema_", None)
+    frame = getattr(readings, "frame", None)
+    if schema is None or frame is None:
+        return
+    have = set(readings.sensors)
+    text = [s for s in schema.sensors if s not in have and s in frame.columns]
+    if not text:
+        return
+    col = text[0]
+    example = getattr(readings, "text_columns", {}).get(col)
+    detail = f": first non-numeric value {example}" if example else ""
+    more = f" (also not numeric: {', '.join(text[1:])})" if len(text) > 1 else ""
+    raise SchemaMismatchError(
+        f"{readings.source}: sensor column '{col}' is present but not numeric{detail}{more}",
+        f"the model needs numbers in '{col}': correct the text cells, or leave them empty "
+        "for missing readings",
+    )
+
+
 def detect_readings(detector: BaseDetector, readings: Any) -> DetectionResult:
     """``detector.detect`` asset by asset (smoothing and alarms never cross assets),
     results in the readings' row order."""
+    check_sensor_columns(detector, readings)
     X = readings.X
     blocks = _asset_blocks(readings)
     if len(blocks) == 1:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from sensorguard.detectors.base import BaseDetector
-from sensorguard.detectors.events import AlarmTracker, hysteresis
+from sensorguard.detectors.events import AlarmTracker, _carry_run, hysteresis, on_delay
 
 DEFAULT_ASSET: Any = None
 """Key of the readings that carry no ``asset_id`` (never equal to a real asset id)."""
@@ -73,6 +73,7 @@ class StreamTracker(AlarmTracker):
             min_duration=base.min_duration,
             off_ratio=base.off_ratio,
             release=base.release,
+            confirm=base.confirm,
         )
 
     def update(self, score: Any) -> np.ndarray:
@@ -92,9 +93,12 @@ class StreamTracker(AlarmTracker):
             history=hist,
             initially_on=self.on,
         )
+        self.on_for = self.on_for if self.on else 0
+        out = on_delay(flags, self.confirm, self.on_for)
         self.on = bool(flags[-1])
+        self.on_for = _carry_run(flags, self.on_for)
         self._resync(np.concatenate([hist, x])[-self._keep :])
-        return flags
+        return out
 
     def _step(self, v: float) -> bool:
         self._hist.append(v)
@@ -107,7 +111,8 @@ class StreamTracker(AlarmTracker):
             self.on = False
         elif self._run_on >= self._m:
             self.on = True
-        return self.on
+        self.on_for = self.on_for + 1 if self.on else 0
+        return self.on and self.on_for >= self.confirm
 
     def _resync(self, tail: np.ndarray) -> None:
         """Window and run lengths after a vectorised update, from the last raw scores."""
