@@ -294,3 +294,54 @@ def test_openapi_documents_the_stateless_option(app: tuple[TestClient, FolderSou
     params = {p["name"]: p for p in op["parameters"]}
     assert params["stateless"]["schema"]["type"] == "boolean"
     assert "per-asset alarm state" in params["stateless"]["description"]
+
+
+# ------------------------------------------------------- a detector whose score has state
+def test_drift_robust_continues_each_assets_baseline_across_requests() -> None:
+    from sensorguard.evaluation.synthetic import SENSORS as RIG
+    from sensorguard.evaluation.synthetic import pump_rig_file
+
+    det = make_detector("drift-robust").fit(
+        pump_rig_file(0, kind="valve_outlet", strength_range=(1.2, 1.6))[RIG].iloc[:400]
+    )
+    served = ServedModel(
+        name="rig", version=1, alias=None, run_id=None, detector=det, loaded_at=datetime.now(UTC)
+    )
+    streams = {
+        "a": pump_rig_file(0, kind="valve_outlet", strength_range=(1.2, 1.6))[RIG]
+        .iloc[400:]
+        .to_numpy(),
+        "b": pump_rig_file(1, kind="none")[RIG].iloc[400:1000].to_numpy(),
+    }
+    kw = {k: getattr(det, k) for k in ("smooth_window", "min_duration", "off_ratio", "release")}
+    expected = {}
+    for key, A in streams.items():
+        score = det.score_samples(A)
+        expected[key] = (score, on_delay(hysteresis(score, det.threshold_, **kw), det.confirm))
+    assert expected["a"][1].any()  # the valve closure is raised live
+    # interleave both assets in requests of varying size, some mixed, some single readings
+    got: dict[str, list[tuple[float, bool]]] = {"a": [], "b": []}
+    pos = {"a": 0, "b": 0}
+    sizes = [1, 5, 1, 40, 2, 1, 120, 3]
+    k = 0
+    while pos["a"] < len(streams["a"]) or pos["b"] < len(streams["b"]):
+        n = sizes[k % len(sizes)]
+        k += 1
+        rows, assets = [], []
+        for key in ("a", "b") if k % 2 else ("b", "a"):
+            take = streams[key][pos[key] : pos[key] + n]
+            pos[key] += len(take)
+            rows.extend(take)
+            assets.extend([key] * len(take))
+        if not rows:
+            continue
+        scored = served.score(np.asarray(rows, dtype=np.float64), assets, missing=False)
+        for a, s, flag in zip(assets, scored.score, scored.is_anomaly, strict=True):
+            got[a].append((float(s), bool(flag)))
+    for key in ("a", "b"):
+        np.testing.assert_allclose([s for s, _ in got[key]], expected[key][0], rtol=1e-9)
+        assert [f for _, f in got[key]] == expected[key][1].tolist()
+    # stateless: the batch starts from where training ended, untouched by the live state
+    batch = streams["a"][:50]
+    alone = served.score(batch, ["a"] * 50, stateless=True, missing=False)
+    np.testing.assert_allclose(alone.score, det.score_samples(batch), rtol=1e-9)

@@ -51,8 +51,10 @@ samples), max/top-k instead of the mean, re-freezing sensors that join an alarm 
 
 The filter state at the end of training (baseline, ages, last ``window`` readings) is
 saved with the model; every ``score_samples`` call starts from it, so scores are
-deterministic and independent of earlier calls. Scoring loops over readings because the
-baseline depends on earlier alarms (about 60 µs per reading with 8 sensors).
+deterministic and independent of earlier calls. ``score_stream`` continues a stream
+from a given state instead (the predictor keeps one per asset). Scoring loops over
+readings because the baseline depends on earlier alarms (about 60 µs per reading with
+8 sensors).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from sensorguard.detectors._stats import quantile_threshold, robust_scale
 from sensorguard.detectors.base import BaseDetector, HysteresisAlarmMixin
@@ -74,6 +77,12 @@ class _State:
     pos: int
     count: int
     age: np.ndarray  # (p,) readings since each baseline was frozen (0 = tracking)
+    # the rest starts empty at the end of training (an alarm never spans it)
+    held: np.ndarray | None = None  # (p,) readings each sensor has been held by the gate
+    noisy: np.ndarray | None = None  # (p,) sensors whose spread carries the alarm
+    relearn: np.ndarray | None = None  # (p,) baselines restarting after an alarm
+    cus: float = 0.0  # end-of-alarm CUSUM
+    since: int = 0  # readings since that CUSUM left 0
 
 
 @dataclass
@@ -158,7 +167,7 @@ class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
         dev = np.empty((n, p))
         lsp = np.zeros((n, p))
         score = np.empty(n)
-        held = np.zeros(p, dtype=np.int64)
+        held = np.zeros(p, dtype=np.int64) if st.held is None else st.held.copy()
 
         def gate_hold() -> np.ndarray:
             g = track + self._allowance(held) if held.any() else track
@@ -166,10 +175,9 @@ class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
 
         noise = getattr(self, "noise_scale_", track)
         end_h = float(self.end_test) if threshold is not None else 0.0
-        cus = 0.0
-        since = 0
-        noisy = np.zeros(p, dtype=bool)
-        relearn = np.zeros(p, dtype=bool)
+        cus, since = float(st.cus), int(st.since)
+        noisy = np.zeros(p, dtype=bool) if st.noisy is None else st.noisy.copy()
+        relearn = np.zeros(p, dtype=bool) if st.relearn is None else st.relearn.copy()
         ls = np.zeros(p)
         no_spread = np.zeros(p)
         for t in range(n):
@@ -260,7 +268,8 @@ class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
             lvl = np.where(hold, lvl, lvl + self.alpha * np.clip(d, -lim, lim))
             age = np.where(frozen, age + 1, 0)
             held = np.where(hold & ~frozen, held + 1, 0)
-        return _Run(Zl, Zs, dev, lsp, score, _State(lvl, buf, pos, count, age))
+        end = _State(lvl, buf, pos, count, age, held, noisy, relearn, cus, since)
+        return _Run(Zl, Zs, dev, lsp, score, end)
 
     def _initial_state(self, A: np.ndarray) -> _State:
         w = max(2, int(self.window))
@@ -320,6 +329,19 @@ class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
 
     def _start(self) -> _State:
         return _State(self.level_, self.buffer_, self.buffer_pos_, self.buffer_count_, self.age_)
+
+    def score_stream(
+        self, X: pd.DataFrame | np.ndarray, state: _State | None = None
+    ) -> tuple[np.ndarray, np.ndarray, _State]:
+        """Scores and per-sensor contributions of readings that continue a stream, and
+        the filter state after them. Pass that state with the stream's next readings
+        (``None``: the stream starts where training ended); cutting a stream into any
+        pieces gives the scores of one pass. The predictor keeps one state per asset."""
+        self.check_is_fitted()
+        A = self.prepare(X)
+        run = self._run(A, self._start() if state is None else state, self.threshold_)
+        denom = 2 * A.shape[1] if self.spread else A.shape[1]
+        return run.score, np.asarray((run.Zl**2 + run.Zs**2) / denom), run.state
 
     def _score(self, A: np.ndarray) -> np.ndarray:
         return self._run(A, self._start(), self.threshold_).score

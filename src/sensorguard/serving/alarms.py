@@ -13,6 +13,9 @@ stream cut into requests of any size gets exactly the flags of one pass over it.
 * Missing values (NaN) continue the asset's stream too: a gap takes the asset's last
   value from earlier requests, as one pass over the stream would fill it.
 * Updates hold a lock: large batches are scored in worker threads.
+* Detectors whose score has a filter state (drift-robust's baseline) keep it per asset
+  too (:meth:`AssetAlarms.score_stream`), so their scores equal one pass over each
+  asset's stream as well.
 
 A one-reading update is a few float operations (:class:`StreamTracker` keeps the
 running window and run lengths); larger updates use the vectorised ``hysteresis``.
@@ -53,6 +56,8 @@ class StreamTracker(AlarmTracker):
     _run_on: int = field(init=False, default=0, repr=False)
     _run_off: int = field(init=False, default=0, repr=False)
     last: np.ndarray | None = field(init=False, default=None, repr=False)
+    # a stateful detector's filter state for this asset (see AssetAlarms.score_stream)
+    filter_state: Any = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._w = max(1, int(self.smooth_window))
@@ -140,6 +145,7 @@ class PlainThreshold:
     threshold: float
     on: bool = False
     last: np.ndarray | None = field(default=None, repr=False)
+    filter_state: Any = field(default=None, repr=False)
 
     def update(self, score: Any) -> np.ndarray:
         x = np.asarray(score, dtype=np.float64).ravel()
@@ -224,6 +230,30 @@ class AssetAlarms:
                         A[rows] = sub
                 t.last = sub[-1].copy()
         return A
+
+    def score_stream(
+        self, stream: Any, A: np.ndarray, assets: list[Any] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and contributions from a detector whose score has a filter state
+        (``stream(A, state) -> (score, contributions, state)``, e.g. drift-robust's
+        ``score_stream``), each asset continuing from its own state. ``A`` holds no NaN."""
+        n = A.shape[0]
+        with self._lock:
+            groups = {DEFAULT_ASSET: None} if assets is None else dict(self._groups(assets))
+            if len(groups) == 1:
+                groups = {next(iter(groups)): None}
+            score = np.empty(n)
+            contrib = np.empty(A.shape)
+            for key, rows in groups.items():
+                t = self._tracker(key)
+                sub = A if rows is None else A[rows]
+                sc, ct, t.filter_state = stream(sub, t.filter_state)
+                if rows is None:
+                    score[:], contrib[:] = sc, ct
+                else:
+                    idx = np.asarray(rows, dtype=np.intp)
+                    score[idx], contrib[idx] = sc, ct
+        return score, contrib
 
     def update_one(self, score: float, asset: Any = None) -> bool:
         """One reading of one asset (the common live case)."""

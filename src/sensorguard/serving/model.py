@@ -137,9 +137,14 @@ class ServedModel:
         n = A.shape[0]
         if self._kernel is not None and n == 1 and not missing:
             return self._score_one(A, assets, stateless)
+        stream = None if stateless else getattr(det, "score_stream", None)
         if self._compute is not None:
             raw, state, contrib = self._compute(det.prepare(A) if missing else A, True)
             batch_alarm = det._alarm(raw) if stateless else None
+        elif stream is not None:
+            # the score itself has state (a baseline): each asset continues its own
+            raw, contrib = self.alarms.score_stream(stream, A, assets)
+            state, batch_alarm = det._state(A), None
         else:
             res = det.detect(A)
             raw, state, contrib = res.score, res.state, res.contributions
