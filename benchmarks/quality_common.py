@@ -40,16 +40,22 @@ def parse_args(doc: str | None, **extra: Any) -> argparse.Namespace:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = parser.parse_args()
     args.detectors = args.detectors or available_detectors()
-    args.params = {}
-    for item in args.param:
+    args.params = detector_params(parser, args.param)
+    return args
+
+
+def detector_params(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, dict[str, Any]]:
+    """``DETECTOR:NAME=JSON`` items -> {detector: {name: value}}."""
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
         det, _, kv = item.partition(":")
         key, _, value = kv.partition("=")
         if not det or not key or not value:
             parser.error(
                 f"--param {item!r}: expected DETECTOR:NAME=JSON, e.g. drift-robust:margin=1.1"
             )
-        args.params.setdefault(det, {})[key] = json.loads(value)
-    return args
+        params.setdefault(det, {})[key] = json.loads(value)
+    return params
 
 
 def run_all(

@@ -21,11 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality_common import detector_params
 
 from sensorguard.detectors import available_detectors, make_detector
 from sensorguard.evaluation.metrics import Confusion, confusion
@@ -56,11 +62,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the per-file confusions here")
     args = parser.parse_args()
     names = args.detectors or available_detectors()
-    params: dict[str, dict[str, Any]] = defaultdict(dict)
-    for item in args.param:
-        det, kv = item.split(":", 1)
-        k, v = kv.split("=", 1)
-        params[det][k] = json.loads(v)
+    params: dict[str, dict[str, Any]] = defaultdict(dict, detector_params(parser, args.param))
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
     per_var: dict[tuple[str, str], Confusion] = defaultdict(lambda: Confusion(0, 0, 0, 0))

@@ -96,7 +96,7 @@ def on_delay(flags: Any, confirm: int, on_for: int = 0) -> np.ndarray:
     if confirm <= 1 or f.size == 0:
         return f.copy()
     run = run_length(f)
-    lead = run_length(f) == np.arange(1, f.size + 1)  # the run that continues from before
+    lead = run == np.arange(1, f.size + 1)  # the run that continues from before
     run = np.where(lead, run + on_for, run)
     return np.asarray(run >= confirm)
 
@@ -182,22 +182,22 @@ class AlarmTracker:
             history=self.tail,
             initially_on=self.on,
         )
-        self.on_for = self.on_for if self.on else 0
-        out = on_delay(flags, self.confirm, self.on_for)
-        if flags.size:
-            self.on = bool(flags[-1])
-            self.on_for = _carry_run(flags, self.on_for)
+        out = self._delayed(flags)
         # enough past scores to smooth and count runs exactly at the next batch's start
         keep = max(1, self.smooth_window) - 1 + max(1, self.min_duration, self.release)
         self.tail = np.concatenate([self.tail, x])[-keep:]
         return out
 
-
-def _carry_run(flags: np.ndarray, before: int) -> int:
-    """Readings the alarm has been on at the end of ``flags``, counting the ``before``
-    readings of a run that continues from the previous batch (capped)."""
-    tail_run = int(run_length(flags)[-1])
-    return min(tail_run + (before if tail_run == flags.size else 0), 1 << 30)
+    def _delayed(self, flags: np.ndarray) -> np.ndarray:
+        """The on-delay applied to this batch's hysteresis flags; updates ``on`` and
+        ``on_for`` (readings the alarm has been on, across batches)."""
+        before = self.on_for if self.on else 0
+        out = on_delay(flags, self.confirm, before)
+        if flags.size:
+            self.on = bool(flags[-1])
+            tail_run = int(run_length(flags)[-1])
+            self.on_for = min(tail_run + (before if tail_run == flags.size else 0), 1 << 30)
+        return out
 
 
 def merge_gaps(flags: Any, max_gap: int) -> np.ndarray:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sensorguard.detectors.base import BaseDetector
-from sensorguard.detectors.events import AlarmTracker, _carry_run, hysteresis, on_delay
+from sensorguard.detectors.events import AlarmTracker, hysteresis
 
 DEFAULT_ASSET: Any = None
 """Key of the readings that carry no ``asset_id`` (never equal to a real asset id)."""
@@ -98,10 +98,7 @@ class StreamTracker(AlarmTracker):
             history=hist,
             initially_on=self.on,
         )
-        self.on_for = self.on_for if self.on else 0
-        out = on_delay(flags, self.confirm, self.on_for)
-        self.on = bool(flags[-1])
-        self.on_for = _carry_run(flags, self.on_for)
+        out = self._delayed(flags)
         self._resync(np.concatenate([hist, x])[-self._keep :])
         return out
 
@@ -202,21 +199,24 @@ class AssetAlarms:
             groups.setdefault(DEFAULT_ASSET if a is None else a, []).append(i)
         return groups
 
+    def _blocks(self, assets: list[Any] | None) -> dict[Any, list[int] | None]:
+        """Rows of each asset, ``None`` standing for "all rows" when only one asset
+        is present (the common case, which then needs no indexing)."""
+        if assets is None:
+            return {DEFAULT_ASSET: None}
+        if len(assets) == 1:
+            return {DEFAULT_ASSET if assets[0] is None else assets[0]: None}
+        by_asset = self._groups(assets)
+        if len(by_asset) == 1:
+            return {next(iter(by_asset)): None}
+        return dict(by_asset)
+
     def fill(self, A: np.ndarray, assets: list[Any] | None, missing: bool) -> np.ndarray:
         """Fill gaps in ``A`` (in place) from each asset's earlier readings and remember
         each asset's last (filled) reading. ``missing``: whether ``A`` has any NaN."""
         schema = self._detector.schema_
         with self._lock:
-            groups: dict[Any, list[int] | None]
-            if assets is None:
-                groups = {DEFAULT_ASSET: None}
-            elif A.shape[0] == 1:
-                groups = {DEFAULT_ASSET if assets[0] is None else assets[0]: None}
-            else:
-                by_asset = self._groups(assets)
-                single = len(by_asset) == 1
-                groups = {next(iter(by_asset)): None} if single else dict(by_asset)
-            for key, rows in groups.items():
+            for key, rows in self._blocks(assets).items():
                 t = self._tracker(key)
                 sub = A if rows is None else A[rows]
                 if missing and np.isnan(sub).any():
@@ -239,12 +239,9 @@ class AssetAlarms:
         ``score_stream``), each asset continuing from its own state. ``A`` holds no NaN."""
         n = A.shape[0]
         with self._lock:
-            groups = {DEFAULT_ASSET: None} if assets is None else dict(self._groups(assets))
-            if len(groups) == 1:
-                groups = {next(iter(groups)): None}
             score = np.empty(n)
             contrib = np.empty(A.shape)
-            for key, rows in groups.items():
+            for key, rows in self._blocks(assets).items():
                 t = self._tracker(key)
                 sub = A if rows is None else A[rows]
                 sc, ct, t.filter_state = stream(sub, t.filter_state)
