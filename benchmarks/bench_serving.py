@@ -15,6 +15,10 @@ server CPU time per request (from /proc: robust when the machine is shared), and
 ratio to ``mlflow models serve``. Every response is checked to be 2xx.
 
     .venv/bin/python benchmarks/bench_serving.py --duration 10
+    .venv/bin/python benchmarks/bench_serving.py --compare-src ../old-checkout/src  # before/after
+
+``--compare-src`` adds the predictor of another source tree (the same model, trained and
+registered by that tree) to the same run and prints this tree's ratios against it.
 
 Not a test: nothing is asserted; figures go to docs/benchmarks.md.
 """
@@ -103,14 +107,29 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
 def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
     if not m:
         raise ValueError(f"cannot parse wrk latency {text!r}")
     return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _percentile(out: str, pct: int) -> float:
+    r"""One line of wrk's "Latency Distribution" block, e.g. ``     99%   61.22ms``.
+
+    Anchored to its own line inside that block: a bare ``99%\s+(\S+)`` also matched the
+    "+/- Stdev" column of the thread stats (``62.50%`` followed by ``Latency``) under
+    load at batch 1,000."""
+    block = out.split("Latency Distribution", 1)
+    if len(block) != 2:
+        raise ValueError(f"no latency distribution in the wrk output:\n{out}")
+    m = re.search(rf"^\s*{pct}%\s+(\S+)\s*$", block[1], re.MULTILINE)
+    if not m:
+        raise ValueError(f"no {pct}% line in the wrk output:\n{out}")
+    return _ms(m.group(1))
 
 
 def _wrk(
@@ -143,8 +162,8 @@ def _wrk(
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _percentile(out, 50)
+    p99 = _percentile(out, 99)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
@@ -162,6 +181,7 @@ def _train_and_register(home: Path, rows: int) -> tuple[str, Any]:
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         os.environ.pop(var, None)
     import mlflow
+
     from sensorguard.config import get_settings
     from sensorguard.data.simulator import simulate_pump
     from sensorguard.detectors import make_detector
@@ -199,7 +219,17 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000, help="training rows")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--skip-mlflow", action="store_true", help="only sensorguard serve")
+    ap.add_argument(
+        "--compare-src",
+        type=Path,
+        help="also serve with the sensorguard package of this source folder (e.g. an older "
+        "checkout's src/), for before/after ratios in the same run",
+    )
+    ap.add_argument("--register-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.register_only:  # the compare tree registers its own copy (its own loader)
+        _train_and_register(args.register_only, args.rows)
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
 
@@ -269,12 +299,30 @@ def main() -> None:
             "bodies": sg_bodies,
         }
     )
+    if args.compare_src:
+        # the same model trained and registered by the other tree, in its own home: a
+        # version's files are written by the code that registers it
+        other = work / "compare-home"
+        src = str(args.compare_src.resolve())
+        subprocess.run(
+            [sys.executable, __file__, "--register-only", str(other), "--rows", str(args.rows)],
+            env={**env, "PYTHONPATH": src},
+            check=True,
+            capture_output=True,
+        )
+        servers.append(
+            {
+                **servers[-1],
+                "name": "sensorguard serve (compare)",
+                "env": {**env, "PYTHONPATH": src, "SENSORGUARD_HOME": str(other)},
+            }
+        )
 
     results: list[dict[str, Any]] = []
     for srv in servers:
         port = _free_port()
         cmd = [c.replace("{port}", str(port)) for c in srv["cmd"]]
-        log = work / f"{srv['name'].split()[0]}.log"
+        log = work / f"{srv['name'].replace(' ', '_')}.log"
         proc = _start(cmd, srv["env"], log)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -335,6 +383,28 @@ def main() -> None:
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_request']:,.0f} "
             f"| {ratio} |"
         )
+    before = {
+        (r["payload"], r["connections"]): r
+        for r in results
+        if r["server"] == "sensorguard serve (compare)"
+    }
+    if before:
+        print(f"\nthis tree vs {args.compare_src} (same run; > 1 = this tree is faster)")
+        print(
+            "| batch | connections | readings/s ratio | p99 ratio (before/after) "
+            "| CPU µs/req ratio |"
+        )
+        print("|---|---:|---:|---:|---:|")
+        for r in results:
+            b = before.get((r["payload"], r["connections"]))
+            if r["server"] != "sensorguard serve" or b is None:
+                continue
+            print(
+                f"| {r['payload']} | {r['connections']} "
+                f"| {r['readings_per_s'] / b['readings_per_s']:.2f}× "
+                f"| {b['p99_ms'] / r['p99_ms']:.2f}× "
+                f"| {b['cpu_us_per_request'] / r['cpu_us_per_request']:.2f}× |"
+            )
     load = os.getloadavg()
     print(f"\nload average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     if args.json:

@@ -110,10 +110,10 @@ def sensor_model_monitor() -> None:
     @task
     @common.fail_fast_on_bad_input
     def vet_new_versions(recent: dict[str, Any]) -> list[dict[str, Any]]:
-        from sensorguard.pipelines import monitor
+        from sensorguard.pipelines import lifecycle
 
         ctx = get_current_context()
-        verdicts = monitor.vet_unvetted_versions(
+        verdicts = lifecycle.vet_unvetted_versions(
             recent["path"],
             model_name=MODEL_NAME,
             trigger=common.trigger(ctx),
@@ -127,6 +127,7 @@ def sensor_model_monitor() -> None:
     def measure_drift(recent: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from sensorguard.errors import NothingToMonitor
         from sensorguard.pipelines import monitor
 
         ctx = get_current_context()
@@ -138,7 +139,7 @@ def sensor_model_monitor() -> None:
                 metric=ctx["params"]["drift_metric"],
                 trigger=common.trigger(ctx),
             )
-        except monitor.NothingToMonitor as exc:
+        except NothingToMonitor as exc:
             raise AirflowSkipException(str(exc)) from None
         print(report["summary"])
         return report

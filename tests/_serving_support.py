@@ -47,6 +47,7 @@ def fit(seed: int = 0, shift: float = 0.0) -> Any:
 def register(settings: Any, detector: Any, alias: str | None = "production") -> int:
     """Log ``detector`` as a pyfunc, register a version, optionally point ``alias`` at it."""
     import mlflow
+
     from sensorguard.registry import (
         configure_mlflow,
         ensure_experiment,

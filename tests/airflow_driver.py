@@ -53,7 +53,7 @@ def describe_dags() -> dict[str, Any]:
                 t.task_id: {
                     "retries": t.retries,
                     "downstream": sorted(t.downstream_task_ids),
-                    "outlets": [getattr(o, "uri", str(o)) for o in t.outlets],
+                    "outlets": [getattr(o, "uri", None) or f"alias:{o.name}" for o in t.outlets],
                 }
                 for t in dag.tasks
             },
@@ -69,6 +69,11 @@ def describe_dags() -> dict[str, Any]:
     }
 
 
+def _key(task_id: str, map_index: int | None) -> str:
+    """``task_id``, or ``task_id[i]`` for instance ``i`` of a mapped task (group)."""
+    return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
+
+
 def _recorded(dag_id: str, run_id: str) -> dict[str, Any]:
     from airflow.models.asset import AssetDagRunQueue, AssetEvent
     from airflow.models.xcom import XComModel
@@ -81,7 +86,9 @@ def _recorded(dag_id: str, run_id: str) -> dict[str, Any]:
             select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
         )
         for x in rows:
-            xcoms.setdefault(x.task_id, {})[x.key] = XComModel.deserialize_value(x)
+            xcoms.setdefault(_key(x.task_id, x.map_index), {})[x.key] = (
+                XComModel.deserialize_value(x)
+            )
         events = [
             {"uri": e.asset.uri, "extra": e.extra, "source_task_id": e.source_task_id}
             for e in s.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run_id))
@@ -105,7 +112,10 @@ def run(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "run_id": dr.run_id,
                 "state": str(dr.state),
                 "seconds": round(time.perf_counter() - started, 2),
-                "tasks": {ti.task_id: str(ti.state) for ti in dr.get_task_instances()},
+                "tasks": {
+                    _key(ti.task_id, ti.map_index): str(ti.state)
+                    for ti in dr.get_task_instances()
+                },
                 **_recorded(dag.dag_id, dr.run_id),
             }
         )

@@ -244,3 +244,80 @@ def test_benchmark_out_of_range_param(tmp_path: Path) -> None:
         "between 0 and 1 (exclusive)",
         "--param quantile=0.99",
     )
+
+
+# ---- malformed files from the reliability campaign: each is an error naming the row
+
+
+def _pump_lines(readings: Path) -> tuple[str, list[str]]:
+    lines = readings.read_text().replace('"', "").splitlines()
+    return lines[0], lines[1:]
+
+
+@pytest.fixture
+def model(tmp_path: Path, readings: Path) -> Path:
+    from sensorguard.data import load_readings
+
+    return make_detector("pca").fit(load_readings(readings).X).save(tmp_path / "pca")
+
+
+@pytest.mark.parametrize("epoch", ["10000000000000", "-1e11"])
+@pytest.mark.parametrize("command", ["validate", "score", "ingest"])
+def test_out_of_range_epoch_cell_is_one_line_naming_the_row(
+    sg_home: Path, tmp_path: Path, readings: Path, model: Path, epoch: str, command: str
+) -> None:
+    import pandas as pd
+
+    header, rows = _pump_lines(readings)
+    out = [header]
+    for i, row in enumerate(rows):
+        cells = row.split(",")
+        cells[0] = epoch if i == 5 else str(int(pd.Timestamp(cells[0]).timestamp()))
+        out.append(",".join(cells))
+    bad = tmp_path / "epoch.csv"
+    bad.write_text("\n".join(out) + "\n")
+    args = {
+        "validate": ["validate", str(bad)],
+        "score": ["score", str(bad), "--model", str(model), "-o", str(tmp_path / "s.csv")],
+        "ingest": ["ingest", str(bad)],
+    }[command]
+    text = _fails_cleanly(args, "error:", "row 6 (line 7)", "outside the supported range")
+    assert len([ln for ln in text.splitlines() if ln.startswith("error:")]) == 1
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_score_refuses_a_file_whose_sensors_are_all_empty(
+    tmp_path: Path, readings: Path, model: Path
+) -> None:
+    header, rows = _pump_lines(readings)
+    cols = header.split(",")
+    keep = {cols.index(c) for c in ("timestamp", "asset_id", "machine_status", "failure_mode")}
+    blank = [",".join(v if i in keep else "" for i, v in enumerate(r.split(","))) for r in rows]
+    bad = tmp_path / "all_nan.csv"
+    bad.write_text("\n".join([header, *blank]) + "\n")
+    out_file = tmp_path / "s.csv"
+    _fails_cleanly(
+        ["score", str(bad), "--model", str(model), "-o", str(out_file)], "no sensor has a value"
+    )
+    assert not out_file.exists()
+
+
+def test_train_refuses_far_more_sensors_than_rows_quickly(sg_home: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "wide.csv"
+    with path.open("w") as fh:  # 2,500 columns x 100 rows: refused before any fitting
+        fh.write("timestamp," + ",".join(f"s{i}" for i in range(2500)) + "\n")
+        for k in range(100):
+            fh.write(f"2026-01-01T00:{k // 60:02d}:{k % 60:02d},")
+            fh.write(",".join(f"{v:.3f}" for v in rng.random(2500)) + "\n")
+    _fails_cleanly(["train", str(path), "--no-promote"], "at most 2,000 sensors")
+
+
+def test_binary_hole_is_refused_by_every_command(tmp_path: Path, readings: Path) -> None:
+    bad = tmp_path / "hole.csv"
+    with bad.open("wb") as fh:
+        fh.write(b"timestamp,a\n")
+        fh.truncate(32 * 1024 * 1024)
+    _fails_cleanly(["validate", str(bad)], "NUL bytes")

@@ -72,7 +72,7 @@ def test_score_writes_one_row_per_reading(files: dict[str, Path], suffix: str) -
 
 def test_score_two_assets_matches_each_alone(files: dict[str, Path]) -> None:
     from sensorguard.detectors import load_detector
-    from sensorguard.pipelines.scoring import score_readings
+    from sensorguard.scoring.readings import score_readings
 
     a = simulate_pump(days=1, seed=23, n_failures=1, asset_id="pump-a")
     b = simulate_pump(days=1, seed=24, n_failures=1, asset_id="pump-b")

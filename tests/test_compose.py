@@ -27,6 +27,10 @@ SECRETS = {
     "READINGS_DB_PASSWORD": "readings-secret",
     "AIRFLOW_DB_PASSWORD": "airflow-secret",
     "GRAFANA_ADMIN_PASSWORD": "grafana-secret",
+    "MQTT_PASSWORD": "mqtt-secret",
+    "MLFLOW_ADMIN_PASSWORD": "mlflow-admin-secret",
+    "MLFLOW_SECRET_KEY": "mlflow-flask-secret",
+    "SENSORGUARD_SIGNING_KEY": "model-signing-key",
 }
 
 
@@ -104,13 +108,43 @@ def test_mlflow_serves_artifacts_from_the_volume(config: dict[str, Any]) -> None
         for v in mlflow["volumes"]
     }
     assert ("mlflow_data", dest) in mounts
-    assert "5001:5000" in _port_pairs(mlflow)
     hosts = cmd[cmd.index("--allowed-hosts") + 1].split(",")
     assert {"mlflow", "mlflow:5000", "localhost:5001", "127.0.0.1:5001"} <= set(hosts)
     assert cmd[cmd.index("--workers") + 1] == "1"
     env = mlflow["environment"]
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow:")
+
+
+def test_mlflow_is_not_published_and_requires_a_login(config: dict[str, Any]) -> None:
+    # whoever can write the registry decides what the predictor loads: no host port by
+    # default, and MLflow's basic-auth app in front of every API
+    mlflow = config["services"]["mlflow"]
+    assert not mlflow.get("ports"), mlflow.get("ports")
+    cmd = mlflow["command"]
+    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    env = mlflow["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == SECRETS["MLFLOW_ADMIN_PASSWORD"]
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == SECRETS["MLFLOW_SECRET_KEY"]
+    ini = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+    assert "default_permission = NO_PERMISSIONS" in ini and "admin_password" not in ini
+    for name in ("trainer", "predictor", "airflow-scheduler"):
+        app_env = config["services"][name]["environment"]
+        assert app_env["MLFLOW_TRACKING_PASSWORD"] == SECRETS["MLFLOW_ADMIN_PASSWORD"], name
+        assert app_env["SENSORGUARD_SIGNING_KEY"] == SECRETS["SENSORGUARD_SIGNING_KEY"], name
+    dockerfile = (ROOT / "deploy" / "mlflow.Dockerfile").read_text()
+    assert "Flask-WTF" in dockerfile and '"--app-name", "basic-auth"' in dockerfile
+    assert not (ROOT / "mlflow").exists()  # a root folder `mlflow/` shadows the package
+
+
+def test_mlflow_ui_override_binds_loopback_only() -> None:
+    res = _compose("-f", str(ROOT / "deploy" / "compose.mlflow-ui.yml"), "config", env=SECRETS)
+    assert res.returncode == 0, res.stderr
+    ports = yaml.safe_load(res.stdout)["services"]["mlflow"]["ports"]
+    assert len(ports) == 1
+    p = ports[0]
+    host_ip = p.get("host_ip") if isinstance(p, dict) else str(p).split(":")[0]
+    assert host_ip == "127.0.0.1", ports
 
 
 def test_each_service_has_its_own_database(config: dict[str, Any]) -> None:
@@ -125,7 +159,7 @@ def test_each_service_has_its_own_database(config: dict[str, Any]) -> None:
 def test_dockerfile_matches_installed_mlflow() -> None:
     import mlflow
 
-    text = (ROOT / "mlflow" / "Dockerfile").read_text()
+    text = (ROOT / "deploy" / "mlflow.Dockerfile").read_text()
     version = re.search(r"^ARG MLFLOW_VERSION=(\S+)", text, re.M)
     assert version and version.group(1) == mlflow.__version__
     froms = re.findall(r"^FROM (\S+)", text, re.M)

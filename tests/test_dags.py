@@ -131,8 +131,10 @@ def test_dagbag_parses_cheaply_with_safe_defaults(airflow_home: Path) -> None:
     assert training["cron"] == "0 0 * * *"
     assert training["schedule_assets"] == [DRIFT_URI]
     assert all(t["retries"] >= 1 for t in training["tasks"].values())
-    assert training["tasks"]["gate"]["downstream"] == ["promote"]
-    assert training["tasks"]["promote"]["outlets"] == [PRODUCTION_URI]
+    # one mapped task group per machine type (model); a promotion is an event on the
+    # promoted model's production Asset, through an alias (the models are known at run time)
+    assert training["tasks"]["train.gate"]["downstream"] == ["train.promote"]
+    assert training["tasks"]["train.promote"]["outlets"] == ["alias:sensorguard-model-production"]
     monitor = info["dags"][MONITOR]
     assert monitor["cron"] == "0 * * * *"
     assert monitor["tasks"]["request_retraining"]["outlets"] == [DRIFT_URI]
@@ -159,21 +161,21 @@ def test_training_dag_promotes_a_good_candidate_and_skips_a_worse_one(
     # 1st run: no production yet; the candidate passes the absolute thresholds
     assert first["state"] == "success", first["tasks"]
     assert set(first["tasks"].values()) == {"success"}
-    assert first["xcom"]["gate"]["gate"]["passed"] is True
+    assert first["xcom"]["train.gate[0]"]["return_value"]["passed"] is True
     assert first["asset_events"] == [
         {
             "uri": PRODUCTION_URI,
             "extra": {"model": MODEL, "version": 1, "previous": None},
-            "source_task_id": "promote",
+            "source_task_id": "train.promote",
         }
     ]
 
     # 2nd run: a blind detector, judged against production on the same readings, is
     # rejected; promotion is skipped, the run is green, the reason is in XCom and tags
     assert rejected["state"] == "success", rejected["tasks"]
-    assert rejected["tasks"]["gate"] == "success"
-    assert rejected["tasks"]["promote"] == "skipped"
-    verdict = rejected["xcom"]["gate"]["gate"]
+    assert rejected["tasks"]["train.gate[0]"] == "success"
+    assert rejected["tasks"]["train.promote[0]"] == "skipped"
+    verdict = rejected["xcom"]["train.gate[0]"]["return_value"]
     assert verdict["passed"] is False
     assert (verdict["version"], verdict["production_version"]) == (2, 1)
     assert "event recall" in verdict["reason"] and "production v1" in verdict["reason"]
@@ -190,8 +192,8 @@ def test_training_dag_promotes_a_good_candidate_and_skips_a_worse_one(
     # a retried training task of the first run finds its version instead of adding one
     from sensorguard.pipelines import retraining
 
-    window = first["xcom"]["validate_contract"]["return_value"]
-    again = retraining.train_candidate(window, airflow_run_id=tags[1]["airflow_run_id"])
+    window = first["xcom"]["train.validate_contract[0]"]["return_value"]
+    again = retraining.train_candidate(window, idempotency_key=tags[1]["airflow_run_id"])
     assert (again["version"], again["reused"]) == (1, True)
     assert sorted(_versions(client)) == [1, 2]
 

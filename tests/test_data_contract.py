@@ -486,3 +486,111 @@ def test_trailing_separator_column_is_dropped(tmp_path: Path) -> None:
     r = load_readings(write_text(tmp_path, text))
     assert r.sensors == ["a"]
     assert any("without a name dropped" in n for n in r.notes)
+
+
+# ------------------------------------------- regressions: silent corruption on load
+
+
+def _epoch_file(tmp_path: Path, bad: float, at: int = 5, n: int = 60) -> Path:
+    start = int(pd.Timestamp("2026-01-01").timestamp())
+    lines = ["timestamp,a,b"]
+    for i in range(n):
+        t = bad if i == at else start + 60 * i
+        lines.append(f"{t!r},{i % 7},{i % 5}" if isinstance(t, float) else f"{t},{i % 7},{i % 5}")
+    return write_text(tmp_path, "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("bad", [1e13, 10**13, -1e11, float("inf")])
+def test_out_of_range_epoch_names_the_row(tmp_path: Path, bad: float) -> None:
+    # 1e13 used to become an empty time (NaT, "valid"); -1e11 crashed every command
+    with pytest.raises(DataValidationError, match=r"outside the supported range") as err:
+        load_readings(_epoch_file(tmp_path, bad))
+    assert "row 6 (line 7)" in str(err.value) and "seconds" in str(err.value)
+
+
+def test_out_of_range_iso_and_parquet_times_name_the_row(tmp_path: Path) -> None:
+    rows = [list(r) for r in ROWS]
+    rows[1][0] = "0001-01-01 00:00:00"
+    with pytest.raises(DataValidationError, match=r"row 2.*outside the supported range"):
+        load_readings(write_text(tmp_path, table(rows=rows)))
+    frame = pd.DataFrame(
+        {
+            "timestamp": np.array(["2026-01-01", "3000-01-01"], dtype="datetime64[s]"),
+            "a": [1.0, 2.0],
+        }
+    )
+    path = tmp_path / "far.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(DataValidationError, match=r"row 2.*outside the supported range"):
+        load_readings(path)
+
+
+def test_day_first_dates_mixed_with_iso_are_refused(tmp_path: Path) -> None:
+    # one row in three was "dd/mm/YYYY" and was re-read month first (moved by up to a month)
+    times = pd.date_range("2026-01-01", periods=90, freq="1h")
+    cells = [t.strftime("%d/%m/%Y %H:%M") if i % 3 == 0 else str(t) for i, t in enumerate(times)]
+    text = "timestamp,a\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells))
+    with pytest.raises(DataValidationError, match="mixes time formats") as err:
+        load_readings(write_text(tmp_path, text))
+    assert "'01/01/2026 00:00' at row 1" in str(err.value) and "30 row(s)" in str(err.value)
+
+
+def test_one_non_iso_format_is_read_when_unambiguous(tmp_path: Path) -> None:
+    times = pd.date_range("2026-01-10", periods=5, freq="1D")  # days 10..14: only day first fits
+    text = "timestamp,a\n" + "".join(f"{t:%d/%m/%Y},{i}\n" for i, t in enumerate(times))
+    r = load_readings(write_text(tmp_path, text))
+    assert list(r.times) == list(times)
+    assert any("%d/%m/%Y" in n for n in r.notes)
+
+
+def test_ambiguous_day_month_dates_are_refused(tmp_path: Path) -> None:
+    text = "timestamp,a\n02/01/2026,1\n03/01/2026,2\n04/01/2026,3\n"
+    with pytest.raises(DataValidationError, match="day first or month first"):
+        load_readings(write_text(tmp_path, text))
+
+
+def test_a_file_without_any_sensor_value_is_refused(tmp_path: Path) -> None:
+    # scored as "0 in alarm", exit 0, before
+    text = "timestamp,a,b,machine_status\n2026-01-01 00:00,,,NORMAL\n2026-01-01 00:01,,,BROKEN\n"
+    with pytest.raises(DataValidationError, match="no sensor has a value") as err:
+        load_readings(write_text(tmp_path, text))
+    assert "a, b" in str(err.value)
+
+
+def test_binary_content_is_refused_before_reading(tmp_path: Path) -> None:
+    p = tmp_path / "hole.csv"
+    with p.open("wb") as fh:  # a header, then a sparse hole of NUL bytes
+        fh.write(b"timestamp,a\n")
+        fh.truncate(64 * 1024 * 1024)
+    with pytest.raises(DataValidationError, match="NUL bytes"):
+        load_readings(p)
+    q = tmp_path / "nul.csv"
+    q.write_bytes(b"\x00" * 300_000)
+    with pytest.raises(DataValidationError, match="NUL bytes"):
+        load_readings(q)
+
+
+def test_files_above_the_size_limit_are_refused_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sensorguard.data import loading
+
+    p = write_text(tmp_path, table())
+    monkeypatch.setattr(loading, "MAX_TEXT_BYTES", 100)
+    with pytest.raises(DataValidationError, match="larger than the 100 B limit") as err:
+        load_readings(p)
+    assert "memory" in str(err.value) and "Parquet" in str(err.value)
+
+
+def test_training_refuses_more_sensors_than_it_can_learn() -> None:
+    from sensorguard.data.contract import MAX_TRAIN_SENSORS
+
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame(rng.normal(size=(300, 400)), columns=[f"s{i}" for i in range(400)])
+    wide.insert(0, "timestamp", pd.date_range("2026-01-01", periods=300, freq="1min"))
+    with pytest.raises(DataValidationError, match="400 sensors but only 300 readings"):
+        validate_for_training(Readings.from_frame(wide))
+    cols = {f"s{i}": rng.normal(size=10) for i in range(MAX_TRAIN_SENSORS + 1)}
+    huge = pd.DataFrame({"timestamp": pd.date_range("2026", periods=10, freq="1min"), **cols})
+    with pytest.raises(DataValidationError, match=f"at most {MAX_TRAIN_SENSORS:,} sensors"):
+        validate_for_training(Readings.from_frame(huge), min_rows=5)

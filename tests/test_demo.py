@@ -17,8 +17,7 @@ def test_demo_runs_twice_and_leaves_a_production_model(
     sg_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sensorguard.cli import _common, app
-    from sensorguard.pipelines.lifecycle import history, list_versions
-    from sensorguard.registry import load_by_alias
+    from sensorguard.registry import history, list_versions, load_by_alias
 
     seed_store(sg_home)
     monkeypatch.setattr(_common.console, "width", 200)

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sensorguard.detectors.alarm import AlarmRule
 from sensorguard.detectors.events import (
-    AlarmTracker,
     confirm_events,
+    events_from_flags,
     flag_spans,
     hysteresis,
     merge_gaps,
@@ -17,11 +18,7 @@ from sensorguard.detectors.events import (
     rolling_mean,
     run_length,
 )
-from sensorguard.evaluation.events import (
-    event_metrics,
-    event_metrics_by_mode,
-    events_from_flags,
-)
+from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode
 
 
 def test_rolling_mean_is_causal_and_counts_missing_history_as_zero() -> None:
@@ -91,7 +88,7 @@ def test_alarm_tracker_matches_one_batch(batch: int) -> None:
     score[400:470] += np.linspace(0, 2, 70)  # slow onset hovering near the threshold
     kw = {"smooth_window": 5, "min_duration": 3, "off_ratio": 0.8, "release": 4}
     whole = hysteresis(score, 2.0, **kw)
-    tracker = AlarmTracker(2.0, **kw)
+    tracker = AlarmRule(2.0, **kw).tracker()
     streamed = np.concatenate(
         [tracker.update(score[i : i + batch]) for i in range(0, score.size, batch)]
     )
@@ -137,20 +134,32 @@ def test_alarm_tracker_with_an_on_delay_raises_alarms_late(batch: int) -> None:
     raw = hysteresis(score, 2.0, **kw)
     expected = on_delay(raw, 15)
     assert expected.sum() > 30 and not expected[300:320].any() and raw[300:320].any()
-    tracker = AlarmTracker(2.0, confirm=15, **kw)
+    tracker = AlarmRule(2.0, confirm=15, **kw).tracker()
     streamed = np.concatenate(
         [tracker.update(score[i : i + batch]) for i in range(0, score.size, batch)]
     )
     assert np.array_equal(streamed, expected)
 
 
-def test_alarm_tracker_for_a_detector_without_hysteresis() -> None:
-    class Plain:
-        threshold_ = 1.0
-
-    tracker = AlarmTracker.for_detector(Plain())
+def test_alarm_rule_from_parameters_without_hysteresis_is_a_plain_threshold() -> None:
+    rule = AlarmRule.from_params(1.0, {"n_estimators": 5})  # no alarm parameters at all
+    assert rule == AlarmRule(1.0)
+    tracker = rule.tracker()
     assert tracker.update([0.5, 1.5]).tolist() == [False, True]
     assert tracker.update([0.5]).tolist() == [False]
+    assert rule.flags([0.5, 1.5, 0.5]).tolist() == [False, True, False]
+
+
+def test_alarm_rule_batch_flags_date_confirmed_events_back() -> None:
+    score = np.zeros(40)
+    score[10:30] = 3.0
+    score[8:10] = 1.5  # the rise before the alarm
+    rule = AlarmRule(2.0, smooth_window=1, confirm=5, backdate=0.5, max_back=5)
+    assert np.flatnonzero(rule.flags(score)).tolist() == list(range(8, 30))
+    live = rule.tracker().update(score)  # live: raised confirm readings late instead
+    assert np.flatnonzero(live).tolist() == list(range(14, 30))
+    with pytest.raises(ValueError, match="off_ratio"):
+        AlarmRule(1.0, off_ratio=0.0)
 
 
 def test_merge_gaps() -> None:

@@ -16,9 +16,10 @@ import pytest
 from _lifecycle_support import seed_store
 from typer.testing import CliRunner
 
+from sensorguard import registry
 from sensorguard.config import Settings, get_settings
 from sensorguard.errors import RegistryError, SensorGuardError
-from sensorguard.pipelines.lifecycle import decide
+from sensorguard.pipelines.gate import decide
 
 FAST = {"max_states": 4, "silhouette_sample": 2000}
 
@@ -125,7 +126,7 @@ def test_lifecycle_gate_promote_archive_rollback(store: Settings) -> None:
     assert out3.decision.production_version == 1
     assert out3.decision.candidate["f1"] >= out3.decision.production["f1"] - store.gate_tolerance
 
-    by_version = {v.version: v for v in lifecycle.list_versions(store)}
+    by_version = {v.version: v for v in registry.list_versions(store)}
     assert by_version[3].aliases == ["production"]
     assert by_version[3].tags["lifecycle"] == "production"
     assert by_version[3].tags["gate"] == "passed"
@@ -140,7 +141,7 @@ def test_lifecycle_gate_promote_archive_rollback(store: Settings) -> None:
     # rollback: production ← previous in one step, the tags swap
     rb = lifecycle.rollback(settings=store, trigger="test", reason="bad alarms at night")
     assert (rb.from_version, rb.to_version) == (3, 1)
-    by_version = {v.version: v for v in lifecycle.list_versions(store, with_metrics=False)}
+    by_version = {v.version: v for v in registry.list_versions(store, with_metrics=False)}
     assert by_version[1].aliases == ["production"]
     assert by_version[1].tags["lifecycle"] == "production"
     assert by_version[3].aliases == ["previous"]
@@ -148,7 +149,7 @@ def test_lifecycle_gate_promote_archive_rollback(store: Settings) -> None:
     assert "rolled_back_at" in by_version[3].tags
 
     # the audit trail holds every action, newest first, with the gate metrics
-    events = lifecycle.history(store)
+    events = registry.history(store)
     assert [(e.action, e.from_version, e.to_version) for e in events] == [
         ("rollback", 3, 1),
         ("promote", 1, 3),
@@ -179,8 +180,8 @@ def test_gate_promotes_a_clearly_better_candidate_over_a_bad_production(
     d = out.decision
     assert d.production_version == bad.version and d.production is not None
     assert d.candidate["f1"] > d.production["f1"] + store.gate_tolerance
-    assert lifecycle.show_version(good.version, store).aliases == ["production"]
-    assert lifecycle.show_version(bad.version, store).aliases == ["previous"]
+    assert registry.show_version(good.version, store).aliases == ["production"]
+    assert registry.show_version(bad.version, store).aliases == ["previous"]
 
 
 def test_training_run_registry_errors_forced_promotion_and_pickle_free_loading(
@@ -189,8 +190,9 @@ def test_training_run_registry_errors_forced_promotion_and_pickle_free_loading(
     from mlflow.tracking import MlflowClient
 
     from sensorguard.pipelines import lifecycle
-    from sensorguard.pipelines.training import data_sha256, load_holdout
-    from sensorguard.registry import load_by_alias, load_model_uri, resolve_alias
+    from sensorguard.pipelines.training import data_sha256
+    from sensorguard.registry import load_by_alias, load_model, resolve_alias
+    from sensorguard.registry.runs import load_holdout
 
     data = _readings(seed=2)
     r = _train(store, data)
@@ -236,10 +238,10 @@ def test_training_run_registry_errors_forced_promotion_and_pickle_free_loading(
         lifecycle.promote(r.version, settings=store, force=True)
     out = lifecycle.promote(r.version, settings=store, force=True, reason="hotfix", trigger="test")
     assert out.action == "promote"
-    info = lifecycle.show_version(r.version, store)
+    info = registry.show_version(r.version, store)
     assert info.tags["gate"] == "forced" and info.tags["force_reason"] == "hotfix"
     assert info.aliases == ["production"]
-    (event,) = lifecycle.history(store)
+    (event,) = registry.history(store)
     assert event.forced and event.reason == "hotfix"
     with pytest.raises(SensorGuardError, match="already the production version"):
         lifecycle.promote(r.version, settings=store, force=True, reason="again")
@@ -257,18 +259,20 @@ def test_training_run_registry_errors_forced_promotion_and_pickle_free_loading(
     X = data.X.iloc[::-1]  # any order of rows; columns reversed too
     X = X[list(reversed(X.columns))]
     expected = r.detector.detect(X).to_frame(index=X.index)
-    got = loaded.pyfunc.predict(X)
+    got = loaded.predict(X)
     pd.testing.assert_frame_equal(got, expected)
     assert got["score"].dtype == np.float64 and got["is_anomaly"].dtype == bool
     assert got["state"].dtype == np.int64
     np.testing.assert_array_equal(loaded.detector.score_samples(X), r.detector.score_samples(X))
-    # the python model exposes the detector itself (the predictor calls it directly)
-    assert loaded.pyfunc.unwrap_python_model().detector is not None
     # no pickle anywhere in the logged model
     arts = store.home / "artifacts"
     assert not list(arts.rglob("*.pkl")) and not list(arts.rglob("*.pickle"))
     assert list(arts.rglob("model_code.py")) or list(arts.rglob("python_model.py"))
-    assert load_model_uri(f"models:/{store.model_name}/{r.version}", store).version == r.version
+    assert load_model(f"models:/{store.model_name}/{r.version}", store).version == r.version
+    # the version carries its training (drift) profile and failure types, signed with it
+    assert loaded.signed and loaded.training_profile is not None
+    assert set(loaded.training_profile["sensors"]) == set(data.sensors)
+    assert loaded.failure_types is not None and "types" in loaded.failure_types
 
 
 @pytest.mark.slow
@@ -283,10 +287,15 @@ def test_pyfunc_loads_in_a_fresh_process_with_pickle_disabled(store: Settings) -
     data = _readings(seed=2)
     r = _train(store, data)
     code = (
-        "import json\n"
-        "from sensorguard.registry import load_version\n"
+        "import json, mlflow\n"
+        "from sensorguard.registry import configure_mlflow, load_version\n"
         f"m = load_version('{store.model_name}', {r.version})\n"
-        "print(json.dumps(m.pyfunc.predict(m.input_example)['score'].tolist()))\n"
+        "configure_mlflow()\n"
+        # MLflow's own pyfunc loader works too, pickle-free (models from code)
+        f"p = mlflow.pyfunc.load_model('models:/{store.model_name}/{r.version}')\n"
+        "assert p.predict(m.input_example)['score'].tolist() == "
+        "m.predict(m.input_example)['score'].tolist()\n"
+        "print(json.dumps(m.predict(m.input_example)['score'].tolist()))\n"
     )
     env = {**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
     out = subprocess.run(
@@ -301,15 +310,15 @@ def test_pyfunc_loads_in_a_fresh_process_with_pickle_disabled(store: Settings) -
 
 
 def test_idempotent_per_airflow_run_id(store: Settings) -> None:
-    from sensorguard.pipelines.lifecycle import list_versions
+    from sensorguard.registry import list_versions
 
     data = _readings(seed=2)
-    first = _train(store, data, airflow_run_id="scheduled__2026-01-06T00:00:00")
-    again = _train(store, data, airflow_run_id="scheduled__2026-01-06T00:00:00")
+    first = _train(store, data, idempotency_key="scheduled__2026-01-06T00:00:00")
+    again = _train(store, data, idempotency_key="scheduled__2026-01-06T00:00:00")
     assert not first.reused and again.reused
     assert (again.version, again.run_id) == (first.version, first.run_id)
     assert again.metrics["eval_f1"] == pytest.approx(first.metrics["eval_f1"])
-    other = _train(store, data, airflow_run_id="manual__2")
+    other = _train(store, data, idempotency_key="manual__2")
     assert other.version == first.version + 1
     versions = list_versions(store, with_metrics=False)
     assert [v.version for v in versions] == [2, 1]
@@ -397,9 +406,9 @@ def test_cli_models_list_history_show_rollback(store: Settings, tmp_path: Path) 
     res = _cli("models", "rollback", "--reason", "operator request")
     assert res.exit_code == 0, res.output
     assert "production v2 → v1" in res.output
-    assert lifecycle.history(store)[0].action == "rollback"
-    assert lifecycle.show_version(1, store).aliases == ["production"]
-    assert lifecycle.show_version(2, store).aliases == ["previous"]
+    assert registry.history(store)[0].action == "rollback"
+    assert registry.show_version(1, store).aliases == ["production"]
+    assert registry.show_version(2, store).aliases == ["previous"]
 
     res = _cli("models", "promote", "1", "--force")
     assert res.exit_code == 2 and "--reason" in res.output
@@ -411,8 +420,8 @@ def test_cli_models_list_history_show_rollback(store: Settings, tmp_path: Path) 
     assert f"rejected v{bad.version}" in res.output and "production unchanged" in res.output
     res = _cli("models", "promote", str(bad.version), "--fail-on-reject")
     assert res.exit_code == 3
-    assert lifecycle.show_version(bad.version, store).tags["gate"] == "rejected"
-    assert [e.action for e in lifecycle.history(store)][:2] == ["reject", "reject"]
+    assert registry.show_version(bad.version, store).tags["gate"] == "rejected"
+    assert [e.action for e in registry.history(store)][:2] == ["reject", "reject"]
 
 
 def test_cli_errors_without_tracebacks(store: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

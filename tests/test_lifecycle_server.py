@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from _serving_support import mlflow_server
 
+from sensorguard import registry
 from sensorguard.config import get_settings
 from sensorguard.errors import RegistryError
 
@@ -22,8 +23,9 @@ def test_lifecycle_on_a_real_mlflow_server(
     from sensorguard.data import Readings
     from sensorguard.data.simulator import simulate_pump
     from sensorguard.pipelines import lifecycle
-    from sensorguard.pipelines.training import load_holdout, train_and_register
+    from sensorguard.pipelines.training import train_and_register
     from sensorguard.registry import load_by_alias, resolve_alias
+    from sensorguard.registry.runs import load_holdout
 
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     readings = Readings.from_frame(simulate_pump(days=5, seed=1, freq="2min"), source="sim")
@@ -39,7 +41,7 @@ def test_lifecycle_on_a_real_mlflow_server(
             settings=settings,
             trigger="test",
             holdout=0.4,
-            airflow_run_id="manual__server",
+            idempotency_key="manual__server",
         )
         assert result.version == 1
         # the artifacts went through the server's proxy, not to a local folder
@@ -52,13 +54,13 @@ def test_lifecycle_on_a_real_mlflow_server(
         assert resolve_alias(settings.model_name, "production", settings) == 1
         loaded = load_by_alias(settings.model_name, "production", settings)
         expected = result.detector.detect(readings.X).to_frame()
-        assert loaded.pyfunc.predict(readings.X).equals(expected)
+        assert loaded.predict(readings.X).equals(expected)
 
         again = train_and_register(
-            readings, settings=settings, trigger="test", airflow_run_id="manual__server"
+            readings, settings=settings, trigger="test", idempotency_key="manual__server"
         )
         assert again.reused and again.version == 1
-        (event,) = lifecycle.history(settings)
+        (event,) = registry.history(settings)
         assert (event.action, event.to_version, event.trigger) == ("promote", 1, "test")
 
     # the server is gone: a clear error with a hint, quickly, no traceback

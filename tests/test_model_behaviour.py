@@ -15,10 +15,10 @@ import pytest
 
 from sensorguard.data import Readings
 from sensorguard.data.simulator import FAILURE_MODES, SENSORS, simulate_pump
-from sensorguard.detectors.failure_types import profile_failures
 from sensorguard.detectors.states import OperatingStateDetector
 from sensorguard.evaluation.events import evaluate_detector, event_metrics
-from sensorguard.pipelines.scoring import detect_readings
+from sensorguard.evaluation.failure_types import profile_failures
+from sensorguard.scoring.readings import detect_readings
 
 pytestmark = pytest.mark.model
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sensorguard.errors import ConfigurationError, DataValidationError, SensorGuardError
-from sensorguard.pipelines import monitor, retraining
+from sensorguard.pipelines import monitor, retraining, windows
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def test_window_from_a_file_round_trips_through_parquet(sg_home: Path, pump_csv:
     assert window["rows"] == 3 * 144 and window["label_column"] == "machine_status"
     checked = retraining.validate_window(window)
     assert checked["validated"] and checked["labelled"] and checked["abnormal_rows"] > 0
-    back = retraining.load_window(window)
+    back = windows.load_window(window)
     original = pd.read_csv(pump_csv)
     assert back.sensors == [
         c
@@ -70,10 +70,10 @@ def test_old_run_folders_are_pruned(sg_home: Path) -> None:
     import os
     import time
 
-    old = retraining.run_folder("dag/manual__old")
-    recent = retraining.run_folder("dag/manual__recent")
+    old = windows.run_folder("dag/manual__old")
+    recent = windows.run_folder("dag/manual__recent")
     week_ago = time.time() - 8 * 86400
     os.utime(old, (week_ago, week_ago))
-    current = retraining.run_folder("dag/manual__now")
+    current = windows.run_folder("dag/manual__now")
     assert not old.exists() and recent.is_dir() and current.is_dir()
     assert current.name == "dag_manual__now"

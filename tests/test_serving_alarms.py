@@ -9,6 +9,7 @@ saved detectors, the real holder and hot swap).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,8 +23,10 @@ from fastapi.testclient import TestClient
 
 from sensorguard.data.simulator import SENSORS, simulate_pump
 from sensorguard.detectors import load_detector, make_detector
-from sensorguard.detectors.events import AlarmTracker, hysteresis, on_delay
-from sensorguard.serving.alarms import AssetAlarms, StreamTracker, alarm_kind
+from sensorguard.detectors.alarm import AlarmRule, AlarmTracker
+from sensorguard.detectors.events import hysteresis, on_delay
+from sensorguard.registry.models import LoadedModel
+from sensorguard.scoring.stream import AssetStreams
 from sensorguard.serving.app import create_app
 from sensorguard.serving.model import ServedModel
 from sensorguard.serving.settings import ServingSettings
@@ -48,9 +51,8 @@ class FolderSource:
 
     def load(self, version: int) -> ServedModel:
         det = load_detector(self.folders[version])
-        return ServedModel(
-            self.name, version, self.alias, None, det, datetime.now(UTC), max_assets=self.max_assets
-        )
+        loaded = LoadedModel(self.name, version, self.alias, None, det, loaded_at=datetime.now(UTC))
+        return ServedModel(loaded, max_assets=self.max_assets)
 
     def location(self) -> str:
         return "folders"
@@ -119,13 +121,16 @@ def test_stream_tracker_equals_one_pass_for_any_chunking(params: dict[str, Any])
     kw = {k: v for k, v in params.items() if k != "confirm"}
     expected = on_delay(hysteresis(score, 1.8, **kw), params.get("confirm", 0))
     assert 0 < expected.sum() < expected.size  # alarms start and end
+    rule = AlarmRule(1.8, **params)
     for sizes in ([1], [17, 40, 1, 2, 300], [1, 1, 33, 1, 16, 17, 5]):
-        t = StreamTracker(1.8, **params)
+        t = rule.tracker()
         got, i, k = [], 0, 0
         while i < score.size:
             n = sizes[k % len(sizes)]
             got.append(t.update(score[i : i + n]))
             i, k = i + n, k + 1
+            if k % 7 == 0:  # a checkpoint through JSON and a restart continue exactly
+                t = AlarmTracker.restore(rule, json.loads(json.dumps(t.state())))
         np.testing.assert_array_equal(np.concatenate(got), expected, err_msg=str(sizes))
 
 
@@ -133,30 +138,27 @@ def test_stream_tracker_equals_one_pass_for_any_chunking(params: dict[str, Any])
 def test_every_detector_gets_its_own_smoothing(name: str) -> None:
     X = simulate_pump(days=0.5, seed=3, failures=False)[list(SENSORS)]
     det = make_detector(name).fit(X)
-    assert alarm_kind(det) == "hysteresis"
-    t = StreamTracker.for_detector(det)
-    base = AlarmTracker.for_detector(det)
-    assert (t.threshold, t.smooth_window, t.min_duration, t.release) == (
-        base.threshold,
-        base.smooth_window,
-        base.min_duration,
-        base.release,
-    )
-    assert t.confirm == base.confirm == getattr(det, "confirm", 0)
+    rule = det.alarm_rule_
+    params = det.get_params()
+    assert rule.threshold == det.threshold_
+    for key in ("smooth_window", "min_duration", "off_ratio", "release"):
+        assert getattr(rule, key) == params[key], key
+    assert rule.confirm == params.get("confirm", 0)
+    t = rule.tracker()
     # on the detector's own scores the streamed flags are its hysteresis alarm, raised
     # after its on-delay (equal to the batch alarm for detectors without one)
     test = simulate_pump(days=0.5, seed=4, n_failures=1)[list(SENSORS)].ffill().bfill()
     score = det.score_samples(test)
     flags = np.concatenate([t.update(score[i : i + 7]) for i in range(0, score.size, 7)])
     kw = {k: getattr(det, k) for k in ("smooth_window", "min_duration", "off_ratio", "release")}
-    live = on_delay(hysteresis(score, det.threshold_, **kw), t.confirm)
+    live = on_delay(hysteresis(score, det.threshold_, **kw), rule.confirm)
     np.testing.assert_array_equal(flags, live)
-    if t.confirm <= 1:
+    if rule.confirm <= 1:
         np.testing.assert_array_equal(flags, det.predict(test).astype(bool))
 
 
 def test_detectors_without_smoothing_fall_back_to_a_plain_threshold() -> None:
-    from sensorguard.detectors.base import BaseDetector
+    from sensorguard.detectors.base import BaseDetector, Computed
 
     class Plain(BaseDetector):
         name = "plain-test"
@@ -164,26 +166,28 @@ def test_detectors_without_smoothing_fall_back_to_a_plain_threshold() -> None:
         def _fit(self, A: np.ndarray) -> None:
             self.threshold_ = 1.0
 
-        def _score(self, A: np.ndarray) -> np.ndarray:
-            return np.asarray(A[:, 0], dtype=np.float64)
-
-        def _contributions(self, A: np.ndarray) -> np.ndarray:
-            return np.abs(A)
+        def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+            return Computed(np.asarray(A[:, 0], dtype=np.float64), np.abs(A))
 
     det = Plain().fit(pd.DataFrame({"a": [0.0, 2.0], "b": [1.0, 1.0]}))
-    alarms = AssetAlarms(det)
-    assert alarms.kind == "threshold"
-    flags = alarms.update(np.array([0.5, 1.5, 1.0, 2.0]), None)
-    assert flags.tolist() == [False, True, False, True]
-    assert alarms.update_one(3.0, "x") is True and alarms.update_one(0.0, "x") is False
+    assert det.alarm_rule_ == AlarmRule(1.0)
+    streams = AssetStreams(det)
+    A = np.array([[0.5, 1.0], [1.5, 1.0], [0.9, 1.0], [2.0, 1.0]])
+    assert streams.score(A.copy(), None).is_anomaly.tolist() == [False, True, False, True]
+    one = [streams.score(A[i : i + 1].copy(), ["x"]).is_anomaly[0] for i in (1, 2)]
+    assert one == [True, False]
+    # a score exactly at the threshold neither starts nor ends an alarm
+    assert det.alarm_rule_.flags([2.0, 1.0, 0.0, 1.0]).tolist() == [True, True, False, False]
 
 
 def test_trackers_are_bounded_least_recently_used_first(saved: dict[str, Any]) -> None:
-    alarms = AssetAlarms(saved["detector"], max_assets=2)
+    det = saved["detector"]
+    streams = AssetStreams(det, max_assets=2)
+    row = np.asarray([det.schema_.fill_values], dtype=np.float64)
     for a in ("a", "b", "a", "c"):
-        alarms.update_one(1.0, a)
-    assert len(alarms) == 2 and "a" in alarms and "c" in alarms and "b" not in alarms
-    assert alarms.evicted == 1
+        streams.score(row.copy(), [a])
+    assert len(streams) == 2 and "a" in streams and "c" in streams and "b" not in streams
+    assert streams.evicted == 1
 
 
 # ------------------------------------------------------------------ through the service
@@ -304,9 +308,7 @@ def test_drift_robust_continues_each_assets_baseline_across_requests() -> None:
     det = make_detector("drift-robust").fit(
         pump_rig_file(0, kind="valve_outlet", strength_range=(1.2, 1.6))[RIG].iloc[:400]
     )
-    served = ServedModel(
-        name="rig", version=1, alias=None, run_id=None, detector=det, loaded_at=datetime.now(UTC)
-    )
+    served = ServedModel(LoadedModel(name="rig", version=1, alias=None, run_id=None, detector=det))
     streams = {
         "a": pump_rig_file(0, kind="valve_outlet", strength_range=(1.2, 1.6))[RIG]
         .iloc[400:]

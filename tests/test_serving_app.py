@@ -466,6 +466,7 @@ def test_reload_swaps_versions_and_survives_a_broken_one(
 
 def _register_foreign_model(settings: ServingSettings, tmp_path: Path) -> int:
     import mlflow
+
     from sensorguard.registry import ensure_experiment, get_client
 
     code = tmp_path / "other_model.py"
@@ -529,3 +530,152 @@ def test_serve_cli_reports_bad_options_in_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "max_batch" in r.output
     help_text = runner.invoke(app, ["serve", "--help"]).output
     assert "--poll-interval" in help_text and "one uvicorn worker" in help_text
+
+
+# ------------------------------------------------------------------ issue-15 regressions
+def test_405_names_the_allowed_methods(client: TestClient) -> None:
+    r = client.get("/v1/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = client.put("/v1/model")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"readings": [], "readings": [{"s0": 1, "s1": 2, "s2": 3, "s3": 4, "s4": 5, "s5": 6}]}',
+        b'{"readings": [{"s0": 1, "s1": 2, "s2": 3, "s3": 4, "s4": 5, "s5": 6, "s0": 7}]}',
+        b'{"columns": {"s0": [1], "s1": [1], "s2": [1], "s3": [1], "s4": [1], "s5": [1], '
+        b'"s5": [2]}}',
+        b'{"readings": [{"s0": 1, "s1": 2, "s2": 3, "s3": 4, "s4": 5, "s5": 6, '
+        b'"meta": {"a": 1, "a": 2}}]}',
+    ],
+    ids=["top-level", "in-a-reading", "in-columns", "nested"],
+)
+def test_duplicate_keys_are_refused(client: TestClient, body: bytes) -> None:
+    r = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "duplicate_key"
+
+
+def test_colons_in_strings_are_not_duplicates(client: TestClient) -> None:
+    readings = [
+        {"timestamp": f"2026-01-01T00:{i:02d}:00+01:00", "asset_id": "site:a", **reading(i)}
+        for i in range(3)
+    ]
+    readings[1]["note"] = {"k:v": "x:y"}  # an ignored field with colons: the slow path
+    r = _post(client, {"readings": readings})
+    assert r.status_code == 200, r.text
+
+
+def test_asset_ids_are_checked_when_stateless_too(client: TestClient) -> None:
+    r = client.post(
+        "/v1/predict?stateless=true", json={"readings": [{**reading(0), "asset_id": 2.5}]}
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_asset_id"
+
+
+def test_openapi_states_the_models_sensors_and_documents_500(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    comps = spec["components"]["schemas"]
+    assert comps["Reading"]["required"] == SENSORS
+    assert comps["ColumnsRequest"]["properties"]["columns"]["required"] == SENSORS
+    limit = comps["Reading"]["properties"]["s0"]["anyOf"][0]["maximum"]
+    r = _post(client, {"readings": [reading(0, s0=limit * 1.01)]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "out_of_range"
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            assert "500" in op["responses"], (method, path)
+
+
+def test_redact_masks_passwords_in_any_text() -> None:
+    from sensorguard.config import redact
+
+    text = "MLflow at postgresql+psycopg2://postgres:S3cret@127.0.0.1:5432/db failed"
+    assert redact(text) == "MLflow at postgresql+psycopg2://postgres:***@127.0.0.1:5432/db failed"
+    assert redact("http://u:p@ss:w@host/x?token=abc&x=1") == "http://u:***@host/x?token=***&x=1"
+    assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+
+
+def test_readyz_and_the_log_never_show_the_registry_password(
+    registry: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "S3cretPassw0rd"
+    uri = f"http://sg:{secret}@127.0.0.1:9"  # nothing listens on port 9: checks fail fast
+    settings = registry["settings"].model_copy(
+        update={"tracking_uri": uri, "registry_uri": uri, "registry_timeout": 2.0}
+    )
+    with caplog.at_level("INFO", logger="sensorguard"), TestClient(create_app(settings)) as c:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and c.get("/readyz").json()["last_error"] is None:
+            time.sleep(0.1)
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["last_error"]
+        assert ready.json()["registry"] == "http://sg:***@127.0.0.1:9"
+        assert secret not in ready.text and secret not in c.get("/metrics").text
+    assert "predictor starting" in caplog.text and "sg:***@" in caplog.text
+    assert secret not in caplog.text
+
+
+def test_a_failed_reload_reports_how_long_it_took(registry: dict[str, Any]) -> None:
+    uri = "http://127.0.0.1:9"
+    settings = registry["settings"].model_copy(
+        update={"tracking_uri": uri, "registry_uri": uri, "api_token": "t", "poll_interval": 30}
+    )
+    with TestClient(create_app(settings)) as c:
+        t0 = time.perf_counter()
+        r = c.post("/v1/admin/reload", headers={"authorization": "Bearer t"})
+        took = time.perf_counter() - t0
+        body = schemas.ReloadResponse.model_validate(r.json())
+    assert r.status_code == 502 and body.stage == "resolve"
+    assert 0 < body.seconds <= took
+
+
+def _stored_artifacts(settings: ServingSettings, version: int) -> Path:
+    """The folder the embedded registry keeps ``version``'s model files in."""
+    from urllib.parse import urlparse
+
+    from sensorguard.registry import get_client
+
+    client = get_client(settings)
+    source = client.get_model_version(settings.model_name, str(version)).source
+    if source.startswith("models:/"):  # MLflow 3: a logged model
+        location = client.get_logged_model(source.split("/", 1)[1].strip("/")).artifact_location
+    else:
+        location = source
+    folder = Path(urlparse(location).path)
+    assert (folder / "MLmodel").exists(), folder
+    return folder
+
+
+@pytest.mark.parametrize("tamper", ["threshold", "code"])
+def test_tampered_artifacts_are_refused_and_the_old_model_serves_on(
+    registry: dict[str, Any], tmp_path: Path, tamper: str
+) -> None:
+    settings = registry["settings"].model_copy(
+        update={"model_name": f"tamper-{tamper}", "api_token": "t", "poll_interval": 30.0}
+    )
+    auth = {"authorization": "Bearer t"}
+    v1 = register(settings, fit(seed=1))
+    with TestClient(create_app(settings)) as c:
+        _wait_ready(c, v1)
+        v2 = register(settings, fit(seed=2))  # the alias moves to v2 ...
+        folder = _stored_artifacts(settings, v2)  # ... whose stored files are then edited
+        marker = tmp_path / "ran"
+        if tamper == "threshold":  # a detector that would never alarm (seen served before)
+            files = [p for p in folder.rglob("*.json") if '"threshold_"' in p.read_text()]
+            assert files, sorted(str(p) for p in folder.rglob("*"))
+            text = files[0].read_text()
+            files[0].write_text(text.replace('"threshold_": ', '"threshold_": 1e9, "_was": '))
+        else:  # a line of code in the model's module
+            code = next(folder.rglob("model_code.py"))
+            code.write_text(code.read_text() + f"\nopen({str(marker)!r}, 'w').write('x')\n")
+        r = c.post("/v1/admin/reload", headers=auth)
+        assert r.status_code == 502, r.text
+        assert r.json()["stage"] == "load" and r.json()["version"] == v1
+        assert "signature" in r.json()["error"]
+        p = _post(c, {"readings": [reading(0)]}, headers=auth)
+        assert p.status_code == 200 and p.json()["model"]["version"] == v1
+        assert c.get("/readyz").json()["last_error"].startswith("load:")
+    assert not marker.exists()  # nothing from the artifact ran

@@ -79,6 +79,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "SENSORGUARD_HOME": str(client_home),
         "SENSORGUARD_STORE_URL": db_url(cfg.readings_db),
         "SENSORGUARD_MODEL_NAME": MODEL,
+        # trainer (this process) and predictor have different homes: they share the key
+        # that signs and verifies model artifacts, as in any shared deployment
+        "SENSORGUARD_SIGNING_KEY": f"stack-test-signing-key-{tag}",
         # thresholds sized for short evaluation windows (as in the lifecycle tests)
         "SENSORGUARD_GATE_MIN_F1": "0.5",
         "SENSORGUARD_GATE_MIN_EVENT_RECALL": "0.9",
@@ -149,8 +152,8 @@ def _served_version(stack: Stack) -> int | None:
 
 def test_end_to_end_on_real_servers(stack: Stack) -> None:
     from sensorguard.pipelines import lifecycle
+    from sensorguard.pipelines.store_scoring import score_window_and_store
     from sensorguard.store import read_alarms, read_predictions, read_window
-    from sensorguard.store.scoring import score_window_and_store
 
     assert httpx.get(stack.mlflow_url + "/version").text.strip() == _mlflow_version()
 
@@ -211,6 +214,7 @@ def test_end_to_end_on_real_servers(stack: Stack) -> None:
         "asset_ids": ["pump-01"],
         "received": 120,
         "inserted": 0,
+        "merged": 0,
         "duplicates": 120,
     }
     bad = httpx.post(

@@ -77,7 +77,7 @@ def test_stale_or_reused_pid_is_never_signalled(
 
 def test_commands_are_lean_and_serve_artifacts(tmp_path: Path) -> None:
     cfg = ls.StackConfig(pg_url="postgresql://u@h/db", home=tmp_path, mlflow_port=5123)
-    cmd = ls.mlflow_command(cfg, "postgresql+psycopg2://u@h/sg_mlflow")
+    cmd = ls.mlflow_command(cfg)
     assert cmd[cmd.index("--workers") + 1] == "1"
     assert "--serve-artifacts" in cmd
     assert cmd[cmd.index("--artifacts-destination") + 1] == str(
@@ -90,6 +90,79 @@ def test_commands_are_lean_and_serve_artifacts(tmp_path: Path) -> None:
     assert ls.pg_url("postgresql://u@h:5/x", "y").render_as_string() == (
         "postgresql+psycopg2://u@h:5/y"
     )
+
+
+def test_backend_password_stays_out_of_argv_and_pid_file(tmp_path: Path) -> None:
+    # the backend URI holds the PostgreSQL password: environment only, never argv or files
+    secret = "S3cretPassw0rd"
+    backend = f"postgresql+psycopg2://postgres:{secret}@127.0.0.1:5432/sg_mlflow"
+    cfg = ls.StackConfig(pg_url="postgresql://u@h/db", home=tmp_path)
+    cmd = ls.mlflow_command(cfg)
+    assert "--backend-store-uri" not in cmd and not any(secret in c for c in cmd)
+    env = ls.mlflow_env(backend)
+    assert env["MLFLOW_BACKEND_STORE_URI"] == backend
+    sdir = tmp_path / "stack"
+    # the service sees the variable (as `mlflow server` reads it); a secret that still
+    # reaches argv is redacted in the pid file
+    probe = [
+        sys.executable,
+        "-c",
+        "import os\nprint('ready', os.environ['MLFLOW_BACKEND_STORE_URI'].endswith('sg_mlflow'),"
+        " flush=True)\nimport time\nwhile True: time.sleep(0.1)",
+        f"--url=postgresql://u:{secret}@h/x",
+    ]
+    ls.start_service(sdir, "mlflow", probe, env, "http://127.0.0.1:1")
+    try:
+        _wait_ready(sdir / "mlflow.log")
+        assert "ready True" in (sdir / "mlflow.log").read_text()
+        pid_file = (sdir / "mlflow.pid").read_text()
+        assert secret not in pid_file and "postgresql://u:***@h/x" in pid_file
+    finally:
+        ls.stop_service(sdir, "mlflow", timeout=5)
+
+
+def test_down_stops_the_group_when_only_the_leader_died(tmp_path: Path) -> None:
+    # like `mlflow server`: a parent with a worker child; killing only the parent leaves
+    # the worker (reparented, same process group) holding the port
+    import os
+    import signal
+    import time
+
+    sdir = tmp_path / "stack"
+    parent = [
+        sys.executable,
+        "-c",
+        "import subprocess, sys, time\n"
+        "w = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: "
+        "time.sleep(0.1)'])\n"
+        "print('ready', w.pid, flush=True)\nwhile True: time.sleep(0.1)",
+    ]
+    rec = ls.start_service(sdir, "mlflow", parent, {}, "http://127.0.0.1:1")
+    _wait_ready(sdir / "mlflow.log")
+    worker = int((sdir / "mlflow.log").read_text().split("ready")[-1].split()[0])
+    os.kill(rec["pid"], signal.SIGKILL)
+    for _ in range(100):
+        if not ls._alive(rec):
+            break
+        time.sleep(0.05)
+    assert not ls._alive(rec)
+    assert ls.orphans(rec) == [worker]
+    info = {i.name: i for i in ls.status(tmp_path)}["mlflow"]
+    assert info.running and str(worker) in info.detail and "stack down" in info.detail
+    cfg = ls.StackConfig(pg_url="postgresql://u@h/db", home=tmp_path)
+    outcome = ls.stop_service(sdir, "mlflow", timeout=5)
+    assert outcome == "stopped 1 orphaned process(es) of its group", outcome
+    for _ in range(100):
+        if not Path(f"/proc/{worker}").exists() or ls._proc_stat(worker) in (None,):
+            break
+        stat = ls._proc_stat(worker)
+        if stat and stat[0] == "Z":
+            break
+        time.sleep(0.05)
+    stat = ls._proc_stat(worker)
+    assert stat is None or stat[0] == "Z", stat
+    assert not (sdir / "mlflow.pid").exists()
+    assert cfg.stack_dir == sdir.resolve()
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -11,13 +11,9 @@ import pytest
 from sklearn.base import clone
 
 from sensorguard.detectors import get_detector_class, load_detector, make_detector
-from sensorguard.detectors.failure_types import (
-    assign_failure_type,
-    profile_failures,
-    state_profiles,
-)
 from sensorguard.detectors.states import OperatingStateDetector, silhouettes
 from sensorguard.errors import DataValidationError, NotFittedError, SchemaMismatchError
+from sensorguard.evaluation.failure_types import assign_failure_type, profile_failures
 
 SENSORS = ["a", "b", "c", "d"]
 FAST = {"silhouette_sample": 1500, "max_states": 5}
@@ -115,7 +111,7 @@ def test_column_order_does_not_matter(fitted: OperatingStateDetector) -> None:
 def test_extra_columns_are_ignored(fitted: OperatingStateDetector) -> None:
     test = regimes(50, seed=4)
     out = fitted.score_samples(test.assign(extra=1.0))
-    assert fitted.schema_.last_extra == ["extra"]
+    assert fitted.schema_.unused_columns(test.assign(extra=1.0)) == ["extra"]
     assert np.array_equal(out, fitted.score_samples(test))
 
 
@@ -207,7 +203,7 @@ def test_silhouettes_match_scikit_learn() -> None:
 
 
 def test_state_profiles_are_json(fitted: OperatingStateDetector) -> None:
-    prof = state_profiles(fitted)
+    prof = fitted.describe_states()
     json.dumps(prof)
     assert prof["n_states"] == fitted.n_states_
     assert sum(s["train_rows"] for s in prof["states"]) == 3000
@@ -257,7 +253,8 @@ def test_failure_types_are_saved_with_the_model(
     label[300:340] = 1
     frame = x.assign(timestamp=pd.date_range("2026-01-01", periods=1000, freq="1min"), y=label)
     det = clone(fitted).fit(regimes(3000, seed=1))
-    prof = det.learn_failure_types(Readings.from_frame(frame, label_column="y"))
+    prof = profile_failures(det, Readings.from_frame(frame, label_column="y"))
+    det.failure_types_ = prof
     assert prof["n_episodes"] == 1
     assert prof["types"][0]["top_sensors"][0] == "b"
     det.save(tmp_path / "m")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,14 @@ from sensorguard.data import Readings
 from sensorguard.data.simulator import simulate_pump
 from sensorguard.errors import DataValidationError
 from sensorguard.store import (
+    MAX_SENSORS,
+    ReadingConflictError,
     StoreError,
+    StoreLimitError,
     alarms_from_scores,
     current_revision,
     dispose_engines,
+    ensure_schema,
     get_engine,
     head_revision,
     ingest_file,
@@ -86,7 +91,8 @@ def test_ingest_roundtrip_and_idempotency(store_url: str, pump: pd.DataFrame) ->
     again = insert_readings(readings, url=store_url)
     assert (again.inserted, again.duplicates) == (0, len(pump))
     # an overlapping batch stores only the new part
-    more = simulate_pump(days=1.5, seed=3)
+    later = simulate_pump(days=0.5, seed=4, start=pump["timestamp"].iloc[-1] + pd.Timedelta("1min"))
+    more = pd.concat([pump, later], ignore_index=True)
     third = insert_readings(Readings.from_frame(more), url=store_url)
     assert third.inserted == len(more) - len(pump)
 
@@ -133,10 +139,10 @@ def test_repeated_times_within_a_batch_count_as_duplicates(store_url: str) -> No
     engine = get_engine(store_url)
     upgrade(store_url)
     t = pd.to_datetime(["2026-03-01 00:00", "2026-03-01 00:01", "2026-03-01 00:00"])
-    res = insert_frame(engine, "a2", t, np.array([[1.0], [2.0], [9.0]]), ["s"], ["A", "B", "C"])
+    res = insert_frame(engine, "a2", t, np.array([[1.0], [2.0], [1.0]]), ["s"], ["A", "B", "A"])
     assert (res.inserted, res.duplicates) == (2, 1)
     frame = read_window_frame("a2", url=store_url)
-    assert frame["s"].tolist() == [1.0, 2.0]  # first write wins
+    assert frame["s"].tolist() == [1.0, 2.0]
     assert frame["machine_status"].tolist() == ["A", "B"]
 
 
@@ -146,7 +152,7 @@ def test_bad_input_is_refused_with_a_reason(store_url: str, pump: pd.DataFrame) 
     engine = get_engine(store_url)
     with pytest.raises(DataValidationError, match="one value per sensor"):
         insert_frame(engine, "a", pd.date_range("2026", periods=2), np.ones((2, 3)), ["x", "y"])
-    with pytest.raises(DataValidationError, match="times are missing"):
+    with pytest.raises(DataValidationError, match="time at position 0 is missing"):
         insert_frame(engine, "a", [pd.NaT, pd.Timestamp("2026")], np.ones((2, 1)), ["x"])
     with pytest.raises(StoreError, match="no readings for asset 'nope'"):
         read_window("nope", url=store_url)
@@ -296,3 +302,132 @@ def test_store_score_cli_writes_predictions_and_alarms(store_url: str, tmp_path:
         ],
     )
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+# ---- regressions from the reliability campaign (sensor sets, conflicts, limits)
+
+
+def _wide(
+    n_sensors: int, rows: int = 5, name_len: int = 12
+) -> tuple[pd.DatetimeIndex, np.ndarray, list[str]]:
+    rng = np.random.default_rng(n_sensors)
+    # random names: PostgreSQL compresses index entries, so "s00001xxxx" names would hide it
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    names = [f"{i:05d}" + "".join(rng.choice(letters, name_len - 5)) for i in range(n_sensors)]
+    times = pd.date_range("2026-05-01", periods=rows, freq="1min")
+    return times, rng.normal(size=(rows, n_sensors)), names
+
+
+def test_a_machine_with_1000_sensors_is_stored_and_read_back(store_url: str) -> None:
+    # the unique index on the sensor-set JSON overflowed at ~200 sensors on PostgreSQL
+    times, values, names = _wide(1000, rows=60)
+    engine = ensure_schema(store_url)
+    res = insert_frame(engine, "big", times, values, names)
+    assert (res.inserted, res.duplicates) == (60, 0)
+    again = insert_frame(engine, "big", times, values, names)  # same sensor set found again
+    assert (again.inserted, again.duplicates) == (0, 60)
+    frame = read_window_frame("big", url=store_url)
+    assert list(frame.columns[2:]) == names
+    np.testing.assert_array_equal(frame[names].to_numpy(), values)
+
+
+def test_sensor_limit_is_a_specific_error_naming_the_limit(store_url: str) -> None:
+    times, values, names = _wide(MAX_SENSORS + 1, rows=1)
+    with pytest.raises(StoreLimitError, match=f"at most {MAX_SENSORS:,} sensors") as info:
+        insert_frame(ensure_schema(store_url), "huge", times, values, names)
+    assert info.value.limit["max"] == MAX_SENSORS and info.value.code == "too_many_sensors"
+    with pytest.raises(StoreLimitError, match="status"):
+        insert_frame(ensure_schema(store_url), "a", times[:1], values[:1, :1], ["s"], ["B" * 101])
+    with pytest.raises(DataValidationError, match="NUL"):
+        insert_frame(ensure_schema(store_url), "p\x00x", times[:1], values[:1, :1], ["s"])
+
+
+def test_a_second_sensor_at_a_stored_time_is_merged_not_dropped(store_url: str) -> None:
+    engine = ensure_schema(store_url)
+    t = pd.to_datetime(["2026-06-01 00:00", "2026-06-01 00:01"])
+    assert insert_frame(engine, "m", t, np.array([[1.5], [1.6]]), ["temp"]).inserted == 2
+    res = insert_frame(engine, "m", t[:1], np.array([[7.25]]), ["pressure"])
+    assert (res.inserted, res.merged, res.duplicates) == (0, 1, 0)
+    frame = read_window_frame("m", url=store_url)
+    assert frame["temp"].tolist() == [1.5, 1.6]
+    assert frame["pressure"].tolist()[0] == 7.25 and np.isnan(frame["pressure"].iloc[1])
+    # resending either message is idempotent; a null never erases a stored value
+    assert insert_frame(engine, "m", t[:1], np.array([[7.25]]), ["pressure"]).duplicates == 1
+    same = insert_frame(engine, "m", t[:1], np.array([[1.5, np.nan]]), ["temp", "pressure"])
+    assert (same.merged, same.duplicates) == (0, 1)
+    assert read_window_frame("m", url=store_url)["pressure"].iloc[0] == 7.25
+
+
+def test_a_different_value_at_a_stored_time_is_a_conflict(store_url: str) -> None:
+    engine = ensure_schema(store_url)
+    t = pd.to_datetime(["2026-06-02 00:00", "2026-06-02 00:01"])
+    insert_frame(engine, "c", t, np.array([[1.0], [2.0]]), ["temp"], ["NORMAL", "NORMAL"])
+    with pytest.raises(ReadingConflictError, match=r"'temp' is stored as 2\.0, sent 2\.5") as info:
+        insert_frame(engine, "c", t, np.array([[1.0, 5.0], [2.5, 6.0]]), ["temp", "p"])
+    assert info.value.code == "reading_conflict" and info.value.conflicts == 1
+    frame = read_window_frame("c", url=store_url)  # nothing of the refused batch stored
+    assert list(frame.columns) == ["timestamp", "asset_id", "temp", "machine_status"]
+    with pytest.raises(ReadingConflictError, match="status"):
+        insert_frame(engine, "c", t[:1], np.array([[1.0]]), ["temp"], ["BROKEN"])
+
+
+def test_conflicts_inside_one_batch(store_url: str) -> None:
+    engine = ensure_schema(store_url)
+    t = pd.to_datetime(["2026-03-01 00:00", "2026-03-01 00:01", "2026-03-01 00:00"])
+    with pytest.raises(ReadingConflictError, match=r"'s' is sent 1\.0 and 9\.0 in one batch"):
+        insert_frame(engine, "b", t, np.array([[1.0], [2.0], [9.0]]), ["s"])
+    res = insert_frame(
+        engine, "b", t, np.array([[1.0, np.nan], [2.0, 3.0], [np.nan, 4.0]]), ["s", "q"]
+    )
+    assert (res.rows, res.inserted, res.merged, res.duplicates) == (3, 2, 1, 0)
+    assert read_window_frame("b", url=store_url)["q"].tolist() == [4.0, 3.0]
+
+
+def test_times_distinct_only_below_a_microsecond_are_refused(store_url: str) -> None:
+    engine = ensure_schema(store_url)
+    base = pd.Timestamp("2026-07-01").value
+    t = pd.to_datetime([base, base + 500, base + 1000, base + 1500], unit="ns")
+    with pytest.raises(DataValidationError, match="below a microsecond"):
+        insert_frame(engine, "ns", t, np.arange(4.0).reshape(4, 1), ["s"])
+    # sub-microsecond digits that collapse nothing are kept to the microsecond, with a note
+    res = insert_frame(engine, "ns", t[::2], np.array([[0.0], [2.0]]), ["s"])
+    assert res.inserted == 2 and res.notes == []
+    res = insert_frame(engine, "ns", t[1::2], np.array([[0.0], [2.0]]), ["s"])
+    assert res.duplicates == 2 and "microsecond" in res.notes[0]
+
+
+def test_out_of_range_times_are_refused(store_url: str) -> None:
+    with pytest.raises(DataValidationError, match="outside the supported time range"):
+        insert_frame(
+            ensure_schema(store_url),
+            "a",
+            [datetime(1000, 1, 1)],
+            np.ones((1, 1)),
+            ["x"],
+        )
+
+
+def test_a_store_at_revision_0001_upgrades_and_keeps_its_readings(store_url: str) -> None:
+    assert upgrade(store_url, "0001") == "0001"
+    engine = get_engine(store_url)
+    with engine.begin() as conn:  # what 0001-era code wrote: the set keyed by its JSON
+        conn.execute(sa.text('INSERT INTO sensor_sets (id, sensors) VALUES (1, \'["a","b"]\')'))
+        conn.execute(
+            sa.text(
+                "INSERT INTO readings (asset_id, time, sensor_set_id, sensor_values, status) "
+                "VALUES ('old', :t, 1, :v, NULL)"
+            ),
+            {
+                "t": datetime(2026, 1, 1),
+                "v": [1.0, 2.0] if "postgresql" in store_url else "[1.0, 2.0]",
+            },
+        )
+    assert upgrade(store_url) == head_revision()
+    # the old set is found by its hash: a new reading with the same sensors reuses it
+    res = insert_frame(
+        engine, "old", [datetime(2026, 1, 1, 0, 1)], np.array([[3.0, 4.0]]), ["a", "b"]
+    )
+    assert res.inserted == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM sensor_sets")).scalar() == 1
+    assert read_window_frame("old", url=store_url)["b"].tolist() == [2.0, 4.0]

@@ -49,3 +49,11 @@ class ConfigurationError(SensorGuardError):
 
 class RegistryError(SensorGuardError):
     """The model registry is unreachable or lacks the requested model/alias/version."""
+
+
+class MonitorAlert(SensorGuardError):
+    """The registry is in a state that needs a person (e.g. an ungated production model)."""
+
+
+class NothingToMonitor(SensorGuardError):
+    """There is no production model yet, so there is nothing to compare against."""

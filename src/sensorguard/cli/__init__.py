@@ -34,6 +34,9 @@ _COMMAND_MODULES = [
     "sensorguard.cli.stack_cmds",
     "sensorguard.cli.bench_cmds",
     "sensorguard.cli.monitor_cmds",
+    "sensorguard.cli.live_cmds",
+    "sensorguard.cli.assets_cmds",
+    "sensorguard.cli.jobs_cmds",
 ]
 
 

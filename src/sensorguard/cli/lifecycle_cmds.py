@@ -44,11 +44,21 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _settings() -> Any:
-    from sensorguard.config import get_settings
+def _settings(model: str | None = None) -> Any:
+    """The settings, for registered model ``model`` when given (``--model``)."""
+    from sensorguard.pipelines.fleet import settings_for
 
     _quiet_mlflow()
-    return get_settings()
+    return settings_for(model)
+
+
+_MODEL = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="Registered model = machine type, e.g. pump-centrifugal (default: "
+    "SENSORGUARD_MODEL_NAME). Each model has its own versions, aliases, gate and history.",
+)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -138,6 +148,7 @@ def train(
         help="Duplicated timestamps of an asset: error (default), last or first (row kept).",
     ),
     fail_on_reject: bool = _FAIL_ON_REJECT,
+    model: str | None = _MODEL,
 ) -> None:
     """Train a detector, log the run to MLflow and register a new model version.
 
@@ -146,13 +157,13 @@ def train(
     --no-promote, the quality gate compares the new version with production on the same
     held-out data and promotes it when it passes.
 
-    Example: sensorguard train data/pump.csv --param max_states=6
+    Example: sensorguard train data/pump.csv --param max_states=6 --model pump-centrifugal
     """
     from sensorguard.data import load_readings
     from sensorguard.pipelines.lifecycle import gate_and_promote
     from sensorguard.pipelines.training import train_and_register
 
-    settings = _settings()
+    settings = _settings(model)
     params = parse_params(param, "max_states=6")
     readings = load_readings(
         data,
@@ -165,12 +176,16 @@ def train(
     )
     for note in readings.notes:  # e.g. a column left out of the sensors: never silently
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    from sensorguard.pipelines.fleet import fleet_detector
+
+    # several assets, no --detector: per-asset calibration (measured, docs/quality.md)
+    detector, fit_params = fleet_detector(readings, detector, params, settings)
     with progress() as bar:
         task = bar.add_task("train", total=None)
         result = train_and_register(
             readings,
             detector_name=detector,
-            params=params,
+            params=fit_params,
             settings=settings,
             trigger="cli",
             holdout=holdout,
@@ -214,7 +229,7 @@ def train(
             result.eval_readings,
             settings=settings,
             trigger="cli",
-            candidate_detector=result.detector,
+            candidate_metrics=result.evaluation,
         )
         bar.update(task, total=1, completed=1)
     _print_decision(outcome.decision)
@@ -228,14 +243,40 @@ def train(
 @guarded
 def models_list(
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many versions."),
+    model: str | None = _MODEL,
 ) -> None:
-    """Versions (newest first) with aliases, lifecycle/gate tags and key metrics."""
+    """Every registered model with its production version; then the versions of one model
+    (--model, default SENSORGUARD_MODEL_NAME) with aliases, lifecycle/gate tags and key
+    metrics."""
     from rich import box
     from rich.table import Table
 
-    from sensorguard.pipelines.lifecycle import list_versions
+    from sensorguard.pipelines.fleet import list_models
+    from sensorguard.registry import list_versions
 
-    settings = _settings()
+    settings = _settings(model)
+    if model is None:
+        summaries = list_models(settings)
+        if summaries:
+            overview = Table(title="registered models", box=box.SIMPLE_HEAD, pad_edge=False)
+            for col in ("model", "production", "previous", "latest", "versions"):
+                overview.add_column(col, justify="left" if col == "model" else "right")
+            for m in summaries:
+                overview.add_row(
+                    m.name,
+                    "–" if m.production is None else f"v{m.production}",
+                    "–" if m.previous is None else f"v{m.previous}",
+                    "–" if m.latest is None else f"v{m.latest}",
+                    str(m.versions),
+                    style="bold" if m.name == settings.model_name else None,
+                )
+            console.print(overview)
+            if settings.model_name not in {m.name for m in summaries}:
+                console.print(
+                    f"versions of one model: sensorguard models list --model {summaries[0].name}",
+                    highlight=False,
+                )
+                return
     versions = list_versions(settings, limit=limit)
     table = Table(
         title=f"{settings.model_name} @ {settings.resolved_tracking_uri}",
@@ -276,13 +317,15 @@ def models_list(
 
 @models_app.command("show")
 @guarded
-def models_show(version: int = typer.Argument(..., help="Version number.")) -> None:
+def models_show(
+    version: int = typer.Argument(..., help="Version number."), model: str | None = _MODEL
+) -> None:
     """One version: aliases, tags, the training run's parameters and metrics."""
     from rich.table import Table
 
-    from sensorguard.pipelines.lifecycle import show_version
+    from sensorguard.registry import show_version
 
-    settings = _settings()
+    settings = _settings(model)
     v = show_version(version, settings)
     console.print(
         f"[bold]{settings.model_name}[/] version [bold]{v.version}[/]  "
@@ -304,14 +347,15 @@ def models_show(version: int = typer.Argument(..., help="Version number.")) -> N
 @guarded
 def models_history(
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many events."),
+    model: str | None = _MODEL,
 ) -> None:
-    """The audit trail: every promotion, rejection and rollback, newest first."""
+    """The audit trail of one model: every promotion, rejection and rollback, newest first."""
     from rich import box
     from rich.table import Table
 
-    from sensorguard.pipelines.lifecycle import history
+    from sensorguard.registry import history
 
-    settings = _settings()
+    settings = _settings(model)
     events = history(settings, limit=limit)
     if not events:
         console.print(f"no lifecycle events recorded for '{settings.model_name}' yet")
@@ -354,13 +398,15 @@ def models_promote(
     force: bool = typer.Option(False, "--force", help="Skip the gate (needs --reason)."),
     reason: str = typer.Option("", "--reason", help="Why the gate is bypassed (with --force)."),
     fail_on_reject: bool = _FAIL_ON_REJECT,
+    model: str | None = _MODEL,
 ) -> None:
     """Promote a version through the quality gate (candidate vs production, same data)."""
     from sensorguard.errors import SensorGuardError
-    from sensorguard.pipelines.lifecycle import gate_and_promote, promote, show_version
-    from sensorguard.pipelines.training import load_holdout
+    from sensorguard.pipelines.lifecycle import gate_and_promote, promote
+    from sensorguard.registry import show_version
+    from sensorguard.registry.runs import load_holdout
 
-    settings = _settings()
+    settings = _settings(model)
     if force:
         if not reason.strip():
             raise fail("--force needs --reason 'why the gate is bypassed'")
@@ -397,16 +443,39 @@ def models_promote(
 @guarded
 def models_rollback(
     reason: str = typer.Option("", "--reason", help="Why (recorded in the audit trail)."),
+    model: str | None = _MODEL,
 ) -> None:
-    """Put the previous production version back into production (one step)."""
+    """Put the previous production version of one model back into production (one step);
+    other models are not touched."""
     from sensorguard.pipelines.lifecycle import rollback
 
-    settings = _settings()
+    settings = _settings(model)
     out = rollback(settings=settings, trigger="cli", reason=reason)
     console.print(
         f"[bold green]rolled back[/]: production v{out.from_version} → v{out.to_version}; "
         f"v{out.from_version} is now '{settings.previous_alias}' (run rollback again to undo)",
         highlight=False,
+    )
+
+
+@models_app.command("sign")
+@guarded
+def models_sign(
+    version: int = typer.Argument(..., help="Version whose current artifacts are signed."),
+    model: str | None = _MODEL,
+) -> None:
+    """Sign a version's artifacts so the predictor loads it (after you reviewed them).
+
+    For versions registered before artifact signing, or whose artifacts were changed on
+    purpose. Only SensorGuard models can be signed; the key is SENSORGUARD_SIGNING_KEY
+    (default: <home>/signing.key). See docs/deployment.md, "Trust model".
+    """
+    from sensorguard.registry import sign_version
+
+    settings = _settings(model)
+    signature = sign_version(version, settings)
+    console.print(
+        f"signed v{version} of '{settings.model_name}' ({signature[:15]}…)", highlight=False
     )
 
 
@@ -422,6 +491,9 @@ def demo(
         None, "--output-dir", "-o", help="Where the plot and report go (default: <home>/demo)."
     ),
     quick: bool = typer.Option(False, "--quick", help="A smaller run (for tests and CI)."),
+    live: bool = typer.Option(
+        False, "--live", help="Then stream new readings through the live loop and show its alarms."
+    ),
 ) -> None:
     """The whole lifecycle on a simulated pump, start to finish.
 
@@ -512,6 +584,10 @@ def demo(
         )
     else:
         console.print(f"see the runs in the MLflow UI at {report.tracking_uri}", highlight=False)
+    if live:
+        from sensorguard.cli.live_cmds import live_demo
+
+        live_demo(settings)
 
 
 @guarded

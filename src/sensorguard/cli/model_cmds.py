@@ -11,8 +11,9 @@ import typer
 from sensorguard.cli._common import console, err_console, guarded, progress
 
 _MODEL_HELP = (
-    "Model: a folder saved by a detector, or a registry URI models:/NAME@ALIAS or "
-    "models:/NAME/VERSION (default: models:/<model_name>@<production_alias> from settings)."
+    "Model: a registered model name (its production version), a folder saved by a detector, "
+    "or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION "
+    "(default: models:/<model_name>@<production_alias> from settings)."
 )
 
 
@@ -21,12 +22,15 @@ def _split(value: str | None) -> list[str]:
 
 
 def _default_model(model: str | None) -> str:
-    if model:
-        return model
     from sensorguard.config import get_settings
 
     s = get_settings()
-    return f"models:/{s.model_name}@{s.production_alias}"
+    if not model:
+        return f"models:/{s.model_name}@{s.production_alias}"
+    if model.startswith("models:/") or "/" in model or Path(model).exists():
+        return model
+    # a bare name is a registered model (machine type): its production version
+    return f"models:/{model}@{s.production_alias}"
 
 
 def _load(
@@ -40,7 +44,6 @@ def _load(
     bar: Any,
 ) -> tuple[Any, Any]:
     from sensorguard.data import load_readings
-    from sensorguard.pipelines.scoring import load_model
 
     task = bar.add_task(f"reading {data.name}", total=None)
     readings = load_readings(
@@ -54,7 +57,9 @@ def _load(
     bar.update(task, total=1, completed=1)
     ref = _default_model(model)
     task = bar.add_task(f"loading model {ref}", total=None)
-    detector = load_model(ref)
+    from sensorguard.registry import load_model
+
+    detector = load_model(ref).detector
     bar.update(task, total=1, completed=1)
     return readings, detector
 
@@ -119,7 +124,7 @@ def score(
 
     from sensorguard.data import write_frame
     from sensorguard.data.loading import file_kind
-    from sensorguard.pipelines.scoring import alarm_events, detect_readings, result_frame
+    from sensorguard.scoring.readings import alarm_events, detect_readings, result_frame
 
     file_kind(output)  # refuse an unknown suffix before doing any work
     _check_plot(plot)
@@ -134,7 +139,7 @@ def score(
         task = bar.add_task(f"writing {output.name}", total=None)
         write_frame(frame, output)
         bar.update(task, total=1, completed=1)
-    extra = detector.schema_.last_extra
+    extra = detector.schema_.unused_columns(readings.X)
     if extra:
         err_console.print(
             f"[yellow]note:[/] ignored column(s) the model does not use: {', '.join(extra)}",
@@ -243,7 +248,7 @@ def evaluate(
         metrics = evaluate_detector(detector, readings)
         bar.update(task, total=1, completed=1)
     if plot is not None:
-        from sensorguard.pipelines.scoring import detect_readings
+        from sensorguard.scoring.readings import detect_readings
 
         _plot(plot, detect_readings(detector, readings), readings, f"{data.name}: evaluation")
     if as_json:

@@ -59,8 +59,10 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
+    from sensorguard.config import redact
     from sensorguard.errors import ConfigurationError
     from sensorguard.serving.app import create_app
+    from sensorguard.serving.server import uvicorn_config
     from sensorguard.serving.settings import ServingSettings
 
     overrides: dict[str, Any] = {
@@ -110,19 +112,12 @@ def serve(
     shown = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
     err_console.print(
         f"SensorGuard predictor on http://{shown}:{bound_port} serving "
-        f"models:/{settings.model_name}@{settings.alias} from {settings.resolved_registry_uri}",
+        f"models:/{settings.model_name}@{settings.alias} from "
+        f"{redact(settings.resolved_registry_uri)}",
         highlight=False,
         soft_wrap=True,
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        workers=1,
-        loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
-        log_level=log_level.lower(),
-        access_log=access_log,
-        server_header=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
+    config = uvicorn_config(
+        create_app(settings), settings, log_level=log_level.lower(), access_log=access_log
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -54,7 +54,9 @@ def stack_up(
         "--pg-url",
         envvar="SENSORGUARD_PG_URL",
         help="PostgreSQL server URL with a user that may create databases, "
-        "e.g. postgresql://postgres@127.0.0.1:5432/postgres.",
+        "e.g. postgresql://postgres@127.0.0.1:5432/postgres. With a password, prefer "
+        "SENSORGUARD_PG_URL or ~/.pgpass to the command line (argv is visible to every "
+        "local user); the services get it by environment only.",
     ),
     mlflow_port: int = typer.Option(
         5001, "--mlflow-port", min=1, max=65535, help="MLflow server port."
@@ -290,7 +292,7 @@ def store_score(
     url: str | None = typer.Option(None, "--url", help=_URL_HELP),
 ) -> None:
     """Score a stored window and write predictions and alarm events back to the store."""
-    from sensorguard.store import score_window_and_store
+    from sensorguard.pipelines.store_scoring import score_window_and_store
 
     with progress() as bar:
         bar.add_task(f"scoring {asset}", total=None)

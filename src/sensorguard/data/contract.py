@@ -21,6 +21,7 @@ first line after the header). Policies (see ``docs/data.md``):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sensorguard.errors import DataValidationError
+from sensorguard.timeutil import TIME_MAX, TIME_MIN
 
 TIME_CANDIDATES = ("timestamp", "time", "datetime", "date")
 LABEL_CANDIDATES = ("machine_status", "label", "anomaly", "status")
@@ -47,6 +49,8 @@ empty (an all-empty column is otherwise a sensor whose readings are all missing)
 
 DUPLICATE_POLICIES = ("error", "last", "first")
 DEFAULT_MIN_TRAIN_ROWS = 50
+MAX_TRAIN_SENSORS = 2_000
+"""Sensors per trained model (see :func:`validate_for_training` for the reason)."""
 MOSTLY_MISSING = 0.5
 """A sensor column with a larger fraction of missing values gets a note."""
 MOSTLY_NUMERIC = 0.5
@@ -118,6 +122,11 @@ class Readings:
         if self.asset_column is None:
             return []
         return [str(a) for a in pd.unique(self.frame[self.asset_column])]
+
+    def asset_blocks(self) -> list[np.ndarray]:
+        """Row positions of each asset, assets in row order (one block without an asset
+        column). Scoring runs block by block: smoothing and alarms never cross assets."""
+        return row_blocks(None if self.asset_column is None else self.asset, len(self))
 
     @property
     def extra_columns(self) -> list[str]:
@@ -211,6 +220,25 @@ class Readings:
         )
 
 
+def row_blocks(groups: Any, n: int, *, sort: bool = False) -> list[np.ndarray]:
+    """Row positions per group (e.g. asset id), each block in row order.
+
+    Groups come in order of first appearance, or of their sorted values with ``sort``;
+    ``groups=None`` is one block of all ``n`` rows. Contiguous groups (readings sorted
+    by asset) are cut at their boundaries instead of searched."""
+    if groups is None or n == 0:
+        return [np.arange(n)]
+    values = np.asarray(groups)
+    if values.shape[0] != n:
+        raise ValueError(f"{values.shape[0]} group labels for {n} rows")
+    codes, _ = pd.factorize(values, sort=sort, use_na_sentinel=False)
+    if (np.diff(codes) >= 0).all():
+        edges = np.flatnonzero(np.diff(codes)) + 1
+        bounds = np.concatenate([[0], edges, [n]])
+        return [np.arange(a, b) for a, b in itertools.pairwise(bounds)]
+    return [np.flatnonzero(codes == c) for c in range(int(codes.max()) + 1)]
+
+
 @dataclass(frozen=True)
 class _Where:
     """Formats row positions for messages."""
@@ -275,54 +303,140 @@ def _parse_times(raw: pd.Series, col: str, where: _Where, notes: list[str]) -> p
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         parsed = raw
     elif pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-        parsed = pd.to_datetime(raw.astype("float64"), unit="s", errors="coerce")
+        seconds = raw.to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            inside = (seconds >= TIME_MIN.timestamp()) & (seconds <= TIME_MAX.timestamp())
+        _refuse_out_of_range(raw, ~inside, col, where, "Unix epoch seconds")
+        parsed = pd.Series(pd.to_datetime(seconds, unit="s"), index=raw.index)
         notes.append(f"time column '{col}' is numeric: read as Unix epoch seconds")
     else:
-        text = raw.astype(str).str.strip()
-        parsed = _to_datetime(text)
-        bad = parsed.isna()
-        if bad.any():
-            pos = np.flatnonzero(bad.to_numpy())
-            raise DataValidationError(
-                f"{where.source}: time column '{col}' has an unparseable value "
-                f"{text.iloc[int(pos[0])]!r} at {where.row(int(pos[0]))} "
-                f"({len(pos)} bad value(s): {where.rows(pos.tolist())})",
-                "use ISO 8601 times such as 2026-01-01T00:00:00, or name the right "
-                "column with --time-column",
-            )
+        parsed = _parse_text_times(raw.astype(str).str.strip(), col, where, notes)
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
         notes.append(f"time column '{col}' had time zones: converted to UTC")
+    _refuse_out_of_range(raw, ~((parsed >= TIME_MIN) & (parsed <= TIME_MAX)).to_numpy(), col, where)
     return parsed.astype("datetime64[ns]").rename(col)
 
 
-def _to_datetime(text: pd.Series) -> pd.Series:
-    """Parse strings: ISO 8601 first (fast), then pandas' mixed-format inference, then
-    the same in UTC (mixed time-zone offsets). The attempt with fewest failures wins."""
+def _refuse_out_of_range(
+    raw: pd.Series, bad: np.ndarray, col: str, where: _Where, unit: str | None = None
+) -> None:
+    """Times outside the nanosecond range would silently become missing (NaT) or crash."""
+    if not bad.any():
+        return
+    pos = np.flatnonzero(bad)
+    hint = "numeric times are Unix epoch seconds since 1970 (not milliseconds)" if unit else ""
+    raise DataValidationError(
+        f"{where.source}: time column '{col}' has the value {_cell(raw.iloc[int(pos[0])])!r} at "
+        f"{where.row(int(pos[0]))}, outside the supported range {TIME_MIN.date()} .. "
+        f"{TIME_MAX.date()} ({len(pos)} such value(s): {where.rows(pos.tolist())})",
+        (hint + "; " if hint else "") + "fix or delete those rows",
+    )
+
+
+def _cell(value: Any) -> Any:
+    """A cell for a message: numpy scalars as plain Python values."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _parse_text_times(text: pd.Series, col: str, where: _Where, notes: list[str]) -> pd.Series:
+    """Strings to times by one rule for the whole column (see ``docs/data.md``):
+
+    1. ISO 8601 (several offsets are converted to UTC);
+    2. else one format guessed from the first value, read month first and day first: the
+       reading that fits every row is used (with a note); when both fit and differ, the
+       column is ambiguous and refused;
+    3. a column mixing formats is refused, naming a row of each: per-value inference
+       reads "02/01/2026" as 1 February next to ISO dates, moving rows by up to a month.
+    """
     import warnings
 
-    tried: list[tuple[int, pd.Series]] = []
-    attempts: list[dict[str, Any]] = [
-        {"format": "ISO8601"},
-        {"format": "mixed"},
-        {"format": "mixed", "utc": True},
-    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for kwargs in attempts:
-            try:
-                out = pd.to_datetime(text, errors="coerce", **kwargs)
-            except (ValueError, TypeError, OverflowError):
-                continue
-            if not pd.api.types.is_datetime64_any_dtype(out.dtype):
-                continue
-            n_bad = int(out.isna().sum())
-            if n_bad == 0:
-                return out
-            tried.append((n_bad, out))
-    if not tried:
-        return pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-    return min(tried, key=lambda item: item[0])[1]
+        iso = _try_to_datetime(text, format="ISO8601")
+        if iso is None:  # several offsets
+            iso = _try_to_datetime(text, format="ISO8601", utc=True)
+        if iso is not None and not iso.isna().any():
+            return iso
+        not_iso = np.ones(len(text), dtype=bool) if iso is None else iso.isna().to_numpy()
+        if not not_iso.all():  # some ISO 8601, some not
+            others = _try_to_datetime(text[not_iso], format="mixed")
+            readable = np.zeros(len(text), dtype=bool)
+            if others is not None:
+                readable[np.flatnonzero(not_iso)] = others.notna().to_numpy()
+            if readable.any():
+                _refuse_mixed(text, readable, np.flatnonzero(~not_iso)[0], col, where)
+            _refuse_unparseable(text, not_iso, col, where)
+        return _one_guessed_format(text, col, where, notes)
+
+
+def _try_to_datetime(text: pd.Series, **kwargs: Any) -> pd.Series | None:
+    try:
+        out = pd.to_datetime(text, errors="coerce", **kwargs)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return out if pd.api.types.is_datetime64_any_dtype(out.dtype) else None
+
+
+def _one_guessed_format(text: pd.Series, col: str, where: _Where, notes: list[str]) -> pd.Series:
+    from pandas.tseries.api import guess_datetime_format
+
+    first = str(text.iloc[0])
+    readings: dict[str, pd.Series] = {}
+    for dayfirst in (False, True):
+        fmt = guess_datetime_format(first, dayfirst=dayfirst)
+        if fmt is not None and fmt not in readings:
+            out = _try_to_datetime(text, format=fmt)
+            if out is not None:
+                readings[fmt] = out
+    fitting = {f: out for f, out in readings.items() if not out.isna().any()}
+    if len(fitting) == 2:
+        (f1, a), (f2, b) = fitting.items()
+        if not a.equals(b):
+            raise DataValidationError(
+                f"{where.source}: time column '{col}' can be read day first or month first "
+                f"(every value fits both {f1} and {f2}; {first!r} at {where.row(0)} is "
+                f"{a.iloc[0]:%d %B} or {b.iloc[0]:%d %B})",
+                "write ISO 8601 times such as 2026-01-02T00:00:00",
+            )
+    if fitting:
+        fmt, out = next(iter(fitting.items()))
+        notes.append(f"time column '{col}' is not ISO 8601: read with the format {fmt}")
+        return out
+    mixed = _try_to_datetime(text, format="mixed")
+    if mixed is not None and mixed.notna().all() and readings:
+        best = min(readings.values(), key=lambda out: int(out.isna().sum()))
+        _refuse_mixed(text, best.isna().to_numpy(), 0, col, where, iso=False)
+    bad = np.ones(len(text), dtype=bool) if mixed is None else mixed.isna().to_numpy()
+    _refuse_unparseable(text, bad, col, where)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refuse_mixed(
+    text: pd.Series, other: np.ndarray, ref: int, col: str, where: _Where, iso: bool = True
+) -> None:
+    pos = np.flatnonzero(other)
+    kind = "ISO 8601" if iso else f"the format of {where.row(int(ref))}"
+    raise DataValidationError(
+        f"{where.source}: time column '{col}' mixes time formats: {text.iloc[int(pos[0])]!r} at "
+        f"{where.row(int(pos[0]))} next to {text.iloc[int(ref)]!r} at {where.row(int(ref))} "
+        f"({len(pos)} row(s) not in {kind}: {where.rows(pos.tolist())})",
+        "write every time in one format, preferably ISO 8601 (2026-01-02T00:00:00); mixed "
+        "formats are ambiguous (is 02/01 the 2nd of January or the 1st of February?)",
+    )
+
+
+def _refuse_unparseable(text: pd.Series, bad: np.ndarray, col: str, where: _Where) -> None:
+    pos = np.flatnonzero(bad)
+    if not len(pos):
+        return
+    raise DataValidationError(
+        f"{where.source}: time column '{col}' has an unparseable value "
+        f"{text.iloc[int(pos[0])]!r} at {where.row(int(pos[0]))} "
+        f"({len(pos)} bad value(s): {where.rows(pos.tolist())})",
+        "use ISO 8601 times such as 2026-01-01T00:00:00, or name the right "
+        "column with --time-column",
+    )
 
 
 def label_to_binary(labels: pd.Series, col: str, source: str) -> np.ndarray:
@@ -541,6 +655,14 @@ def _validate(
     ordered = roles + [c for c in columns if c not in roles]
     frame = frame[ordered]
 
+    values = frame[sensors].to_numpy(dtype=np.float64)
+    if np.isnan(values).all():
+        # scoring it would report "0 in alarm" for a machine nobody can see
+        raise DataValidationError(
+            f"{source}: no sensor has a value: every cell of the {len(sensors)} sensor "
+            f"column(s) ({_list(sensors)}) is empty in all {len(frame):,} rows",
+            "check the separator and the export (a sensor cell is a number; empty = missing)",
+        )
     for col in sensors:
         frac = float(frame[col].isna().mean())
         if frac == 1.0:
@@ -635,6 +757,22 @@ def validate_for_training(
     Returns ``readings`` unchanged so it can be chained.
     """
     check_min_rows(readings, min_rows)
+    k, n = len(readings.sensors), len(readings)
+    if k > MAX_TRAIN_SENSORS:
+        raise DataValidationError(
+            f"{readings.source}: {k:,} sensors; training takes at most "
+            f"{MAX_TRAIN_SENSORS:,} sensors per model",
+            "the detectors learn how sensors move together (a sensors x sensors matrix, "
+            "~5.9 GB and no answer after 120 s at 10,000): train one model per subsystem "
+            "(--ignore-columns, or one file per subsystem)",
+        )
+    if k >= n:
+        raise DataValidationError(
+            f"{readings.source}: {k:,} sensors but only {n:,} readings: training needs more "
+            "readings than sensors",
+            "with fewer readings than sensors, how the sensors move together cannot be "
+            "learned (the covariance is singular); provide a longer history or fewer sensors",
+        )
     X = readings.X.to_numpy(dtype=np.float64)
     present = ~np.isnan(X)
     empty = [s for s, n in zip(readings.sensors, present.sum(axis=0), strict=True) if n == 0]

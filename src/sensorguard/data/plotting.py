@@ -15,11 +15,6 @@ _MAX_POINTS = 3000
 _SHADES = {"BROKEN": ("#d62728", 0.18), "RECOVERING": ("#ff7f0e", 0.12), "1": ("#d62728", 0.18)}
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
-
-
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
@@ -83,9 +78,22 @@ def plot_readings(
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
         if status is not None:
+            # matplotlib shades the runs of ``where`` itself (no runs helper needed here)
+            band = ax.get_xaxis_transform()  # x in data, y from 0 to 1 of the axes
             for key, (color, alpha) in _SHADES.items():
-                for a, b in _runs(status == key):
-                    ax.axvspan(t[a], t[min(b, n - 1)], color=color, alpha=alpha, linewidth=0)
+                mask = status == key
+                if mask.any():
+                    ax.fill_between(
+                        t,
+                        0,
+                        1,
+                        where=mask,
+                        step="post",
+                        transform=band,
+                        color=color,
+                        alpha=alpha,
+                        linewidth=0,
+                    )
     axes[0, 0].set_title(title or f"{readings.source} ({n:,} readings)", fontsize=10)
     fig.tight_layout()
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,14 @@ served artifacts, and the predictor pointed at it.
 Each service runs in its own session (process group) with a pid file and a log under
 ``<home>/stack/``; ``down`` sends SIGTERM to the group and SIGKILL after a timeout. A pid
 file is trusted only while that pid still runs the command it recorded, so a stale file
-never makes us signal an unrelated process.
+never makes us signal an unrelated process. When only the leader died (MLflow's parent
+killed, its uvicorn worker reparented and still holding the port), the group is still
+found — members of the recorded session started after it — and ``down`` stops them.
+
+Secrets never reach process arguments or the pid file: the MLflow backend URI (it holds
+the PostgreSQL password) is passed as ``MLFLOW_BACKEND_STORE_URI`` in the environment,
+which only the same user can read (``/proc/<pid>/environ`` is mode 0400), and anything
+recorded is passed through :func:`sensorguard.config.redact`.
 
 MLflow runs lean: one uvicorn worker (the default of 4 plus the job runner's 7 huey
 processes needs ~2.2 GB, and several workers per process add a keep-alive delay) and no
@@ -28,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from sensorguard.config import redact
 from sensorguard.errors import ConfigurationError, SensorGuardError
 
 SERVICES = ("mlflow", "predictor")
@@ -135,14 +143,13 @@ def allowed_hosts(port: int) -> str:
     )
 
 
-def mlflow_command(cfg: StackConfig, backend_uri: str) -> list[str]:
+def mlflow_command(cfg: StackConfig) -> list[str]:
+    """The MLflow server's argv; the backend URI goes in :func:`mlflow_env` (a secret)."""
     return [
         sys.executable,
         "-m",
         "mlflow",
         "server",
-        "--backend-store-uri",
-        backend_uri,
         "--serve-artifacts",
         "--artifacts-destination",
         str(cfg.artifacts_dir),
@@ -159,6 +166,11 @@ def mlflow_command(cfg: StackConfig, backend_uri: str) -> list[str]:
 
 def lean_mlflow_env() -> dict[str, str]:
     return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def mlflow_env(backend_uri: str) -> dict[str, str]:
+    """``mlflow server`` reads its backend from the environment: no password in argv."""
+    return {**lean_mlflow_env(), "MLFLOW_BACKEND_STORE_URI": backend_uri}
 
 
 def sensorguard_command(*args: str) -> list[str]:
@@ -251,7 +263,7 @@ def start_service(
     stat = _proc_stat(proc.pid)
     record = {
         "pid": proc.pid,
-        "cmd": cmd,
+        "cmd": [redact(c) for c in cmd],
         "url": url,
         "started": time.time(),
         "proc_start": stat[19] if stat else None,  # kernel start time, against pid reuse
@@ -304,26 +316,53 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:])
 
 
+def orphans(record: dict[str, Any]) -> list[int]:
+    """Live members of the service's session whose leader is gone (e.g. MLflow's worker
+    after its parent was killed): same process group and session id as the recorded pid
+    (``start_new_session`` made it the leader of both), started no earlier than it, so a
+    reused pid is never taken for ours. Empty off Linux (no procfs)."""
+    pid = int(record["pid"])
+    started = record.get("proc_start")
+    out = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        stat = _proc_stat(int(entry.name))
+        if stat is None or int(entry.name) == pid or stat[0] == "Z":
+            continue
+        ours = int(stat[2]) == pid and int(stat[3]) == pid
+        if ours and (started is None or int(stat[19]) >= int(started)):
+            out.append(int(entry.name))
+    return sorted(out)
+
+
+def _running(record: dict[str, Any]) -> bool:
+    return _alive(record) or bool(orphans(record))
+
+
 def stop_service(sdir: Path, name: str, timeout: float = 15.0) -> str:
-    """SIGTERM the service's process group, SIGKILL after ``timeout``; remove the pid file."""
+    """SIGTERM the service's process group, SIGKILL after ``timeout``; remove the pid file.
+
+    Also when only the leader is gone: its orphaned group members are stopped the same way.
+    """
     record = _read_pid(sdir, name)
     pid_path = _pid_file(sdir, name)
     if record is None:
         return "not running"
-    if not _alive(record):
+    leader = _alive(record)
+    left = orphans(record)
+    if not leader and not left:
         pid_path.unlink(missing_ok=True)
         return "not running (stale pid file removed)"
     pid = int(record["pid"])
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(record):
+    while time.monotonic() < deadline and _running(record):
         time.sleep(0.1)
-    outcome = "stopped"
-    if _alive(record):
+    outcome = "stopped" if leader else f"stopped {len(left)} orphaned process(es) of its group"
+    if _running(record):
         _signal_group(pid, signal.SIGKILL)
         outcome = f"killed (no exit {timeout:.0f}s after SIGTERM)"
         for _ in range(50):
-            if not _alive(record):
+            if not _running(record):
                 break
             time.sleep(0.1)
     pid_path.unlink(missing_ok=True)
@@ -331,14 +370,14 @@ def stop_service(sdir: Path, name: str, timeout: float = 15.0) -> str:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
+    # we started it with start_new_session, so its pid is the group id, and the group
+    # outlives the leader as long as a member runs
     try:
-        # we started it with start_new_session, so it leads its own group
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
+        os.killpg(pid, sig)
     except ProcessLookupError:
-        pass
+        return
+    except PermissionError:  # not our group (cannot happen for a verified record)
+        return
 
 
 # --------------------------------------------------------------------------- stack
@@ -373,8 +412,8 @@ def up(cfg: StackConfig, on_step: Callable[[str], None] | None = None) -> list[S
     plan = [
         (
             "mlflow",
-            mlflow_command(cfg, backend),
-            {**lean_mlflow_env(), **cfg.extra_env},
+            mlflow_command(cfg),
+            {**mlflow_env(backend), **cfg.extra_env},
             mlflow_url,
             "/health",
         )
@@ -393,6 +432,12 @@ def up(cfg: StackConfig, on_step: Callable[[str], None] | None = None) -> list[S
     try:
         for name, cmd, env, url, health in plan:
             existing = _read_pid(sdir, name)
+            if existing and not _alive(existing) and orphans(existing):
+                raise StackError(
+                    f"{name}'s process {existing['pid']} exited but its group still runs "
+                    f"(pid {', '.join(map(str, orphans(existing)))}) and may hold {url}",
+                    "run `sensorguard stack down` first",
+                )
             if existing and _alive(existing):
                 if existing.get("url") != url:
                     raise StackError(
@@ -432,7 +477,14 @@ def status(home: Path) -> list[ServiceInfo]:
         running = _alive(record)
         url = str(record.get("url", ""))
         info = ServiceInfo(name, int(record["pid"]), url, log, running=running)
-        if not running:
+        left = [] if running else orphans(record)
+        if left:
+            info.running = True
+            info.detail = (
+                f"its process {record['pid']} exited but its group still runs "
+                f"(pid {', '.join(map(str, left))}): `sensorguard stack down` stops it"
+            )
+        elif not running:
             info.detail = "exited (see log)"
         elif name == "mlflow":
             info.healthy = http_ok(url + "/health")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sensorguard.detectors.events import rolling_mean
+
 MAD_TO_STD = 1.4826
 
 
@@ -24,3 +26,11 @@ def quantile_threshold(scores: np.ndarray, quantile: float, margin: float) -> fl
         return float(margin)
     q = float(np.quantile(s, quantile))
     return float(margin * q) if q > 0 else float(margin * (np.max(s) or 1.0))
+
+
+def smoothed_threshold(
+    score: np.ndarray, quantile: float, margin: float, smooth_window: int
+) -> float:
+    """``margin`` × the ``quantile`` of the training scores after the alarm's smoothing
+    (the smoothed scores are what the threshold is compared with)."""
+    return quantile_threshold(rolling_mean(score, smooth_window), quantile, margin)

@@ -12,179 +12,34 @@ Conventions follow scikit-learn and river's anomaly API:
   sensor adds to each reading's score; the top sensors are the ones to blame.
 * ``detect(X)`` bundles score, the smoothed alarm decision (events with a start and an
   end, not flickering points), the nearest operating state and the contributions.
+* The alarm decision is one fitted value, ``alarm_rule_``
+  (:class:`~sensorguard.detectors.alarm.AlarmRule`): batch flags and the live tracker.
 
-Persistence is pickle-free: ``save(dir)`` writes ``detector.json`` (parameters, schema,
-scalars) and ``arrays.npz`` (learned arrays, loaded with ``allow_pickle=False``).
-Detectors holding third-party estimators override ``_save_extra``/``_load_extra``.
+The sensor schema (order, gap filling, input checks) is
+:class:`~sensorguard.detectors.schema.SensorSchema`. Persistence is pickle-free:
+``save(dir)`` writes ``detector.json`` (parameters, schema, scalars) and ``arrays.npz``
+(learned arrays, loaded with ``allow_pickle=False``). Detectors holding third-party
+estimators override ``_save_extra``/``_load_extra``.
 """
 
 from __future__ import annotations
 
+import abc
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
-from sensorguard.detectors._stats import quantile_threshold
-from sensorguard.detectors.events import confirm_events, hysteresis, rolling_mean
-from sensorguard.errors import DataValidationError, NotFittedError, SchemaMismatchError
-
-MISSING_POLICY = "ffill-then-median"
-"""Sensor dropouts (NaN) are filled with the sensor's last valid value in the same batch,
-and with the median of the training data when there is none. The policy and the medians
-are stored with the fitted model."""
-
-EXTRA_COLUMNS_POLICIES = ("ignore", "error")
-
-
-@dataclass
-class SensorSchema:
-    """The sensors a model was trained on, in order, plus how gaps are filled.
-
-    ``prepare`` enforces it when scoring: a missing sensor is an error naming it, column
-    order never matters, and extra columns are ignored (``extra_columns="ignore"``, the
-    default; they are reported in ``last_extra``) or refused (``"error"``).
-    """
-
-    sensors: list[str]
-    fill_values: list[float]
-    missing_policy: str = MISSING_POLICY
-    extra_columns: str = "ignore"
-    last_extra: list[str] = field(default_factory=list, compare=False, repr=False)
-
-    @classmethod
-    def from_training(cls, X: pd.DataFrame, extra_columns: str = "ignore") -> SensorSchema:
-        frame = _as_frame(X)
-        values = _numeric_block(frame, list(frame.columns))
-        if values.shape[0] == 0:
-            raise DataValidationError("no readings to train on", "provide at least one row")
-        with np.errstate(all="ignore"):
-            med = np.nanmedian(values, axis=0) if values.size else np.zeros(values.shape[1])
-        empty = [str(c) for c, m in zip(frame.columns, med, strict=True) if np.isnan(m)]
-        if empty:
-            raise DataValidationError(
-                f"sensor column(s) {', '.join(empty)} contain no values",
-                "drop the empty column(s) or provide readings for them",
-            )
-        return cls(
-            sensors=[str(c) for c in frame.columns],
-            fill_values=[float(m) for m in med],
-            extra_columns=extra_columns,
-        )
-
-    def prepare(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Return a float64 ``(n, n_sensors)`` array in schema order, gaps filled."""
-        if isinstance(X, np.ndarray):
-            arr = np.asarray(X, dtype=np.float64)
-            if arr.ndim != 2 or arr.shape[1] != len(self.sensors):
-                raise SchemaMismatchError(
-                    f"expected an array with {len(self.sensors)} sensor columns "
-                    f"({', '.join(self.sensors)}), got shape {arr.shape}",
-                    "pass a DataFrame with named sensor columns",
-                )
-            self.last_extra = []
-            return self._fill(arr.copy())
-        frame = _as_frame(X)
-        cols = [str(c) for c in frame.columns]
-        if cols != [c for c in frame.columns]:
-            frame = frame.set_axis(cols, axis=1)
-        present = set(cols)
-        missing = [s for s in self.sensors if s not in present]
-        if missing:
-            raise SchemaMismatchError(
-                f"missing sensor column(s): {', '.join(missing)}",
-                f"the model was trained on: {', '.join(self.sensors)}",
-                missing=missing,
-            )
-        known = set(self.sensors)
-        extra = [c for c in cols if c not in known]
-        if extra and self.extra_columns == "error":
-            raise SchemaMismatchError(
-                f"unexpected column(s): {', '.join(extra)}",
-                "drop them, or use a model saved with extra_columns='ignore'",
-                extra=extra,
-            )
-        self.last_extra = extra
-        arr = _numeric_block(frame, self.sensors)
-        return self._fill(arr)
-
-    def _fill(self, arr: np.ndarray) -> np.ndarray:
-        mask = np.isnan(arr)
-        if not mask.any():
-            return arr
-        # forward fill along time, column by column, vectorised through index propagation
-        n = arr.shape[0]
-        idx = np.where(~mask, np.arange(n)[:, None], 0)
-        np.maximum.accumulate(idx, axis=0, out=idx)
-        filled = arr[idx, np.arange(arr.shape[1])[None, :]]
-        still = np.isnan(filled)
-        if still.any():
-            fill = np.broadcast_to(np.asarray(self.fill_values, dtype=np.float64), arr.shape)
-            filled[still] = fill[still]
-        return filled
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sensors": list(self.sensors),
-            "fill_values": list(self.fill_values),
-            "missing_policy": self.missing_policy,
-            "extra_columns": self.extra_columns,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SensorSchema:
-        return cls(
-            sensors=list(d["sensors"]),
-            fill_values=[float(v) for v in d["fill_values"]],
-            missing_policy=d.get("missing_policy", MISSING_POLICY),
-            extra_columns=d.get("extra_columns", "ignore"),
-        )
-
-
-def _as_frame(X: Any) -> pd.DataFrame:
-    if isinstance(X, pd.DataFrame):
-        return X
-    if isinstance(X, np.ndarray):
-        arr = np.atleast_2d(X)
-        return pd.DataFrame(arr, columns=[f"s{i}" for i in range(arr.shape[1])])
-    raise DataValidationError(
-        f"expected a pandas DataFrame of sensor columns, got {type(X).__name__}",
-        "load readings with sensorguard.data.load_readings",
-    )
-
-
-def _numeric_block(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """Columns as float64; a non-numeric value is an error naming column and row."""
-    if all(frame[c].dtype.kind in "fiu" for c in columns):
-        # one block copy: ~4x faster than filling a C-ordered array column by column
-        block = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
-        if not (block.flags.owndata and block.flags.writeable):
-            block = block.copy(order="C")  # never hand out a view of the caller's frame
-        return np.ascontiguousarray(block)
-    out = np.empty((len(frame), len(columns)), dtype=np.float64)
-    for j, col in enumerate(columns):
-        s = frame[col]
-        if s.dtype.kind in "fiu":
-            out[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-            continue
-        if s.dtype.kind == "b":
-            out[:, j] = s.to_numpy(dtype=np.float64)
-            continue
-        conv = pd.to_numeric(s, errors="coerce")
-        bad = conv.isna() & s.notna()
-        if bad.any():
-            pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataValidationError(
-                f"sensor column '{col}' has a non-numeric value {s.iloc[pos]!r} "
-                f"at row {pos} ({int(bad.sum())} such value(s) in total)",
-                "sensor values must be numbers; use an empty cell for a missing reading",
-            )
-        out[:, j] = conv.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
+from sensorguard import errors
+from sensorguard.detectors.alarm import AlarmRule
+from sensorguard.detectors.events import SCORE_CAP
+from sensorguard.detectors.params import Rule, check_params
+from sensorguard.detectors.schema import MISSING_POLICY, SensorSchema
 
 
 @dataclass
@@ -223,60 +78,106 @@ class DetectionResult:
         )
 
 
+@dataclass
+class Computed:
+    """What a detector's compute hook yields for prepared readings (one row each)."""
+
+    score: np.ndarray
+    contributions: np.ndarray | None = None
+    """``(n, n_sensors)``, non-negative; ``None`` when not asked for."""
+    state: np.ndarray | None = None
+    """Nearest operating state per reading; ``None`` for detectors without states."""
+
+    def states(self) -> np.ndarray:
+        if self.state is None:
+            return np.full(self.score.shape[0], -1, dtype=np.int64)
+        return np.asarray(self.state, dtype=np.int64)
+
+
 @runtime_checkable
 class Detector(Protocol):
     """What every detector offers. ``BaseDetector`` implements the plumbing."""
 
     name: ClassVar[str]
     threshold_: float
+    alarm_rule_: AlarmRule
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> Self: ...
     def score_samples(self, X: pd.DataFrame) -> np.ndarray: ...
     def contributions(self, X: pd.DataFrame) -> np.ndarray: ...
     def predict(self, X: pd.DataFrame) -> np.ndarray: ...
     def detect(self, X: pd.DataFrame) -> DetectionResult: ...
+    def score_one(self, row: np.ndarray) -> Computed: ...
     def save(self, path: str | Path) -> Path: ...
 
 
-class BaseDetector(BaseEstimator):  # type: ignore[misc]
-    """Plumbing shared by detectors: schema enforcement, persistence, ``detect``.
+@runtime_checkable
+class StreamingDetector(Protocol):
+    """A detector whose score carries a filter state from reading to reading
+    (drift-robust's baseline). Live scoring keeps one state per stream (asset), so a
+    stream cut into any pieces scores like one pass; the state converts to and from a
+    JSON-able dict for checkpoints."""
 
-    Subclasses implement ``_fit(A)``, ``_score(A)`` and ``_contributions(A)`` on the
-    prepared float array ``A`` (rows in time order, columns in schema order), may
-    override ``_state(A)`` and ``_alarm(score)``, and set ``threshold_`` in ``_fit``.
+    def score_stream(
+        self, X: pd.DataFrame | np.ndarray, state: Any = None
+    ) -> tuple[Computed, Any]: ...
+    def stream_state_to_dict(self, state: Any) -> dict[str, Any]: ...
+    def stream_state_from_dict(self, data: dict[str, Any]) -> Any: ...
+
+
+class NotFittedError(errors.NotFittedError, SklearnNotFittedError):
+    """A detector was used before ``fit``; also scikit-learn's ``NotFittedError``, so code
+    that catches that one catches this too."""
+
+
+class BaseDetector(BaseEstimator, abc.ABC):  # type: ignore[misc]
+    """Plumbing shared by detectors: parameter checks, schema, persistence, the alarm.
+
+    A detector implements two hooks on the prepared float array ``A`` (rows in time
+    order, columns in schema order): ``_fit(A)``, which learns and sets ``threshold_``,
+    and ``_compute(A, want_contrib)`` -> :class:`Computed`, from which ``score_samples``,
+    ``contributions``, ``detect`` and ``score_one`` all derive (one pass each). The alarm
+    decision is the fitted :class:`~sensorguard.detectors.alarm.AlarmRule`
+    ``alarm_rule_``, built from ``threshold_`` and the detector's alarm parameters.
+    Parameter rules live on the class (``param_rules``) and are checked when ``fit``
+    starts; ``param_aliases`` maps former parameter names to today's (saved models and
+    ``make_detector`` accept both).
     """
 
     name: ClassVar[str] = "base"
+    param_rules: ClassVar[dict[str, Rule]] = {}
+    param_aliases: ClassVar[dict[str, str]] = {}
 
     # ---- to implement
+    @abc.abstractmethod
     def _fit(self, A: np.ndarray) -> None:
-        raise NotImplementedError
+        """Learn from the prepared training array; set ``threshold_``."""
 
-    def _score(self, A: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        """Score (and contributions, operating state) of prepared readings."""
 
-    def _contributions(self, A: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def _state(self, A: np.ndarray) -> np.ndarray:
-        return np.full(A.shape[0], -1, dtype=np.int64)
-
-    def _alarm(self, score: np.ndarray) -> np.ndarray:
-        """Point alarms -> smoothed alarm flags. Default: plain threshold."""
-        return score > self.threshold_
+    def _fit_alarm_rule(self) -> AlarmRule:
+        """The alarm rule: ``threshold_`` plus the detector's alarm parameters."""
+        return AlarmRule.from_params(self.threshold_, self.get_params(deep=False))
 
     # ---- public API
     def fit(self, X: pd.DataFrame, y: Any = None) -> Self:
         """Learn normal behaviour from ``X`` (sensor columns only). ``y`` is ignored."""
+        check_params(self.name, type(self), self.get_params(deep=False))
         self.schema_ = SensorSchema.from_training(X)
         A = self.schema_.prepare(X)
         self.n_features_in_ = A.shape[1]
         self.feature_names_in_ = np.asarray(self.schema_.sensors, dtype=object)
         self._fit(A)
+        self.alarm_rule_ = self._fit_alarm_rule()
         return self
 
-    def check_is_fitted(self) -> None:
-        if not hasattr(self, "schema_") or not hasattr(self, "threshold_"):
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "schema_") and hasattr(self, "threshold_")
+
+    def _require_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet",
                 "call fit() with normal readings first, or load a trained model",
@@ -284,46 +185,68 @@ class BaseDetector(BaseEstimator):  # type: ignore[misc]
 
     @property
     def sensors(self) -> list[str]:
-        self.check_is_fitted()
+        self._require_fitted()
         return list(self.schema_.sensors)
 
     def prepare(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        self.check_is_fitted()
+        self._require_fitted()
         return self.schema_.prepare(X)
 
+    def compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        """The compute hook on a prepared array, with scores made safe: a score that
+        overflowed (a huge reading) is capped at ``SCORE_CAP`` and its non-finite
+        contributions too, so it alarms and blames the sensor instead of blinding the
+        smoothing."""
+        # overflow in the arithmetic of a huge reading is expected and handled by _safe
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _safe(self._compute(A, want_contrib))
+
     def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        return self._score(self.prepare(X))
+        return self.compute(self.prepare(X), want_contrib=False).score
 
     def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        return self._contributions(self.prepare(X))
+        out = self.compute(self.prepare(X), want_contrib=True).contributions
+        assert out is not None
+        return out
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """1 for readings inside an alarm, 0 otherwise (after smoothing)."""
-        return self._alarm(self.score_samples(X)).astype(np.int64)
+        score = self.score_samples(X)
+        return self.alarm_rule_.flags(score).astype(np.int64)
 
     def detect(self, X: pd.DataFrame | np.ndarray) -> DetectionResult:
-        A = self.prepare(X)
-        score = self._score(A)
+        """Score, alarms, nearest state and contributions in one pass over the data."""
+        c = self.compute(self.prepare(X), want_contrib=True)
+        assert c.contributions is not None
         return DetectionResult(
-            score=score,
-            is_anomaly=self._alarm(score),
-            state=self._state(A),
-            contributions=self._contributions(A),
+            score=c.score,
+            is_anomaly=self.alarm_rule_.flags(c.score),
+            state=c.states(),
+            contributions=c.contributions,
             sensors=list(self.schema_.sensors),
             threshold=float(self.threshold_),
         )
 
+    def score_one(self, row: np.ndarray) -> Computed:
+        """One gap-free reading in schema order (shape ``(n_sensors,)`` or
+        ``(1, n_sensors)``): score, contributions and state, as arrays of length 1.
+        The live fast path; detectors override it when a single row can skip the batch
+        bookkeeping (the results are the same)."""
+        return self.compute(np.asarray(row, dtype=np.float64).reshape(1, -1), True)
+
     # ---- persistence (pickle-free)
     def save(self, path: str | Path) -> Path:
-        self.check_is_fitted()
+        self._require_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         scalars: dict[str, Any] = {}
         for key, value in vars(self).items():
-            if not key.endswith("_") or key.startswith("_") or key == "schema_":
+            if not key.endswith("_") or key.startswith("_"):
                 continue
-            if key == "feature_names_in_":
+            # the schema is saved on its own; the alarm rule and feature names are
+            # rebuilt from what is saved
+            if key in ("schema_", "alarm_rule_", "feature_names_in_"):
                 continue
             if isinstance(value, np.ndarray):
                 if value.dtype == object:
@@ -353,7 +276,9 @@ class BaseDetector(BaseEstimator):  # type: ignore[misc]
 
     @classmethod
     def _from_saved(cls, path: Path, meta: dict[str, Any]) -> Self:
-        obj = cls(**meta["params"])
+        # parameters saved under a former name load under today's
+        params = {cls.param_aliases.get(k, k): v for k, v in meta["params"].items()}
+        obj = cls(**params)
         obj.schema_ = SensorSchema.from_dict(meta["schema"])
         for key, value in meta["scalars"].items():
             setattr(obj, key, value)
@@ -363,70 +288,25 @@ class BaseDetector(BaseEstimator):  # type: ignore[misc]
         obj.n_features_in_ = len(obj.schema_.sensors)
         obj.feature_names_in_ = np.asarray(obj.schema_.sensors, dtype=object)
         obj._load_extra(path)
+        obj.alarm_rule_ = obj._fit_alarm_rule()
         return obj
 
 
-class HysteresisAlarmMixin:
-    """Threshold calibration and hysteresis alarms shared by the quality detectors.
-
-    Put it before :class:`BaseDetector` in the bases. Each detector keeps its explicit
-    ``__init__`` (scikit-learn's ``get_params`` reads that signature) and stores the six
-    alarm parameters with :meth:`_set_alarm_params`.
-    """
-
-    threshold_: float
-    quantile: float
-    margin: float
-    smooth_window: int
-    min_duration: int
-    off_ratio: float
-    release: int
-
-    def _set_alarm_params(
-        self,
-        quantile: float,
-        margin: float,
-        smooth_window: int,
-        min_duration: int,
-        off_ratio: float,
-        release: int,
-    ) -> None:
-        self.quantile = quantile
-        self.margin = margin
-        self.smooth_window = smooth_window
-        self.min_duration = min_duration
-        self.off_ratio = off_ratio
-        self.release = release
-
-    def _smoothed_threshold(self, score: np.ndarray) -> float:
-        """``margin`` × the ``quantile`` of the training scores after smoothing."""
-        return quantile_threshold(
-            rolling_mean(score, self.smooth_window), self.quantile, self.margin
-        )
-
-    def _alarm(self, score: np.ndarray) -> np.ndarray:
-        flags = hysteresis(
-            score,
-            self.threshold_,
-            smooth_window=self.smooth_window,
-            min_duration=self.min_duration,
-            off_ratio=self.off_ratio,
-            release=self.release,
-        )
-        confirm = int(getattr(self, "confirm", 0))
-        if confirm <= 1:
-            return flags
-        # a scored batch is a recording: short alarms are dropped and confirmed events
-        # dated back to where their score rose (live scoring raises them late instead)
-        return confirm_events(
-            flags,
-            score,
-            self.threshold_,
-            confirm=confirm,
-            smooth_window=self.smooth_window,
-            backdate=float(getattr(self, "backdate", 0.0)),
-            max_back=getattr(self, "max_back", None),
-        )
+def _safe(c: Computed) -> Computed:
+    """Non-finite scores and contributions (the arithmetic of a huge reading overflowed)
+    become ``SCORE_CAP``: off the scale, so they alarm and blame their sensor."""
+    score = np.asarray(c.score, dtype=np.float64)
+    contrib = c.contributions
+    bad_score = not np.isfinite(score).all()
+    bad_contrib = contrib is not None and not np.isfinite(contrib).all()
+    if not (bad_score or bad_contrib):
+        return c
+    if bad_score:
+        score = np.where(np.isfinite(score), np.minimum(score, SCORE_CAP), SCORE_CAP)
+    if bad_contrib:
+        contrib = np.array(contrib, dtype=np.float64)  # float32 cannot hold the cap
+        contrib[~np.isfinite(contrib)] = SCORE_CAP
+    return Computed(score=score, contributions=contrib, state=c.state)
 
 
 def _json_ok(value: Any) -> bool:
@@ -449,16 +329,23 @@ def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_detector(path: str | Path) -> BaseDetector:
-    """Load any detector saved with ``save`` (dispatches on the stored detector name)."""
-    from sensorguard.detectors import get_detector_class
+    """Load a saved detector; see :func:`sensorguard.detectors.catalog.load_detector`.
 
-    path = Path(path)
-    meta_file = path / "detector.json"
-    if not meta_file.is_file():
-        raise DataValidationError(
-            f"{path} does not hold a saved detector (no detector.json)",
-            "pass the folder written by `sensorguard train` or Detector.save()",
-        )
-    meta = json.loads(meta_file.read_text())
-    cls = get_detector_class(meta["detector"])
-    return cls._from_saved(path, meta)
+    Kept here because the MLflow model code logged with every registered version so far
+    imports it from this module; those versions must keep loading."""
+    from sensorguard.detectors.catalog import load_detector as load
+
+    return load(path)
+
+
+__all__ = [
+    "MISSING_POLICY",
+    "BaseDetector",
+    "Computed",
+    "DetectionResult",
+    "Detector",
+    "NotFittedError",
+    "SensorSchema",
+    "StreamingDetector",
+    "load_detector",
+]

@@ -17,34 +17,45 @@ Rules 1-3 are causal, so batch scoring and live scoring agree (all vectorised):
    dates each confirmed event back to where its score rose, which a live alarm can only
    report afterwards.
 
-Live scoring in small batches keeps an :class:`AlarmTracker` per asset, which carries the
-last scores and the alarm state so the flags equal those of one pass over the stream.
-The state is carried without a Python loop: the alarm is on where the index of the last
-"on" trigger is later than the index of the last "off" trigger
-(``np.maximum.accumulate`` over trigger indices).
+The rules are applied through one fitted value, :class:`~sensorguard.detectors.alarm.AlarmRule`
+(batch flags and the live tracker). The state is carried without a Python loop: the
+alarm is on where the index of the last "on" trigger is later than the index of the last
+"off" trigger (``np.maximum.accumulate`` over trigger indices). ``history`` and
+``initially_on`` let a live tracker continue a stream exactly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+SCORE_CAP = 1e100
+"""Scores are capped at this value ("off the scale") before smoothing and in detector
+output: far above any threshold, yet a window of them sums without overflowing."""
 
 
 def rolling_mean(x: Any, window: int) -> np.ndarray:
     """Causal rolling mean over ``window`` readings.
 
     Scores before the first reading and NaN scores count as 0, so one spike at the start
-    of a batch or a dropout cannot start an alarm on its own."""
-    a = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0)
+    of a batch or a dropout cannot start an alarm on its own. Each window is summed on
+    its own (oldest first), never as a difference of running sums: a running sum lets
+    one huge or infinite score cancel or overflow every mean after it (one ``inf`` made
+    the rest of a batch blind). Infinite scores count as ``SCORE_CAP``."""
+    a = np.asarray(x, dtype=np.float64).ravel()
+    a = np.clip(np.nan_to_num(a, nan=0.0), -SCORE_CAP, SCORE_CAP)
     window = max(1, int(window))
-    if window == 1 or a.size == 0:
+    n = a.size
+    if window == 1 or n == 0:
         return a.copy()
-    c = np.cumsum(a)
-    out = c.copy()
-    out[window:] = c[window:] - c[:-window]
-    return out / window
+    pad = np.concatenate([np.zeros(window - 1), a])
+    total = pad[:n].copy()
+    for k in range(1, window):
+        total += pad[k : k + n]
+    return total / window
 
 
 def run_length(cond: Any) -> np.ndarray:
@@ -70,7 +81,7 @@ def hysteresis(
 
     For live scoring in batches, ``history`` holds the raw scores just before ``score``
     (used for smoothing and run lengths only) and ``initially_on`` the alarm state after
-    them; :class:`AlarmTracker` keeps both between batches.
+    them; :class:`~sensorguard.detectors.alarm.AlarmTracker` keeps both between batches.
     """
     if not 0 < off_ratio <= 1:
         raise ValueError(f"off_ratio must be in (0, 1], got {off_ratio}")
@@ -139,67 +150,6 @@ def confirm_events(
     return out
 
 
-@dataclass
-class AlarmTracker:
-    """Smoothing and hysteresis carried across batches of one asset (live scoring).
-
-    ``update(scores)`` returns exactly the flags one call of :func:`hysteresis` on the
-    whole stream would give for these readings. Keep one tracker per asset.
-    """
-
-    threshold: float
-    smooth_window: int = 5
-    min_duration: int = 3
-    off_ratio: float = 0.8
-    release: int = 5
-    confirm: int = 0
-    on: bool = False
-    on_for: int = 0
-    tail: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    @classmethod
-    def for_detector(cls, detector: Any) -> AlarmTracker:
-        """A tracker with the detector's threshold and hysteresis parameters (a plain
-        threshold for detectors without them)."""
-        return cls(
-            threshold=float(detector.threshold_),
-            smooth_window=int(getattr(detector, "smooth_window", 1)),
-            min_duration=int(getattr(detector, "min_duration", 1)),
-            off_ratio=float(getattr(detector, "off_ratio", 1.0)),
-            release=int(getattr(detector, "release", 1)),
-            confirm=int(getattr(detector, "confirm", 0)),
-        )
-
-    def update(self, score: Any) -> np.ndarray:
-        x = np.asarray(score, dtype=np.float64).ravel()
-        flags = hysteresis(
-            x,
-            self.threshold,
-            smooth_window=self.smooth_window,
-            min_duration=self.min_duration,
-            off_ratio=self.off_ratio,
-            release=self.release,
-            history=self.tail,
-            initially_on=self.on,
-        )
-        out = self._delayed(flags)
-        # enough past scores to smooth and count runs exactly at the next batch's start
-        keep = max(1, self.smooth_window) - 1 + max(1, self.min_duration, self.release)
-        self.tail = np.concatenate([self.tail, x])[-keep:]
-        return out
-
-    def _delayed(self, flags: np.ndarray) -> np.ndarray:
-        """The on-delay applied to this batch's hysteresis flags; updates ``on`` and
-        ``on_for`` (readings the alarm has been on, across batches)."""
-        before = self.on_for if self.on else 0
-        out = on_delay(flags, self.confirm, before)
-        if flags.size:
-            self.on = bool(flags[-1])
-            tail_run = int(run_length(flags)[-1])
-            self.on_for = min(tail_run + (before if tail_run == flags.size else 0), 1 << 30)
-        return out
-
-
 def merge_gaps(flags: Any, max_gap: int) -> np.ndarray:
     """Fill quiet gaps of at most ``max_gap`` readings between two alarms (not causal;
     for after-the-fact reports)."""
@@ -223,3 +173,41 @@ def flag_spans(flags: Any) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(d == 1)
     ends = np.flatnonzero(d == -1) - 1
     return starts.astype(np.int64), ends.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A run of flagged readings; ``start_idx``/``end_idx`` are inclusive row positions."""
+
+    start: Any
+    end: Any
+    start_idx: int
+    end_idx: int
+
+    @property
+    def n_readings(self) -> int:
+        return self.end_idx - self.start_idx + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(t: Any) -> Any:
+            return t.isoformat() if hasattr(t, "isoformat") else t
+
+        return {
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "start_idx": self.start_idx,
+            "end_idx": self.end_idx,
+            "n_readings": self.n_readings,
+        }
+
+
+def events_from_flags(flags: Any, times: Any = None) -> list[Event]:
+    """Events (runs of true flags) with their start/end times (row index when no times)."""
+    f = np.asarray(flags).astype(bool).ravel()
+    starts, ends = flag_spans(f)
+    if times is None:
+        return [Event(int(s), int(e), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+    tv = times.reset_index(drop=True) if isinstance(times, pd.Series) else times
+    if len(tv) != f.size:
+        raise ValueError(f"{len(tv)} times for {f.size} flags")
+    return [Event(tv[s], tv[e], int(s), int(e)) for s, e in zip(starts, ends, strict=True)]

@@ -17,12 +17,14 @@ if every type in the file is on the explicit trusted list below.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from sensorguard.detectors._stats import robust_scale
-from sensorguard.detectors.base import BaseDetector, HysteresisAlarmMixin
+from sensorguard.detectors._stats import robust_scale, smoothed_threshold
+from sensorguard.detectors.base import BaseDetector, Computed
+from sensorguard.detectors.params import ALARM_RULES, Rule, at_least
 from sensorguard.errors import DataValidationError
 
 _SKOPS_FILE = "iforest.skops"
@@ -40,8 +42,19 @@ _TRUSTED = {
 }
 
 
-class IsolationForestDetector(HysteresisAlarmMixin, BaseDetector):
+# the forest works in float32: whitened values beyond this (a huge reading) would
+# become infinite there, which scikit-learn refuses; far outside any training value
+_W_LIMIT = 1e30
+
+
+class IsolationForestDetector(BaseDetector):
     name = "iforest"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "n_estimators": at_least(1),
+        "max_samples": at_least(1),
+        "random_state": at_least(0),
+        **ALARM_RULES,
+    }
 
     def __init__(
         self,
@@ -58,7 +71,12 @@ class IsolationForestDetector(HysteresisAlarmMixin, BaseDetector):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
-        self._set_alarm_params(quantile, margin, smooth_window, min_duration, off_ratio, release)
+        self.quantile = quantile
+        self.margin = margin
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
 
     def _fit(self, A: np.ndarray) -> None:
         self.center_ = np.median(A, axis=0)
@@ -73,21 +91,24 @@ class IsolationForestDetector(HysteresisAlarmMixin, BaseDetector):
             max_samples=min(self.max_samples, A.shape[0]),
             random_state=self.random_state,
         ).fit(self._w(A))
-        self.threshold_ = self._smoothed_threshold(self._score(A))
+        score = self._compute(A, want_contrib=False).score
+        self.threshold_ = smoothed_threshold(score, self.quantile, self.margin, self.smooth_window)
 
     def _z(self, A: np.ndarray) -> np.ndarray:
         return (A - self.center_) / self.scale_
 
     def _w(self, A: np.ndarray) -> np.ndarray:
-        return self._z(A) @ self.whiten_
+        W = self._z(A) @ self.whiten_
+        if not np.isfinite(W).all() or np.abs(W).max(initial=0.0) > _W_LIMIT:
+            W = np.clip(np.nan_to_num(W, nan=_W_LIMIT), -_W_LIMIT, _W_LIMIT)
+        return W
 
-    def _score(self, A: np.ndarray) -> np.ndarray:
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
         if A.shape[0] == 0:
-            return np.zeros(0)
-        return np.asarray(-self.forest_.score_samples(self._w(A)), dtype=np.float64)
-
-    def _contributions(self, A: np.ndarray) -> np.ndarray:
-        return np.abs(self._z(A))
+            score = np.zeros(0)
+        else:
+            score = np.asarray(-self.forest_.score_samples(self._w(A)), dtype=np.float64)
+        return Computed(score, np.abs(self._z(A)) if want_contrib else None)
 
     def _save_extra(self, path: Path) -> None:
         import skops.io as sio

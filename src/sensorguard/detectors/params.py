@@ -1,14 +1,17 @@
-"""Allowed ranges of detector parameters, checked before a detector is built.
+"""Detector parameters: their rules, and the one check that applies them.
 
-``_check_params`` (in :mod:`sensorguard.detectors`) checks names and value types against
-each detector's constructor; :func:`check_ranges` then checks values against
-:data:`RANGES`: detector name -> parameter -> :class:`Rule`. A parameter without a rule
-(e.g. one just added to a detector) is accepted as is. The detector classes are not
-touched: the table is the single place to keep in step with their ``__init__``.
+Each detector class declares ``param_rules: ClassVar[dict[str, Rule]]`` beside its
+``__init__`` (as scikit-learn keeps ``_parameter_constraints`` on the class).
+:func:`check_params` checks names (when asked), value types against the constructor's
+defaults, and values against the rules; it runs in ``make_detector`` and again when
+``fit`` starts, so a directly constructed ``PCADetector(quantile=7).fit(X)`` is refused
+too. Every problem is a one-line ``SensorGuardError`` naming the parameter, with a
+``--param`` example in the hint. A parameter without a rule is type-checked only.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Callable
@@ -27,7 +30,8 @@ class Rule:
     check: Callable[[Any], bool]
 
 
-def _number(value: Any) -> bool:
+def number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -39,7 +43,7 @@ def between(lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> Rule:
     """``lo < value`` (``<=`` unless ``lo_open``) and ``value < hi`` (``<=`` unless ``hi_open``)."""
 
     def check(v: Any) -> bool:
-        if not _number(v):
+        if not number(v):
             return False
         above = v > lo if lo_open else v >= lo
         below = v < hi if hi_open else v <= hi
@@ -58,24 +62,19 @@ def between(lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> Rule:
 
 
 def at_least(lo: float) -> Rule:
-    return Rule(f"at least {lo:g}", lambda v: _number(v) and v >= lo)
+    return Rule(f"at least {lo:g}", lambda v: number(v) and v >= lo)
 
 
 def positive() -> Rule:
-    return Rule("greater than 0", lambda v: _number(v) and v > 0)
+    return Rule("greater than 0", lambda v: number(v) and v > 0)
 
 
 def one_of(*choices: str) -> Rule:
     return Rule(f"one of {', '.join(repr(c) for c in choices)}", lambda v: v in choices)
 
 
-def _components(v: Any) -> bool:
-    # a fraction of the variance to keep (0 < v < 1) or a whole number of components
-    return _number(v) and v > 0 and (v < 1 or float(v).is_integer())
-
-
-# the alarm parameters of HysteresisAlarmMixin._set_alarm_params (pca, iforest, drift-robust)
-_ALARM: dict[str, Rule] = {
+# the alarm parameters shared by the detectors (see sensorguard.detectors.alarm)
+ALARM_RULES: dict[str, Rule] = {
     "quantile": between(0, 1, lo_open=True, hi_open=True),
     "margin": positive(),
     "smooth_window": at_least(1),
@@ -84,72 +83,74 @@ _ALARM: dict[str, Rule] = {
     "release": at_least(1),
 }
 
-RANGES: dict[str, dict[str, Rule]] = {
-    "operating-states": {
-        "min_states": at_least(1),
-        "max_states": at_least(1),
-        "silhouette_sample": at_least(2),
-        "fit_sample": at_least(1),
-        "scale_floor": at_least(0),
-        "threshold_quantile": between(0.5, 1, lo_open=False, hi_open=True),
-        "threshold_margin": positive(),
-        "smooth_window": at_least(1),
-        "min_duration": at_least(1),
-        "off_ratio": between(0, 1, lo_open=True, hi_open=False),
-        "release": at_least(1),
-        "shrinkage": between(0, 1, lo_open=False, hi_open=False),
-        "refine_iter": at_least(0),
-        "random_state": at_least(0),
-    },
-    "pca": {
-        "n_components": Rule(
-            "a fraction of the variance between 0 and 1 (exclusive) or a whole number "
-            "of components of at least 1",
-            _components,
-        ),
-        "limit_quantile": between(0, 1, lo_open=True, hi_open=True),
-        **_ALARM,
-    },
-    "iforest": {
-        "n_estimators": at_least(1),
-        "max_samples": at_least(1),
-        "random_state": at_least(0),
-        **_ALARM,
-    },
-    "drift-robust": {
-        "window": at_least(2),
-        "center": one_of("median", "mean"),
-        "alpha": between(0, 1, lo_open=True, hi_open=False),
-        "clip": positive(),
-        "freeze_share": between(0, 1, lo_open=True, hi_open=False),
-        "sensor_gate": at_least(0),
-        "warmup": at_least(0),
-        "end_test": at_least(0),
-        "confirm": at_least(0),
-        "backdate": between(0, 1, lo_open=False, hi_open=False),
-        "max_back": at_least(0),
-        **_ALARM,
-    },
-}
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """``__init__`` keyword parameters and their defaults (scikit-learn's convention)."""
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return {
+        k: p.default
+        for k, p in sig.parameters.items()
+        if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
-def check_ranges(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """Raise a one-line ``SensorGuardError`` for the first value out of its range.
+def check_params(
+    name: str,
+    cls: type,
+    params: dict[str, Any],
+    *,
+    aliases: dict[str, str] | None = None,
+    convert: bool = False,
+) -> dict[str, Any]:
+    """``params`` checked against ``cls``: names, types (from the defaults) and
+    ``cls.param_rules``; returns them under today's names.
 
-    ``defaults`` (the constructor's) go into the hint. Unknown detectors and parameters
-    without a rule are not checked.
+    ``aliases`` maps old parameter names to today's (messages keep the name given).
+    With ``convert``, integral floats given for an int parameter (``6.0``) become ints;
+    without it they are accepted as they are.
     """
-    rules = RANGES.get(name, {})
-    for key, value in params.items():
+    defaults = constructor_defaults(cls)
+    rules: dict[str, Rule] = getattr(cls, "param_rules", {})
+    aliases = aliases or {}
+    accepted = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+    out: dict[str, Any] = {}
+    for given, value in params.items():
+        key = aliases.get(given, given)
+        if key not in defaults:
+            raise SensorGuardError(
+                f"detector '{name}' has no parameter '{given}'",
+                f"use one of (with defaults): {accepted}",
+            )
+        default = defaults[key]
+        kind: str | None = None
+        if isinstance(default, bool):
+            kind = None if isinstance(value, bool) else "true or false"
+        elif isinstance(default, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value) if convert else value
+                kind = None
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                kind = None if ok else "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            kind = None if ok else "a number"
+        elif isinstance(default, str):
+            kind = None if isinstance(value, str) else "a string"
+        if kind is not None:
+            raise SensorGuardError(
+                f"bad value {value!r} for parameter '{given}' of detector '{name}': "
+                f"it must be {kind}",
+                f"e.g. --param {given}={json.dumps(default)}",
+            )
         rule = rules.get(key)
-        if rule is None or rule.check(value):
-            continue
-        hint = "see the detector's parameters"
-        if key in defaults:
-            default = json.dumps(defaults[key])
-            hint = f"the default is {default}, e.g. --param {key}={default}"
-        raise SensorGuardError(
-            f"bad value {value!r} for parameter '{key}' of detector '{name}': "
-            f"it must be {rule.description}",
-            hint,
-        )
+        if rule is not None and not rule.check(value):
+            dflt = json.dumps(default)
+            hint = f"the default is {dflt}, e.g. --param {given}={dflt}"
+            raise SensorGuardError(
+                f"bad value {value!r} for parameter '{given}' of detector '{name}': "
+                f"it must be {rule.description}",
+                hint,
+            )
+        out[key] = value
+    return out

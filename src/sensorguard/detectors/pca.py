@@ -17,13 +17,31 @@ at 0) and of Q (``e_j²``), each divided by its limit, so they sum to about the 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
-from sensorguard.detectors.base import BaseDetector, HysteresisAlarmMixin
+from sensorguard.detectors._stats import smoothed_threshold
+from sensorguard.detectors.base import BaseDetector, Computed
+from sensorguard.detectors.params import ALARM_RULES, Rule, between, number
 
 
-class PCADetector(HysteresisAlarmMixin, BaseDetector):
+def _components(v: object) -> bool:
+    # a fraction of the variance to keep (0 < v < 1) or a whole number of components
+    return number(v) and v > 0 and (v < 1 or float(v).is_integer())  # type: ignore[operator, arg-type]
+
+
+class PCADetector(BaseDetector):
     name = "pca"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "n_components": Rule(
+            "a fraction of the variance between 0 and 1 (exclusive) or a whole number "
+            "of components of at least 1",
+            _components,
+        ),
+        "limit_quantile": between(0, 1, lo_open=True, hi_open=True),
+        **ALARM_RULES,
+    }
 
     def __init__(
         self,
@@ -38,7 +56,12 @@ class PCADetector(HysteresisAlarmMixin, BaseDetector):
     ) -> None:
         self.n_components = n_components
         self.limit_quantile = limit_quantile
-        self._set_alarm_params(quantile, margin, smooth_window, min_duration, off_ratio, release)
+        self.quantile = quantile
+        self.margin = margin
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
 
     def _fit(self, A: np.ndarray) -> None:
         self.mean_ = A.mean(axis=0)
@@ -61,7 +84,7 @@ class PCADetector(HysteresisAlarmMixin, BaseDetector):
         self.t2_limit_ = float(max(np.quantile(t2, self.limit_quantile), 1e-12))
         self.q_limit_ = float(max(np.quantile(q, self.limit_quantile), 1e-12))
         score = t2 / self.t2_limit_ + q / self.q_limit_
-        self.threshold_ = self._smoothed_threshold(score)
+        self.threshold_ = smoothed_threshold(score, self.quantile, self.margin, self.smooth_window)
 
     def _t2_q(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         T = Z @ self.components_
@@ -71,16 +94,15 @@ class PCADetector(HysteresisAlarmMixin, BaseDetector):
         E = Z - T @ self.components_.T
         return t2, np.sum(E**2, axis=1)
 
-    def _score(self, A: np.ndarray) -> np.ndarray:
-        Z = (A - self.mean_) / self.scale_
-        t2, q = self._t2_q(Z)
-        return np.asarray(t2 / self.t2_limit_ + q / self.q_limit_)
-
-    def _contributions(self, A: np.ndarray) -> np.ndarray:
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
         Z = (A - self.mean_) / self.scale_
         T = Z @ self.components_
+        t2 = np.sum(T**2 / self.eigenvalues_, axis=1)
+        full = self.components_.shape[0] == self.components_.shape[1]
+        E = np.zeros_like(Z) if full else Z - T @ self.components_.T
+        q = np.zeros(Z.shape[0]) if full else np.sum(E**2, axis=1)
+        score = np.asarray(t2 / self.t2_limit_ + q / self.q_limit_)
+        if not want_contrib:
+            return Computed(score)
         t2_part = np.maximum(Z * ((T / self.eigenvalues_) @ self.components_.T), 0.0)
-        E = Z - T @ self.components_.T
-        if self.components_.shape[0] == self.components_.shape[1]:
-            E = np.zeros_like(Z)
-        return np.asarray(t2_part / self.t2_limit_ + E**2 / self.q_limit_)
+        return Computed(score, np.asarray(t2_part / self.t2_limit_ + E**2 / self.q_limit_))

@@ -41,8 +41,8 @@ Built for machines whose normal behaviour keeps drifting after a short training 
 * **On-delay** (``confirm``). An alarm is an event only once it has lasted ``confirm``
   readings. Scoring a recorded batch drops shorter alarms and dates each event back to
   where its smoothed score rose above ``backdate`` × threshold (at most ``max_back``
-  readings earlier); live scoring (:class:`~sensorguard.detectors.events.AlarmTracker`)
-  raises it ``confirm`` readings after it started.
+  readings earlier); live scoring (``alarm_rule_.tracker()``, see
+  :mod:`sensorguard.detectors.alarm`) raises it ``confirm`` readings after it started.
 * **Contributions**: each sensor's squared level and spread deviations.
 
 Rejected after evaluation (docs/quality.md): linear trend extrapolation (Holt), a
@@ -52,7 +52,8 @@ samples), max/top-k instead of the mean, re-freezing sensors that join an alarm 
 The filter state at the end of training (baseline, ages, last ``window`` readings) is
 saved with the model; every ``score_samples`` call starts from it, so scores are
 deterministic and independent of earlier calls. ``score_stream`` continues a stream
-from a given state instead (the predictor keeps one per asset). Scoring loops over
+from a given state instead (live scoring keeps one per asset; the state converts to a
+JSON-able dict for checkpoints). Scoring loops over
 readings because the baseline depends on earlier alarms (about 60 µs per reading with
 8 sensors).
 """
@@ -60,12 +61,21 @@ readings because the baseline depends on earlier alarms (about 60 µs per readin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from sensorguard.detectors._stats import quantile_threshold, robust_scale
-from sensorguard.detectors.base import BaseDetector, HysteresisAlarmMixin
+from sensorguard.detectors.base import BaseDetector, Computed
+from sensorguard.detectors.params import (
+    ALARM_RULES,
+    Rule,
+    at_least,
+    between,
+    one_of,
+    positive,
+)
 
 _LLR_CLIP = 4.0  # one reading's say (per sensor) in the end-of-alarm test
 
@@ -95,8 +105,22 @@ class _Run:
     state: _State
 
 
-class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
+class DriftRobustDetector(BaseDetector):
     name = "drift-robust"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "window": at_least(2),
+        "center": one_of("median", "mean"),
+        "alpha": between(0, 1, lo_open=True, hi_open=False),
+        "clip": positive(),
+        "freeze_share": between(0, 1, lo_open=True, hi_open=False),
+        "sensor_gate": at_least(0),
+        "warmup": at_least(0),
+        "end_test": at_least(0),
+        "confirm": at_least(0),
+        "backdate": between(0, 1, lo_open=False, hi_open=False),
+        "max_back": at_least(0),
+        **ALARM_RULES,
+    }
 
     def __init__(
         self,
@@ -133,7 +157,12 @@ class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
         self.sensor_gate = sensor_gate
         self.spread = spread
         self.warmup = warmup
-        self._set_alarm_params(quantile, margin, smooth_window, min_duration, off_ratio, release)
+        self.quantile = quantile
+        self.margin = margin
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
 
     # ---- the sequential filter
     def _allowance(self, age: np.ndarray) -> np.ndarray:
@@ -332,25 +361,60 @@ class DriftRobustDetector(HysteresisAlarmMixin, BaseDetector):
 
     def score_stream(
         self, X: pd.DataFrame | np.ndarray, state: _State | None = None
-    ) -> tuple[np.ndarray, np.ndarray, _State]:
+    ) -> tuple[Computed, _State]:
         """Scores and per-sensor contributions of readings that continue a stream, and
         the filter state after them. Pass that state with the stream's next readings
         (``None``: the stream starts where training ended); cutting a stream into any
-        pieces gives the scores of one pass. The predictor keeps one state per asset."""
-        self.check_is_fitted()
+        pieces gives the scores of one pass. Live scoring keeps one state per asset."""
         A = self.prepare(X)
         run = self._run(A, self._start() if state is None else state, self.threshold_)
-        denom = 2 * A.shape[1] if self.spread else A.shape[1]
-        return run.score, np.asarray((run.Zl**2 + run.Zs**2) / denom), run.state
+        return self._safe_run(run, A.shape[1]), run.state
 
-    def _score(self, A: np.ndarray) -> np.ndarray:
-        return self._run(A, self._start(), self.threshold_).score
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        # one pass of the filter gives the score and the contributions together
+        return self._safe_run(self._run(A, self._start(), self.threshold_), A.shape[1])
 
-    def _contributions(self, A: np.ndarray) -> np.ndarray:
-        run = self._run(A, self._start(), self.threshold_)
-        p = A.shape[1]
+    def _safe_run(self, run: _Run, p: int) -> Computed:
         denom = 2 * p if self.spread else p
-        return np.asarray((run.Zl**2 + run.Zs**2) / denom)
+        return Computed(run.score, np.asarray((run.Zl**2 + run.Zs**2) / denom))
+
+    def stream_state_to_dict(self, state: _State) -> dict[str, Any]:
+        """A filter state as a JSON-able dict (for checkpoints)."""
+        out: dict[str, Any] = {
+            "level": state.level.tolist(),
+            "buf": np.asarray(state.buf).tolist(),
+            "pos": int(state.pos),
+            "count": int(state.count),
+            "age": np.asarray(state.age).tolist(),
+            "cus": float(state.cus),
+            "since": int(state.since),
+        }
+        for key in ("held", "noisy", "relearn"):
+            v = getattr(state, key)
+            out[key] = None if v is None else np.asarray(v).tolist()
+        return out
+
+    def stream_state_from_dict(self, data: dict[str, Any]) -> _State:
+        """Counterpart of :meth:`stream_state_to_dict`."""
+
+        def arr(key: str, dtype: Any) -> np.ndarray | None:
+            v = data.get(key)
+            return None if v is None else np.asarray(v, dtype=dtype)
+
+        level, buf, age = arr("level", np.float64), arr("buf", np.float64), arr("age", np.int64)
+        assert level is not None and buf is not None and age is not None
+        return _State(
+            level=level,
+            buf=buf.reshape(-1, level.shape[0]),
+            pos=int(data["pos"]),
+            count=int(data["count"]),
+            age=age,
+            held=arr("held", np.int64),
+            noisy=arr("noisy", bool),
+            relearn=arr("relearn", bool),
+            cus=float(data["cus"]),
+            since=int(data["since"]),
+        )
 
 
 def _trimmed_rms(D: np.ndarray, keep: float = 0.95) -> np.ndarray:

@@ -33,16 +33,21 @@ How it works (``OperatingStateDetector``, name ``"operating-states"``):
    conditional part catches readings whose values are each plausible but do not fit
    together — a leak (flow low for the speed), a frozen sensor after a load change.
 6. **Threshold** (no labels; ``fit`` ignores ``y``): the training scores are smoothed
-   exactly like live scores and ``threshold_ = threshold_margin × quantile(smoothed
-   training scores, threshold_quantile)`` (defaults 1.25 × the 99.5th percentile).
+   exactly like live scores and ``threshold_ = margin × quantile(smoothed training
+   scores, quantile)`` (defaults 1.25 × the 99.5th percentile). Models saved with the
+   former names ``threshold_quantile``/``threshold_margin`` load under the new ones.
    Training data should be normal operation; pipelines drop labelled failure rows first.
 7. **Events.** ``is_anomaly`` comes from causal smoothing plus hysteresis
    (:mod:`sensorguard.detectors.events`): a rolling mean over ``smooth_window`` readings,
    on after ``min_duration`` readings above the threshold, off after ``release`` readings
    below ``off_ratio × threshold``.
 
-Scoring runs chunk by chunk in float32 on a small thread pool; see
-``benchmarks/bench_detector_speed.py`` for measured speed.
+Scoring runs chunk by chunk in float32 on a small thread pool; ``score_one`` runs the
+same float32 operations on a single reading without the chunk bookkeeping (the live
+fast path). See ``benchmarks/bench_detector_speed.py`` for measured speed.
+
+(This module is longer than most on purpose: one detector with its kernels, which only
+make sense together.)
 """
 
 from __future__ import annotations
@@ -50,13 +55,14 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from sensorguard.detectors.base import BaseDetector, DetectionResult
-from sensorguard.detectors.events import hysteresis, rolling_mean
+from sensorguard.detectors.base import BaseDetector, Computed
+from sensorguard.detectors.events import rolling_mean
+from sensorguard.detectors.params import ALARM_RULES, Rule, at_least, between
 from sensorguard.errors import DataValidationError
 
 _CHUNK = 4_096
@@ -72,6 +78,26 @@ class OperatingStateDetector(BaseDetector):
     """
 
     name = "operating-states"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "min_states": at_least(1),
+        "max_states": at_least(1),
+        "silhouette_sample": at_least(2),
+        "fit_sample": at_least(1),
+        "scale_floor": at_least(0),
+        **ALARM_RULES,
+        # a lower quantile would put the threshold inside normal operation
+        "quantile": between(0.5, 1, lo_open=False, hi_open=True),
+        "shrinkage": between(0, 1, lo_open=False, hi_open=False),
+        "refine_iter": at_least(0),
+        "random_state": at_least(0),
+    }
+    param_aliases: ClassVar[dict[str, str]] = {
+        "threshold_quantile": "quantile",
+        "threshold_margin": "margin",
+    }
+    failure_types_: dict[str, Any]
+    """Set by training (:func:`sensorguard.evaluation.failure_types.profile_failures`)
+    and saved with the model."""
 
     def __init__(
         self,
@@ -80,8 +106,8 @@ class OperatingStateDetector(BaseDetector):
         silhouette_sample: int = 20_000,
         fit_sample: int = 200_000,
         scale_floor: float = 0.05,
-        threshold_quantile: float = 0.995,
-        threshold_margin: float = 1.25,
+        quantile: float = 0.995,
+        margin: float = 1.25,
         smooth_window: int = 5,
         min_duration: int = 3,
         off_ratio: float = 0.8,
@@ -95,8 +121,8 @@ class OperatingStateDetector(BaseDetector):
         self.silhouette_sample = silhouette_sample
         self.fit_sample = fit_sample
         self.scale_floor = scale_floor
-        self.threshold_quantile = threshold_quantile
-        self.threshold_margin = threshold_margin
+        self.quantile = quantile
+        self.margin = margin
         self.smooth_window = smooth_window
         self.min_duration = min_duration
         self.off_ratio = off_ratio
@@ -106,15 +132,12 @@ class OperatingStateDetector(BaseDetector):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def _check_params(self, n: int) -> list[int]:
-        if int(self.min_states) < 1 or int(self.max_states) < int(self.min_states):
+    def _state_range(self, n: int) -> list[int]:
+        """The numbers of states to try (the single-value rules are in ``param_rules``)."""
+        if int(self.max_states) < int(self.min_states):
             raise DataValidationError(
                 f"bad state range min_states={self.min_states}, max_states={self.max_states}",
                 "use 1 <= min_states <= max_states",
-            )
-        if not 0.5 <= float(self.threshold_quantile) < 1:
-            raise DataValidationError(
-                f"threshold_quantile must be in [0.5, 1), got {self.threshold_quantile}"
             )
         ks = [k for k in range(max(2, int(self.min_states)), int(self.max_states) + 1)]
         ks = [k for k in ks if k < n]
@@ -129,7 +152,7 @@ class OperatingStateDetector(BaseDetector):
 
     def _fit(self, A: np.ndarray) -> None:
         n, p = A.shape
-        ks = self._check_params(n)
+        ks = self._state_range(n)
         rng = np.random.default_rng(self.random_state)
         # statistics come from a seeded sample (plenty for k-means and robust scales);
         # scores and the threshold come from every training row
@@ -200,14 +223,15 @@ class OperatingStateDetector(BaseDetector):
         self._cache: tuple[np.ndarray, ...] | None = None
 
         # 4. threshold from smoothed training scores (documented rule, no labels)
-        score, state, _ = self._compute(A, want_contrib=False)
+        fitted = self._compute(A, want_contrib=False)
+        score, state = fitted.score, fitted.states()
         self.state_sizes_ = np.bincount(state, minlength=self.n_states_).astype(np.int64)
         smooth = rolling_mean(score, int(self.smooth_window))
-        qs = np.quantile(smooth, [0.5, 0.9, 0.99, float(self.threshold_quantile)])
+        qs = np.quantile(smooth, [0.5, 0.9, 0.99, float(self.quantile)])
         self.train_score_median_ = float(qs[0])
         self.train_score_q90_ = float(qs[1])
         self.train_score_q99_ = float(qs[2])
-        self.threshold_ = float(self.threshold_margin) * float(qs[3])
+        self.threshold_ = float(self.margin) * float(qs[3])
 
     # -------------------------------------------------------------- scoring
     def _kernel(self) -> tuple[np.ndarray, ...]:
@@ -231,9 +255,7 @@ class OperatingStateDetector(BaseDetector):
             self._cache = cache
         return cache
 
-    def _compute(
-        self, A: np.ndarray, want_contrib: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
         """Score, nearest state and (optionally) contributions, chunk by chunk.
 
         Chunks run on a small thread pool (NumPy releases the GIL in these kernels);
@@ -274,7 +296,7 @@ class OperatingStateDetector(BaseDetector):
             # one chunk: skip threadpool_limits, it costs ~10 ms per call (it scans the
             # loaded libraries), which would dominate live scoring of small batches
             work(0)
-            return score, state, contrib
+            return Computed(score, contrib, state)
         with threadpool_limits(1, user_api="blas"):
             if n <= 2 * _CHUNK or _THREADS == 1:
                 for s in starts:
@@ -282,58 +304,72 @@ class OperatingStateDetector(BaseDetector):
             else:
                 with ThreadPoolExecutor(_THREADS) as pool:
                     list(pool.map(work, starts))
-        return score, state, contrib
+        return Computed(score, contrib, state)
 
-    def _score(self, A: np.ndarray) -> np.ndarray:
-        return self._compute(A, want_contrib=False)[0]
+    def score_one(self, row: np.ndarray) -> Computed:
+        """One gap-free reading through the same float32 operations as ``_compute`` on
+        a (1, p) row, minus its chunking, run grouping and array bookkeeping, which cost
+        more than the arithmetic for a single reading (the tests compare both paths)."""
+        inv_scale, center, wT, bT, c, mu, inv, cond = self._kernel()
+        z = np.asarray(row, dtype=np.float32).reshape(1, -1)
+        z -= center
+        z *= inv_scale
+        d = (z * z) @ wT
+        d += z @ bT
+        d += c
+        k = int(d.argmin())
+        z -= mu[k]
+        z *= inv[k]
+        cz = z @ cond[k]
+        z *= z
+        cz *= cz
+        z += cz
+        z *= 0.5
+        tot = np.einsum("ij->i", z)
+        score = np.sqrt(tot / z.shape[1]).astype(np.float64)
+        if tot[0] == 0:
+            tot[0] = 1.0
+        out = Computed(score, z / tot[:, None], np.array([k], dtype=np.int64))
+        return out if np.isfinite(score[0]) else self.compute(np.asarray(row).reshape(1, -1))
 
-    def _state(self, A: np.ndarray) -> np.ndarray:
-        return self._compute(A, want_contrib=False)[1]
-
-    def _contributions(self, A: np.ndarray) -> np.ndarray:
-        out = self._compute(A, want_contrib=True)[2]
-        assert out is not None
-        return out
-
-    def _alarm(self, score: np.ndarray) -> np.ndarray:
-        return hysteresis(
-            score,
-            float(self.threshold_),
-            smooth_window=int(self.smooth_window),
-            min_duration=int(self.min_duration),
-            off_ratio=float(self.off_ratio),
-            release=int(self.release),
-        )
-
-    def detect(self, X: pd.DataFrame | np.ndarray) -> DetectionResult:
-        """Score, alarms, nearest state and contributions in one pass over the data."""
-        A = self.prepare(X)
-        score, state, contrib = self._compute(A, want_contrib=True)
-        assert contrib is not None
-        return DetectionResult(
-            score=score,
-            is_anomaly=self._alarm(score),
-            state=state,
-            contributions=contrib,
-            sensors=list(self.schema_.sensors),
-            threshold=float(self.threshold_),
-        )
-
-    def learn_failure_types(self, readings: Any, **kwargs: Any) -> dict[str, Any]:
-        """Profile the failure episodes of ``readings`` (labels when present, else this
-        detector's alarms) into failure types, kept in ``failure_types_`` so they are
-        saved with the model. See :func:`~sensorguard.detectors.failure_types.profile_failures`.
-        """
-        from sensorguard.detectors.failure_types import profile_failures
-
-        self.failure_types_ = profile_failures(self, readings, **kwargs)
-        return self.failure_types_
+    def describe_states(self) -> dict[str, Any]:
+        """The learned operating states: size, centre, mean and scale of every sensor
+        (JSON-serialisable, logged next to the model)."""
+        self._require_fitted()
+        sensors = self.sensors
+        centers = self.state_centers_
+        sizes = np.asarray(self.state_sizes_, dtype=np.float64)
+        total = float(sizes.sum()) or 1.0
+        states = [
+            {
+                "state": k,
+                "train_rows": int(sizes[k]),
+                "fraction": round(float(sizes[k]) / total, 6),
+                "center": _named(sensors, centers[k]),
+                "mean": _named(sensors, self.state_means_[k]),
+                "scale": _named(sensors, self.state_scales_[k]),
+            }
+            for k in range(centers.shape[0])
+        ]
+        return {
+            "detector": self.name,
+            "n_states": int(centers.shape[0]),
+            "silhouette": self.silhouette_,
+            "silhouette_by_k": self.silhouette_by_k_,
+            "threshold": float(self.threshold_),
+            "sensors": list(sensors),
+            "states": states,
+        }
 
     def deviations(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Signed per-sensor z (deviation from the nearest state, in state scales)."""
         A = self.prepare(X)
-        _, state, _ = self._compute(A, want_contrib=False)
+        state = self._compute(A, want_contrib=False).states()
         return (A - self.state_centers_[state]) / self.state_scales_[state]  # type: ignore[no-any-return]
+
+
+def _named(sensors: list[str], values: np.ndarray) -> dict[str, float]:
+    return {s: round(float(v), 6) for s, v in zip(sensors, values, strict=True)}
 
 
 def _compact(lab: np.ndarray) -> np.ndarray:

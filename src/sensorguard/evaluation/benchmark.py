@@ -78,7 +78,7 @@ def evaluate_series(
     test_X = series.X.iloc[start:]
     t0 = time.perf_counter()
     score = det.score_samples(test_X)
-    flags = det._alarm(score).astype(np.int8)
+    flags = det.alarm_rule_.flags(score).astype(np.int8)
     predict_s = time.perf_counter() - t0
     y_true = series.y[start:]
     out = pd.DataFrame(

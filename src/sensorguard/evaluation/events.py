@@ -15,43 +15,19 @@ Readings of several assets are evaluated asset by asset and the counts added up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sensorguard.data.contract import Readings, row_blocks
+from sensorguard.detectors.base import BaseDetector, DetectionResult
 from sensorguard.detectors.events import flag_spans
 from sensorguard.errors import DataValidationError
 from sensorguard.evaluation.metrics import point_metrics
+from sensorguard.scoring.readings import detect_readings
 
 _DAY_S = 86_400.0
-
-
-@dataclass(frozen=True)
-class Event:
-    """A run of flagged readings; ``start_idx``/``end_idx`` are inclusive row positions."""
-
-    start: Any
-    end: Any
-    start_idx: int
-    end_idx: int
-
-    @property
-    def n_readings(self) -> int:
-        return self.end_idx - self.start_idx + 1
-
-    def as_dict(self) -> dict[str, Any]:
-        def iso(t: Any) -> Any:
-            return t.isoformat() if hasattr(t, "isoformat") else t
-
-        return {
-            "start": iso(self.start),
-            "end": iso(self.end),
-            "start_idx": self.start_idx,
-            "end_idx": self.end_idx,
-            "n_readings": self.n_readings,
-        }
 
 
 def _seconds(times: Any, n: int) -> np.ndarray:
@@ -68,18 +44,6 @@ def _seconds(times: Any, n: int) -> np.ndarray:
     if t.dtype.kind == "O":
         return _seconds(pd.to_datetime(pd.Series(t)), n)
     return t.astype(np.float64)
-
-
-def events_from_flags(flags: Any, times: Any = None) -> list[Event]:
-    """Events (runs of true flags) with their start/end times (row index when no times)."""
-    f = np.asarray(flags).astype(bool).ravel()
-    starts, ends = flag_spans(f)
-    if times is None:
-        return [Event(int(s), int(e), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
-    tv = times.reset_index(drop=True) if isinstance(times, pd.Series) else times
-    if len(tv) != f.size:
-        raise ValueError(f"{len(tv)} times for {f.size} flags")
-    return [Event(tv[s], tv[e], int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
 
 
 def _counts(y_true: np.ndarray, y_pred: np.ndarray, secs: np.ndarray) -> dict[str, Any]:
@@ -114,13 +78,8 @@ def _span_seconds(secs: np.ndarray) -> float:
 
 
 def _parts(n: int, groups: Any) -> list[np.ndarray]:
-    """Row positions per group (asset), each in time order."""
-    if groups is None:
-        return [np.arange(n)]
-    g = pd.Series(np.asarray(groups)).reset_index(drop=True)
-    if len(g) != n:
-        raise ValueError(f"{len(g)} group labels for {n} flags")
-    return [np.sort(np.asarray(ix)) for ix in g.groupby(g, sort=True).indices.values()]
+    """Row positions per group (asset), groups in sorted order, each in time order."""
+    return row_blocks(groups, n, sort=True)
 
 
 def event_metrics(y_true: Any, y_pred: Any, times: Any = None, groups: Any = None) -> dict:
@@ -190,22 +149,24 @@ def event_metrics_by_mode(
     return dict(sorted(out.items()))
 
 
-def evaluate_detector(detector: Any, readings: Any) -> dict[str, Any]:
+def evaluate_detector(
+    detector: BaseDetector, readings: Readings, *, result: DetectionResult | None = None
+) -> dict[str, Any]:
     """Point metrics + event metrics of a fitted detector on labelled readings.
 
     Alarms are computed asset by asset (smoothing never crosses assets). When the
     readings carry a ``failure_mode`` column, per-mode event recall is added under
-    ``by_mode``. Everything returned is JSON-serialisable.
+    ``by_mode``. Everything returned is JSON-serialisable. ``result`` is
+    ``detect_readings(detector, readings)`` when the caller has it already.
     """
-    from sensorguard.pipelines.scoring import detect_readings
-
     if readings.y is None:
         raise DataValidationError(
             f"{readings.source}: evaluation needs labelled readings, but no label column was found",
             "add a label column (machine_status, label, anomaly or status) or name it "
             "with --label-column",
         )
-    result = detect_readings(detector, readings)
+    if result is None:
+        result = detect_readings(detector, readings)
     y = np.asarray(readings.y).astype(np.int64)
     pred = result.is_anomaly.astype(np.int64)
     groups = None if readings.asset is None else readings.asset.to_numpy()

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sensorguard.errors import DataValidationError
+from sensorguard.timeutil import to_utc_naive
 
 TEP_FAULT_START = 160
 TEP_STEP = "3min"
@@ -112,19 +113,7 @@ def read_contract_csv(
             "pass the right --time-column (and --sep if the columns look merged)",
         )
     raw_times = frame[time_column]
-    try:
-        times = pd.to_datetime(raw_times)
-    except (ValueError, TypeError) as exc:
-        raise DataValidationError(
-            f"{path}: time column '{time_column}' cannot be parsed as datetimes ({exc})",
-            "use ISO timestamps such as 2020-03-09 10:14:33",
-        ) from None
-    if times.isna().any():
-        pos = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise DataValidationError(
-            f"{path}: time column '{time_column}' is empty at row {pos}",
-            "give every row a timestamp",
-        )
+    times = to_utc_naive(raw_times, what=f"{path}: time column '{time_column}'")
     y = labels_to_binary(frame[label_column], str(path))
     cps = None
     if changepoint_column in frame.columns:
@@ -243,7 +232,7 @@ def iter_nab(data_dir: Path, categories: Sequence[str] | None = None) -> Iterato
         if not path.is_file():
             continue
         frame = pd.read_csv(path)
-        times = pd.Series(pd.to_datetime(frame["timestamp"]))
+        times = to_utc_naive(frame["timestamp"], what=f"{path}: timestamp")
         y = np.zeros(len(frame), dtype=np.int8)
         for start, end in windows[key]:
             inside = (times >= pd.Timestamp(start)) & (times <= pd.Timestamp(end))

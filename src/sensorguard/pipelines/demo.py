@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,16 @@ import numpy as np
 import pandas as pd
 
 from sensorguard.config import Settings, get_settings
-
-StepCallback = Callable[[str], None]
+from sensorguard.data import Readings
+from sensorguard.data.simulator import FAILURE_MODES, simulate_pump
+from sensorguard.detectors.events import flag_spans
+from sensorguard.errors import DataValidationError
+from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode
+from sensorguard.pipelines.lifecycle import gate_and_promote
+from sensorguard.pipelines.plots import score_plot
+from sensorguard.pipelines.training import StepCallback, train_and_register
+from sensorguard.registry import configure_mlflow, load_model
+from sensorguard.registry.versions import count_versions, version_at
 
 DEMO_STEPS = (
     "simulate the machine's history",
@@ -73,34 +80,10 @@ class DemoReport:
         return asdict(self)
 
 
-def _count_versions(settings: Settings) -> int:
-    from mlflow.exceptions import MlflowException
-
-    from sensorguard.registry import get_client
-
-    client = get_client(settings)
-    try:
-        safe = settings.model_name.replace("'", "\\'")
-        return len(client.search_model_versions(f"name='{safe}'"))
-    except MlflowException:
-        return 0
-
-
-def _alias_version(settings: Settings, alias: str, resolve: Callable[..., int]) -> int | None:
-    from sensorguard.errors import RegistryError
-
-    try:
-        return int(resolve(settings.model_name, alias, settings))
-    except RegistryError:
-        return None
-
-
 def _blame(
     y: np.ndarray, alarm: np.ndarray, top: pd.Series, modes: np.ndarray
 ) -> dict[str, list[Counter[str]]]:
     """Per failure mode, per true event: how often each sensor led the blame during alarms."""
-    from sensorguard.detectors.events import flag_spans
-
     out: dict[str, list[Counter[str]]] = {}
     starts, ends = flag_spans(y.astype(bool))
     for s, e in zip(starts, ends, strict=True):
@@ -127,15 +110,6 @@ def run_demo(
     on_step: StepCallback | None = None,
 ) -> DemoReport:
     """Run the whole lifecycle once; returns the report (also written as JSON + PNG)."""
-    from sensorguard.data import Readings
-    from sensorguard.data.simulator import FAILURE_MODES, simulate_pump
-    from sensorguard.errors import DataValidationError
-    from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode
-    from sensorguard.pipelines.lifecycle import gate_and_promote
-    from sensorguard.pipelines.plots import score_plot
-    from sensorguard.pipelines.training import train_and_register
-    from sensorguard.registry import configure_mlflow, load_by_alias, resolve_alias
-
     for option, value in (("--days", days), ("--new-days", new_days)):
         if not value > 0:  # name the option: simulate_pump would only say "days"
             raise DataValidationError(
@@ -161,7 +135,7 @@ def run_demo(
     params: dict[str, Any] = {"max_states": 5} if quick else {}
 
     step(DEMO_STEPS[0])
-    run_no = _count_versions(settings)
+    run_no = count_versions(settings.model_name, settings)
     history = simulate_pump(days=days, seed=seed + run_no, start="2026-01-01")
     readings = Readings.from_frame(history, source=f"simulated pump history (seed {seed + run_no})")
 
@@ -177,7 +151,7 @@ def run_demo(
         result.eval_readings,
         settings=settings,
         trigger="demo",
-        candidate_detector=result.detector,
+        candidate_metrics=result.evaluation,
     )
     decision = outcome.decision
     assert decision is not None
@@ -193,17 +167,15 @@ def run_demo(
     new = Readings.from_frame(fresh, source="simulated new readings")
 
     step(DEMO_STEPS[4])
-    production = _alias_version(settings, settings.production_alias, resolve_alias)
+    production = version_at(settings.model_name, settings.production_alias, settings)
     if production is not None:
-        loaded = load_by_alias(settings.model_name, settings.production_alias, settings)
+        loaded = load_model(f"models:/{settings.model_name}@{settings.production_alias}", settings)
     else:  # the very first candidate was rejected: nothing is in production to load
-        from sensorguard.registry import load_version
-
-        loaded = load_version(settings.model_name, result.version, settings=settings)
-    previous = _alias_version(settings, settings.previous_alias, resolve_alias)
+        loaded = load_model(f"models:/{settings.model_name}/{result.version}", settings)
+    previous = version_at(settings.model_name, settings.previous_alias, settings)
 
     step(DEMO_STEPS[5])
-    scored = loaded.pyfunc.predict(new.X)
+    scored = loaded.predict(new.X)
     y = np.asarray(new.y)
     alarm = scored["is_anomaly"].to_numpy(dtype=bool)
     modes = fresh["failure_mode"].astype(str).to_numpy()
@@ -255,7 +227,7 @@ def run_demo(
         gate_summary=decision.summary(),
         gate=decision.to_dict(),
         production_version=production,
-        scored_version=loaded.version,
+        scored_version=int(loaded.version),
         previous_version=previous,
         training_metrics={k: round(v, 4) for k, v in result.metrics.items()},
         new_rows=len(new),

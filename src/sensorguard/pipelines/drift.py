@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 
 from sensorguard.errors import DataValidationError, SchemaMismatchError
+from sensorguard.jsonsafe import json_safe
 
 PROFILE_FORMAT = 1
-PROFILE_ARTIFACT = "drift/training_profile.json"
-"""Where the training profile lives inside a training run's artifacts."""
 
 DEFAULT_BINS = 10
 METRICS = ("mean_shift", "psi")
@@ -135,8 +134,8 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: NaN/inf (a sensor that stopped reporting has no mean) become None."""
-        out = _json_safe(asdict(self))
-        out["score"] = _json_safe(self.score)
+        out = json_safe(asdict(self))
+        out["score"] = json_safe(self.score)
         out["drifted"] = self.drifted
         out["note"] = self.note
         return out
@@ -236,16 +235,6 @@ def compute_drift(
         sensors=results,
         metric=metric,
     )
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _bin_counts(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:

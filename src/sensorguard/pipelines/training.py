@@ -1,7 +1,16 @@
-"""Train a detector, log one MLflow run, register a new model version.
+"""Training as pure nodes, and one function that wires them to the run logger.
 
 This is the one training entry point: ``sensorguard train``, the demo and the Airflow
-DAGs all call :func:`train_and_register`.
+DAG all call :func:`train_and_register`.
+
+The room's rules (the Kedro split): the nodes — :func:`split_readings`,
+:func:`normal_rows`, :func:`fit_detector`, :func:`profile_training`,
+:func:`evaluate_holdout` — take and return plain values and never touch MLflow;
+:func:`train_and_register` is wiring, and everything MLflow happens in
+:func:`sensorguard.registry.runs.log_training_run`. Each row is scored once: the
+training rows in :func:`profile_training` (its result gives the state profiles, the
+failure types and the plot), the held-out rows in :func:`evaluate_holdout` (its metrics
+are what the gate later uses for the candidate).
 
 Split: readings are in time order; with labels, the first ``1 - holdout`` of the rows
 train the detector (only the rows labelled normal: the detector learns normal
@@ -15,28 +24,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sensorguard import __version__
 from sensorguard.config import Settings, get_settings
+from sensorguard.data import Readings, validate_for_training
+from sensorguard.detectors import make_detector
+from sensorguard.detectors.base import BaseDetector, DetectionResult
+from sensorguard.detectors.states import OperatingStateDetector
 from sensorguard.errors import DataValidationError, SensorGuardError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sensorguard.data import Readings
-    from sensorguard.detectors.base import BaseDetector
+from sensorguard.evaluation.events import evaluate_detector
+from sensorguard.evaluation.failure_types import profile_failures
+from sensorguard.jsonsafe import finite_metrics
+from sensorguard.pipelines.drift import training_profile
+from sensorguard.pipelines.plots import profiles_plot, score_plot
+from sensorguard.registry import tags as T
+from sensorguard.registry.runs import (
+    HOLDOUT_ARTIFACT,
+    TrainingRunRecord,
+    find_trained_version,
+    log_training_run,
+)
+from sensorguard.scoring.readings import detect_readings
 
 StepCallback = Callable[[str], None]
 
-HOLDOUT_ARTIFACT = "evaluation/holdout.parquet"
 EVAL_METRIC_KEYS = (
     "precision",
     "recall",
@@ -53,6 +73,20 @@ EVAL_METRIC_KEYS = (
 )
 MAX_HOLDOUT_ARTIFACT_ROWS = 500_000
 """Bigger held-out splits are not stored with the run; gate them with ``--data``."""
+
+__all__ = [
+    "HOLDOUT_ARTIFACT",
+    "Holdout",
+    "TrainResult",
+    "TrainingProfile",
+    "data_sha256",
+    "evaluate_holdout",
+    "fit_detector",
+    "normal_rows",
+    "profile_training",
+    "split_readings",
+    "train_and_register",
+]
 
 
 @dataclass
@@ -78,6 +112,9 @@ class TrainResult:
         if self.version is None:  # trained with register=False
             return f"runs:/{self.run_id}/model"
         return f"models:/{self.name}/{self.version}"
+
+
+# ---------------------------------------------------------------- nodes (no MLflow)
 
 
 def data_sha256(readings: Readings) -> str:
@@ -117,18 +154,20 @@ def split_readings(readings: Readings, holdout: float) -> tuple[Readings, Readin
 
 
 def _subset(readings: Readings, mask: np.ndarray) -> Readings:
-    from dataclasses import replace
-
     frame = readings.frame.loc[mask].reset_index(drop=True)
     return replace(readings, frame=frame, notes=list(readings.notes))
+
+
+def _normal_mask(readings: Readings) -> np.ndarray | None:
+    return None if readings.y is None else np.asarray(readings.y) == 0
 
 
 def normal_rows(readings: Readings) -> pd.DataFrame:
     """Sensor values of the rows labelled normal (all rows when unlabelled)."""
     X = readings.X
-    if readings.y is None:
+    mask = _normal_mask(readings)
+    if mask is None:
         return X
-    mask = np.asarray(readings.y) == 0
     if not mask.any():
         raise DataValidationError(
             f"{readings.source}: no row of the training part is labelled normal",
@@ -137,51 +176,28 @@ def normal_rows(readings: Readings) -> pd.DataFrame:
     return X.loc[mask]
 
 
-def _find_version_by_run(client: Any, name: str, airflow_run_id: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
+def fit_detector(
+    name: str, params: dict[str, Any], X: pd.DataFrame, assets: Any = None
+) -> BaseDetector:
+    """A detector ``name`` with ``params`` fitted on normal readings ``X``.
 
-    safe = airflow_run_id.replace("'", "\\'")
+    ``assets`` (each row's asset id) reaches detectors that calibrate per asset
+    (``uses_assets``, e.g. ``asset-calibrated``)."""
+    detector = make_detector(name, **params)
     try:
-        found = client.search_model_versions(f"name='{name}' and tags.airflow_run_id='{safe}'")
-    except MlflowException:
-        return None
-    return max(found, key=lambda mv: int(mv.version)) if found else None
-
-
-def _reused_result(client: Any, name: str, mv: Any) -> TrainResult:
-    run = client.get_run(mv.run_id)
-    metrics = dict(run.data.metrics)
-    ev = {k[5:]: v for k, v in metrics.items() if k.startswith("eval_")}
-    return TrainResult(
-        name=name,
-        version=int(mv.version),
-        run_id=mv.run_id,
-        detector_name=run.data.params.get("detector", ""),
-        metrics=metrics,
-        evaluation=ev or None,
-        train_rows=int(float(run.data.tags.get("rows_train", 0))),
-        eval_rows=int(float(run.data.tags.get("rows_eval", 0))),
-        data_sha256=run.data.tags.get("data_sha256", ""),
-        reused=True,
-    )
-
-
-def _params_of(detector: BaseDetector) -> dict[str, Any]:
-    try:
-        return dict(detector.get_params(deep=False))
-    except Exception:  # not an sklearn-style estimator
-        return {}
-
-
-def _finite_metrics(prefix: str, values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k in keys:
-        v = values.get(k)
-        if isinstance(v, bool) or v is None:
-            continue
-        if isinstance(v, int | float | np.integer | np.floating) and math.isfinite(float(v)):
-            out[f"{prefix}{k}"] = float(v)
-    return out
+        if getattr(detector, "uses_assets", False):
+            fit: Any = detector.fit  # fit(X, assets=...): a per-asset calibrating detector
+            fit(X, assets=assets)
+        else:
+            detector.fit(X)
+    except SensorGuardError:
+        raise
+    except ValueError as exc:
+        raise DataValidationError(
+            f"training {name} failed: {exc}",
+            "check the readings (enough normal rows, non-constant sensors) and the parameters",
+        ) from None
+    return detector
 
 
 def state_profiles(detector: BaseDetector, X: pd.DataFrame, states: np.ndarray) -> dict[str, Any]:
@@ -212,50 +228,148 @@ def state_profiles(detector: BaseDetector, X: pd.DataFrame, states: np.ndarray) 
     return {"sensors": detector.sensors, "states": out}
 
 
-def learned_state_profiles(detector: BaseDetector) -> dict[str, Any] | None:
-    """The detector's own description of its states (centres, means, scales), if any."""
-    try:
-        from sensorguard.detectors.failure_types import state_profiles as learned
-    except ImportError:  # pragma: no cover - every detector module ships it
-        return None
-    try:
-        return learned(detector)
-    except (AttributeError, TypeError, ValueError):
-        return None
+@dataclass
+class TrainingProfile:
+    """What the training rows say about the fitted detector (they are scored once)."""
+
+    result: DetectionResult
+    """Detection over the whole training part (normal and abnormal rows), per asset."""
+    state_profiles: dict[str, Any]
+    """``learned`` (the detector's own description) plus the per-state sensor profiles."""
+    failure_types: dict[str, Any]
+    drift: dict[str, Any]
+    """The drift profile of the normal training rows (per-sensor mean/std/min/max/bins)."""
+    normal_rows: int
 
 
-def failure_type_profiles(detector: BaseDetector) -> dict[str, Any]:
-    """Failure types the detector learned (JSON), ``{"types": []}`` when it has none."""
-    for attr in ("failure_types_", "failure_profiles_"):
-        value = getattr(detector, attr, None)
-        if value is None:
-            continue
-        if hasattr(value, "to_dict"):
-            value = value.to_dict()
-        try:
-            json.dumps(value, default=float)
-        except (TypeError, ValueError):
-            continue
-        return value if isinstance(value, dict) else {"types": value}
-    return {"types": []}
+def profile_training(detector: BaseDetector, train_part: Readings) -> TrainingProfile:
+    """Score the training part once and derive every training-time profile from it."""
+    result = detect_readings(detector, train_part)
+    X_train = normal_rows(train_part)
+    mask = _normal_mask(train_part)
+    states = result.state if mask is None else result.state[mask]
+    learned = (
+        detector.describe_states()
+        if isinstance(detector, OperatingStateDetector)
+        else {"detector": detector.name, "n_states": 0, "states": []}
+    )
+    failure_types: dict[str, Any] = {"types": []}
+    if isinstance(detector, OperatingStateDetector):
+        # failure episodes of the training window (labels, else the detector's own alarms)
+        # become failure types; they travel with the model
+        failure_types = profile_failures(detector, train_part, result=result)
+        detector.failure_types_ = failure_types
+    return TrainingProfile(
+        result=result,
+        state_profiles={"learned": learned, **state_profiles(detector, X_train, states)},
+        failure_types=failure_types,
+        drift=training_profile(X_train),
+        normal_rows=len(X_train),
+    )
+
+
+@dataclass
+class Holdout:
+    """The held-out tail scored once: its metrics (for the run and the gate) and result."""
+
+    readings: Readings
+    evaluation: dict[str, Any]
+    result: DetectionResult
+
+
+def evaluate_holdout(detector: BaseDetector, eval_part: Readings) -> Holdout:
+    result = detect_readings(detector, eval_part)
+    return Holdout(eval_part, evaluate_detector(detector, eval_part, result=result), result)
+
+
+# ---------------------------------------------------------------- artefacts (no MLflow)
 
 
 def _failure_rows(profiles: dict[str, Any], sensors: list[str]) -> list[tuple[str, np.ndarray]]:
     rows = []
-    for i, t in enumerate(profiles.get("types") or []):
-        if not isinstance(t, dict):
-            continue
-        sig = t.get("signature") or t.get("profile") or t.get("z") or t.get("mean")
-        if isinstance(sig, dict):
-            vec = np.array([float(sig.get(s, 0.0)) for s in sensors])
-        elif isinstance(sig, list) and len(sig) == len(sensors):
-            vec = np.asarray(sig, dtype=float)
-        else:
-            continue
+    for t in profiles.get("types") or []:
+        sig = t["signature"]
         modes = t.get("labelled_modes") or {}
-        label = str(t.get("name") or ("+".join(modes) if modes else f"type {t.get('type', i)}"))
-        rows.append((f"{label} (n={t.get('episodes', t.get('size', '?'))})", vec))
+        label = "+".join(modes) if modes else f"type {t['type']}"
+        rows.append((f"{label} (n={t['episodes']})", np.array([float(sig[s]) for s in sensors])))
     return rows
+
+
+def _write_artifacts(
+    out: Path,
+    detector: BaseDetector,
+    detector_name: str,
+    readings: Readings,
+    train_part: Readings,
+    profile: TrainingProfile,
+    holdout: Holdout | None,
+) -> None:
+    """The run's files: profiles, schema, plots and the held-out data."""
+    (out / "state_profiles.json").write_text(json.dumps(profile.state_profiles, indent=2))
+    (out / "failure_types.json").write_text(
+        json.dumps(profile.failure_types, indent=2, default=float)
+    )
+    schema = {
+        **detector.schema_.to_dict(),
+        "time_column": readings.time_column,
+        "label_column": readings.label_column,
+        "asset_column": readings.asset_column,
+        "detector": detector_name,
+    }
+    (out / "schema.json").write_text(json.dumps(schema, indent=2))
+    profiles_plot(
+        out / "profiles.png",
+        detector.sensors,
+        [
+            (f"state {s['state']} ({s['share']:.0%})", np.asarray(s["z"]))
+            for s in profile.state_profiles["states"]
+        ],
+        _failure_rows(profile.failure_types, detector.sensors),
+    )
+    # the plot reuses the two detections (training part, held-out tail) instead of a third
+    pieces = [(train_part, profile.result)]
+    if holdout is not None:
+        pieces.append((holdout.readings, holdout.result))
+    labels = None if readings.y is None else np.concatenate([np.asarray(r.y) for r, _ in pieces])
+    score_plot(
+        out / "score_over_time.png",
+        pd.concat([r.times for r, _ in pieces], ignore_index=True),
+        np.concatenate([res.score for _, res in pieces]),
+        float(detector.threshold_),
+        np.concatenate([res.is_anomaly for _, res in pieces]),
+        labels,
+        title=f"{detector_name}: score over time (dotted line: start of held-out data)",
+        split_at=None if holdout is None else holdout.readings.times.iloc[0],
+    )
+    if holdout is not None:
+        (out / "evaluation").mkdir()
+        (out / "evaluation" / "metrics.json").write_text(
+            json.dumps(holdout.evaluation, indent=2, default=str)
+        )
+        if len(holdout.readings) <= MAX_HOLDOUT_ARTIFACT_ROWS:
+            holdout.readings.frame.to_parquet(out / HOLDOUT_ARTIFACT, index=False)
+
+
+def _reused(name: str, key: str, settings: Settings) -> TrainResult | None:
+    found = find_trained_version(name, key, settings)
+    if found is None:
+        return None
+    ev = {k[5:]: v for k, v in found.metrics.items() if k.startswith("eval_")}
+    return TrainResult(
+        name=name,
+        version=found.version,
+        run_id=found.run_id,
+        detector_name=found.params.get("detector", ""),
+        metrics=found.metrics,
+        evaluation=ev or None,
+        train_rows=int(float(found.tags.get("rows_train", 0))),
+        eval_rows=int(float(found.tags.get("rows_eval", 0))),
+        data_sha256=found.tags.get(T.DATA_SHA256, ""),
+        reused=True,
+    )
+
+
+# ---------------------------------------------------------------- wiring
 
 
 def train_and_register(
@@ -266,199 +380,72 @@ def train_and_register(
     settings: Settings | None = None,
     trigger: str = "cli",
     holdout: float = 0.3,
-    airflow_run_id: str | None = None,
+    idempotency_key: str | None = None,
     register: bool = True,
     on_step: StepCallback | None = None,
+    airflow_run_id: str | None = None,
 ) -> TrainResult:
     """Train, evaluate on the held-out tail, log one MLflow run, register a new version.
 
-    Idempotent per ``airflow_run_id``: when a version tagged with it exists, that version
-    is returned (``reused=True``) and nothing is trained or registered again.
-    ``on_step`` is told the name of each step as it starts (for progress bars).
+    Idempotent per ``idempotency_key`` (e.g. the Airflow run id; ``airflow_run_id`` is
+    its former name): when a version tagged with it exists, that version is returned
+    (``reused=True``) and nothing is trained or registered again. ``on_step`` is told the
+    name of each step as it starts (for progress bars).
     """
-    import mlflow
-    from sensorguard.detectors import make_detector
-    from sensorguard.pipelines.plots import profiles_plot, score_plot
-    from sensorguard.registry import (
-        ensure_experiment,
-        get_client,
-        log_detector_model,
-        register_model_version,
-        registry_errors,
-    )
-
     started = time.perf_counter()
     step = on_step or (lambda _s: None)
     settings = settings or get_settings()
-    name = settings.model_name
-    detector_name = detector_name or settings.detector
-    params = dict(params or {})
-
+    name, detector_name = settings.model_name, detector_name or settings.detector
+    key = idempotency_key or airflow_run_id
     step("connect to MLflow")
-    client = get_client(settings)
-    if airflow_run_id and register:
-        with registry_errors(f"registered model '{name}'", settings):
-            existing = _find_version_by_run(client, name, airflow_run_id)
-        if existing is not None:
-            return _reused_result(client, name, existing)
-    experiment_id = ensure_experiment(settings.experiment, settings)
+    if key and register and (done := _reused(name, key, settings)) is not None:
+        return done
 
     step("split and hash the data")
-    from sensorguard.data import validate_for_training
-
     validate_for_training(readings)
     train_part, eval_part = split_readings(readings, holdout)
     X_train = normal_rows(train_part)
     sha = data_sha256(readings)
 
     step(f"train {detector_name}")
-    detector = make_detector(detector_name, **params)
-    try:
-        detector.fit(X_train)
-    except SensorGuardError:
-        raise
-    except ValueError as exc:
-        raise DataValidationError(
-            f"training {detector_name} failed: {exc}",
-            "check the readings (enough normal rows, non-constant sensors) and the parameters",
-        ) from None
-    if hasattr(detector, "learn_failure_types"):  # failure types travel with the model
-        detector.learn_failure_types(train_part)
-
-    learn_types = getattr(detector, "learn_failure_types", None)
-    if callable(learn_types) and (train_part.y is None or np.asarray(train_part.y).any()):
-        # failure episodes of the training window (labels, else the detector's own alarms)
-        # become failure types; they are saved with the model
-        step("profile failure types")
-        learn_types(train_part)
-
-    evaluation: dict[str, Any] | None = None
+    assets = None if train_part.asset is None else train_part.asset.loc[X_train.index]
+    detector = fit_detector(detector_name, dict(params or {}), X_train, assets)
+    step("profile failure types")
+    profile = profile_training(detector, train_part)
+    held = None
     if eval_part is not None:
         step("evaluate on the held-out tail")
-        from sensorguard.evaluation.events import evaluate_detector
-
-        evaluation = evaluate_detector(detector, eval_part)
+        held = evaluate_holdout(detector, eval_part)
+    evaluation = None if held is None else held.evaluation
 
     step("log the run to MLflow")
-    times = readings.times
-    det_params = _params_of(detector)
-    run_params: dict[str, Any] = {
-        "detector": detector_name,
-        **{f"detector.{k}": v for k, v in det_params.items()},
-        "sensors": ";".join(detector.sensors)[:5000],
-        "n_sensors": len(detector.sensors),
-        "data_source": str(readings.source)[:500],
-        "data_start": str(times.iloc[0]),
-        "data_end": str(times.iloc[-1]),
-        "rows": len(readings),
-        "holdout": holdout,
-        "train_end": str(train_part.times.iloc[-1]),
-    }
-    metrics: dict[str, float] = {
-        "threshold": float(detector.threshold_),
-        "training_rows": float(len(X_train)),
-    }
-    for attr, key in (("silhouette_", "silhouette"), ("n_states_", "n_states")):
-        v = getattr(detector, attr, None)
-        if isinstance(v, int | float | np.integer | np.floating) and math.isfinite(float(v)):
-            metrics[key] = float(v)
-    if evaluation is not None:
-        metrics.update(_finite_metrics("eval_", evaluation, EVAL_METRIC_KEYS))
-    tags = {
-        "data_sha256": sha,
-        "rows_total": str(len(readings)),
-        "rows_train": str(len(train_part)),
-        "rows_train_normal": str(len(X_train)),
-        "rows_eval": str(0 if eval_part is None else len(eval_part)),
-        "sensorguard_version": __version__,
-        "trigger": trigger,
-        "detector": detector_name,
-        "labels": "yes" if readings.y is not None else "no",
-    }
-    if airflow_run_id:
-        tags["airflow_run_id"] = airflow_run_id
-
-    with (
-        registry_errors(f"experiment '{settings.experiment}'", settings),
-        mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=f"train-{detector_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags=tags,
-        ) as run,
-    ):
-        mlflow.log_params({k: _param_value(v) for k, v in run_params.items()})
-        mlflow.log_metrics(metrics)
-        with tempfile.TemporaryDirectory(prefix="sg-run-") as tmp:
-            out = Path(tmp)
-            full = detector.detect(readings.X)
-            prof = state_profiles(detector, X_train, detector.detect(X_train).state)
-            ftypes = failure_type_profiles(detector)
-            (out / "state_profiles.json").write_text(
-                json.dumps({"learned": learned_state_profiles(detector), **prof}, indent=2)
-            )
-            (out / "failure_types.json").write_text(json.dumps(ftypes, indent=2, default=float))
-            schema = {
-                **detector.schema_.to_dict(),
-                "time_column": readings.time_column,
-                "label_column": readings.label_column,
-                "asset_column": readings.asset_column,
-                "detector": detector_name,
-            }
-            (out / "schema.json").write_text(json.dumps(schema, indent=2))
-            profiles_plot(
-                out / "profiles.png",
-                detector.sensors,
-                [
-                    (f"state {s['state']} ({s['share']:.0%})", np.asarray(s["z"]))
-                    for s in prof["states"]
-                ],
-                _failure_rows(ftypes, detector.sensors),
-            )
-            score_plot(
-                out / "score_over_time.png",
-                times,
-                full.score,
-                float(detector.threshold_),
-                full.is_anomaly,
-                readings.y,
-                title=f"{detector_name}: score over time (dotted line: start of held-out data)",
-                split_at=None if eval_part is None else eval_part.times.iloc[0],
-            )
-            if evaluation is not None:
-                (out / "evaluation").mkdir()
-                (out / "evaluation" / "metrics.json").write_text(
-                    json.dumps(evaluation, indent=2, default=str)
-                )
-                if eval_part is not None and len(eval_part) <= MAX_HOLDOUT_ARTIFACT_ROWS:
-                    eval_part.frame.to_parquet(out / HOLDOUT_ARTIFACT, index=False)
-            mlflow.log_artifacts(str(out))
-        step("log the model")
-        info = log_detector_model(detector, X_train.head(5))
-        version: int | None = None
-        if register:
-            step("register a new model version")
-            version_tags = {
-                "lifecycle": "candidate",
-                "trigger": trigger,
-                "detector": detector_name,
-                "data_sha256": sha,
-            }
-            if airflow_run_id:
-                version_tags["airflow_run_id"] = airflow_run_id
-            if evaluation is not None:
-                for k in ("f1", "event_recall", "false_alarms_per_day"):
-                    v = evaluation.get(k)
-                    if isinstance(v, int | float):
-                        version_tags[f"eval_{k}"] = f"{float(v):.4f}"
-            mv = register_model_version(
-                info.model_uri, run.info.run_id, name, version_tags, settings
-            )
-            version = int(mv.version)
-            mlflow.set_tag("registered_version", str(version))
+    metrics = _run_metrics(detector, len(X_train), evaluation)
+    with tempfile.TemporaryDirectory(prefix="sg-run-") as tmp:
+        _write_artifacts(Path(tmp), detector, detector_name, readings, train_part, profile, held)
+        run_id, version = log_training_run(
+            TrainingRunRecord(
+                experiment=settings.experiment,
+                run_name=f"train-{detector_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                tags=_run_tags(readings, train_part, eval_part, sha, trigger, detector_name, key)
+                | {"rows_train_normal": str(len(X_train))},
+                params=_run_params(readings, train_part, detector, detector_name, holdout),
+                metrics=metrics,
+                artifacts=Path(tmp),
+                detector=detector,
+                input_example=X_train.head(5),
+                training_profile=profile.drift,
+                failure_types=profile.failure_types,
+                register=register,
+                model_name=name,
+                version_tags=_version_tags(trigger, detector_name, sha, key, evaluation),
+            ),
+            settings,
+            on_step=step,
+        )
     return TrainResult(
         name=name,
         version=version,
-        run_id=run.info.run_id,
+        run_id=run_id,
         detector_name=detector_name,
         metrics=metrics,
         evaluation=evaluation,
@@ -471,37 +458,79 @@ def train_and_register(
     )
 
 
-def _param_value(v: Any) -> Any:
-    if isinstance(v, list | tuple | dict):
-        return json.dumps(v)[:5000]
-    return v
+def _run_params(
+    readings: Readings,
+    train_part: Readings,
+    detector: BaseDetector,
+    detector_name: str,
+    holdout: float,
+) -> dict[str, Any]:
+    times = readings.times
+    return {
+        "detector": detector_name,
+        **{f"detector.{k}": v for k, v in detector.get_params(deep=False).items()},
+        "sensors": ";".join(detector.sensors)[:5000],
+        "n_sensors": len(detector.sensors),
+        "data_source": str(readings.source)[:500],
+        "data_start": str(times.iloc[0]),
+        "data_end": str(times.iloc[-1]),
+        "rows": len(readings),
+        "holdout": holdout,
+        "train_end": str(train_part.times.iloc[-1]),
+    }
 
 
-def load_holdout(run_id: str, settings: Settings | None = None) -> Readings | None:
-    """The held-out readings logged with training run ``run_id`` (``None`` if not stored)."""
-    import mlflow
-    from sensorguard.data import Readings
-    from sensorguard.registry import configure_mlflow, get_client, registry_errors
+def _run_metrics(
+    detector: BaseDetector, n_train: int, evaluation: dict[str, Any] | None
+) -> dict[str, float]:
+    metrics = {"threshold": float(detector.threshold_), "training_rows": float(n_train)}
+    learned = {
+        "silhouette": getattr(detector, "silhouette_", None),
+        "n_states": getattr(detector, "n_states_", None),
+    }
+    metrics.update(finite_metrics(learned))
+    if evaluation is not None:
+        metrics.update(finite_metrics(evaluation, EVAL_METRIC_KEYS, prefix="eval_"))
+    return metrics
 
-    settings = configure_mlflow(settings)
-    client = get_client(settings)
-    with registry_errors(f"run {run_id}", settings):
-        run = client.get_run(run_id)
-        files = {f.path for f in client.list_artifacts(run_id, "evaluation")}
-        if HOLDOUT_ARTIFACT not in files:
-            return None
-        schema = {}
-        if "schema.json" in {f.path for f in client.list_artifacts(run_id)}:
-            schema = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/schema.json")
-        with tempfile.TemporaryDirectory(prefix="sg-holdout-") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=HOLDOUT_ARTIFACT, dst_path=tmp
-            )
-            frame = pd.read_parquet(local)
-    return Readings.from_frame(
-        frame,
-        time_column=schema.get("time_column"),
-        label_column=schema.get("label_column"),
-        asset_column=schema.get("asset_column"),
-        source=f"held-out data of run {run_id}",
-    )
+
+def _run_tags(
+    readings: Readings,
+    train_part: Readings,
+    eval_part: Readings | None,
+    sha: str,
+    trigger: str,
+    detector_name: str,
+    key: str | None,
+) -> dict[str, str]:
+    tags = {
+        T.DATA_SHA256: sha,
+        "rows_total": str(len(readings)),
+        "rows_train": str(len(train_part)),
+        "rows_eval": str(0 if eval_part is None else len(eval_part)),
+        "sensorguard_version": __version__,
+        T.TRIGGER: trigger,
+        T.DETECTOR: detector_name,
+        "labels": "yes" if readings.y is not None else "no",
+    }
+    if key:
+        tags[T.IDEMPOTENCY_KEY] = key
+    return tags
+
+
+def _version_tags(
+    trigger: str,
+    detector_name: str,
+    sha: str,
+    key: str | None,
+    evaluation: dict[str, Any] | None,
+) -> dict[str, str]:
+    tags = {T.LIFECYCLE: T.CANDIDATE, T.TRIGGER: trigger, T.DETECTOR: detector_name}
+    tags[T.DATA_SHA256] = sha
+    if key:
+        tags[T.IDEMPOTENCY_KEY] = key
+    for k in ("f1", "event_recall", "false_alarms_per_day"):
+        v = (evaluation or {}).get(k)
+        if isinstance(v, int | float):
+            tags[f"eval_{k}"] = f"{float(v):.4f}"
+    return tags

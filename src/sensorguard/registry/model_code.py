@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-import mlflow
-from sensorguard.detectors.base import BaseDetector, load_detector
+from sensorguard.detectors.base import BaseDetector
+from sensorguard.detectors.catalog import load_detector
 
 TOP_K = 3
 

@@ -5,6 +5,10 @@ Embedded default (no configuration): tracking and registry in ``<home>/mlflow.db
 location. ``MLFLOW_TRACKING_URI`` (or ``SENSORGUARD_TRACKING_URI``) points everything at
 a real MLflow server instead. Nothing happens at import time; ``mlflow`` itself is
 imported lazily because importing it costs about two seconds.
+
+``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` defaults to ``false`` here: SensorGuard models
+are pickle-free, and the loader (:mod:`sensorguard.registry.models`) never hands a model to
+MLflow's pyfunc loader anyway (see docs/deployment.md, "Trust model").
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sensorguard.config import Settings, get_settings
 from sensorguard.errors import RegistryError
@@ -24,9 +27,27 @@ if TYPE_CHECKING:  # pragma: no cover
 _configured: dict[str, str] = {}
 _reachable: dict[str, float] = {}  # server URI -> monotonic time of the last good probe
 _PROBE_TTL_S = 30.0
-# MLflow's own retry loop (7 retries, backoff factor 2) stalls a command for minutes when
-# a server is down; these defaults apply only when the variables are not set.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+_HTTP_KEYS = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)
+# variables the user set before SensorGuard touched them win over the settings
+_USER_HTTP_ENV = frozenset(k for k in _HTTP_KEYS if k in os.environ)
+
+
+def mlflow_http_env(settings: Settings) -> dict[str, str]:
+    """MLflow's HTTP client knobs, decided here and only here, from the settings.
+
+    MLflow's own retry loop (7 retries, backoff factor 2) stalls a command for minutes
+    when a server is down, so commands retry ``registry_http_retries`` times (3); the
+    predictor sets 0 (``ServingSettings``) because its poll loop is the retry. Each call
+    may take ``registry_timeout`` seconds."""
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.registry_http_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(settings.registry_timeout))),
+    }
 
 
 def configure_mlflow(settings: Settings | None = None) -> Settings:
@@ -38,6 +59,7 @@ def configure_mlflow(settings: Settings | None = None) -> Settings:
     """
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     settings = settings or get_settings()
     tracking = settings.resolved_tracking_uri
     registry = settings.resolved_registry_uri
@@ -45,8 +67,9 @@ def configure_mlflow(settings: Settings | None = None) -> Settings:
         settings.home.mkdir(parents=True, exist_ok=True)
         settings.artifact_root.mkdir(parents=True, exist_ok=True)
     else:
-        for key, value in _HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
+        for key, value in mlflow_http_env(settings).items():
+            if key not in _USER_HTTP_ENV:
+                os.environ[key] = value
         _probe_server(tracking)
     if _configured.get("tracking") != tracking or mlflow.get_tracking_uri() != tracking:
         mlflow.set_tracking_uri(tracking)
@@ -149,25 +172,3 @@ def registry_errors(what: str, settings: Settings | None = None) -> Iterator[Non
         raise RegistryError(
             f"MLflow store at {uri} failed on {what}: {exc}", _server_hint(uri)
         ) from None
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def local_path_of(uri: str) -> Path | None:
-    """The local folder behind a ``file://`` URI, else ``None``."""
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(uri).path))
-    return None
-
-
-def jsonable(value: Any) -> Any:
-    """Numbers that JSON and MLflow accept (NaN/inf become ``None``)."""
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

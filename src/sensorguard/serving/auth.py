@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from sensorguard.serving.parsing import RequestError
+from sensorguard.serving.errors import RequestError
 
 _HINT = "send the header 'Authorization: Bearer <SENSORGUARD_API_TOKEN>'"
 

@@ -20,12 +20,12 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sensorguard.config import redact
 from sensorguard.serving.metrics import ServingMetrics
 from sensorguard.serving.model import ServedModel
 from sensorguard.serving.settings import ServingSettings
@@ -53,15 +53,11 @@ class RegistrySource:
         self.settings = settings
         self.name = settings.model_name
         self.alias = settings.alias
-        # MLflow's HTTP client retries for minutes by default; the poll loop already
-        # retries, so a dead server must fail a check in seconds, not stall it.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault(
-            "MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(settings.registry_timeout)))
-        )
+        # MLflow's HTTP retries and timeout: registry.setup.mlflow_http_env, from the
+        # settings (ServingSettings.registry_http_retries = 0: the poll loop is the retry)
 
     def location(self) -> str:
-        return self.settings.resolved_registry_uri
+        return redact(self.settings.resolved_registry_uri)
 
     def resolve(self) -> int:
         from sensorguard.registry import resolve_alias
@@ -73,13 +69,7 @@ class RegistrySource:
 
         lm = load_version(self.name, version, alias=self.alias, settings=self.settings)
         return ServedModel(
-            name=lm.name,
-            version=int(lm.version),
-            alias=self.alias,
-            run_id=lm.run_id,
-            detector=lm.detector,
-            loaded_at=lm.loaded_at,
-            input_example=lm.input_example,
+            lm,
             top_k=self.settings.top_k,
             max_assets=self.settings.max_tracked_assets,
         )
@@ -93,7 +83,7 @@ class ReloadResult:
     trigger: str
     error: str | None = None
     stage: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the check: waiting for one in progress, resolve, load
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +116,7 @@ class ModelHolder:
         self.failures_in_a_row = 0
         self._lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
+        self.checked: asyncio.Event | None = None  # set after the first check, good or bad
         # a version that failed to load is retried by the poller with backoff only
         self._bad: dict[int, tuple[int, float]] = {}
 
@@ -136,6 +127,7 @@ class ModelHolder:
     # ---- lifecycle
     def start(self) -> None:
         self._lock = asyncio.Lock()
+        self.checked = asyncio.Event()
         self._task = asyncio.create_task(self._poll(), name="sensorguard-model-poller")
 
     async def stop(self) -> None:
@@ -158,8 +150,17 @@ class ModelHolder:
         """Check the alias and swap to the version it points at if it moved."""
         if self._lock is None:
             self._lock = asyncio.Lock()
+        t0 = time.perf_counter()
         async with self._lock:
-            return await self._refresh(trigger)
+            try:
+                result = await self._refresh(trigger)
+            finally:
+                if self.checked is not None:
+                    self.checked.set()
+        # the whole wait is what a caller sees (a hung registry: the running poll's
+        # timeout plus this check's), so it is what a reload reports, success or not
+        result.seconds = time.perf_counter() - t0
+        return result
 
     async def _refresh(self, trigger: str) -> ReloadResult:
         prev = self.served
@@ -181,7 +182,7 @@ class ModelHolder:
             model = await asyncio.to_thread(self._load_and_warm, version)
         except _LoadFailed as exc:
             return self._failure(trigger, exc.stage, exc, prev_v, version)
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0  # load + warm-up only, for the histogram
         self._swap(model)
         # move everything loaded so far (MLflow, pandas, the model) out of the cyclic GC's
         # reach: full collections then stay short instead of adding tens of ms to p99
@@ -198,7 +199,7 @@ class ModelHolder:
             seconds,
             trigger,
         )
-        return ReloadResult(True, model.version, prev_v, trigger, seconds=seconds)
+        return ReloadResult(True, model.version, prev_v, trigger)
 
     def _load_and_warm(self, version: int) -> ServedModel:
         try:
@@ -233,11 +234,12 @@ class ModelHolder:
         version: int | None,
     ) -> ReloadResult:
         self.metrics.reload_failures.labels(stage).inc()
-        message = str(exc)
+        message = redact(str(exc))  # shown by the open /readyz: no registry password
         what = (
             f"loading version {version} of {self.source.name}"
             if version is not None
-            else f"resolving {self.source.name}@{self.source.alias} at {self.source.location()}"
+            else f"resolving {self.source.name}@{self.source.alias} at "
+            f"{redact(self.source.location())}"
         )
         keep = f"still serving version {prev_v}" if prev_v is not None else "not ready yet"
         # log the first failure of a streak loudly, repeats quietly, recovery once
@@ -268,7 +270,7 @@ class ModelHolder:
             "ready": m is not None,
             "model": m.ref if m is not None else None,
             "alias": self.source.alias,
-            "registry": self.source.location(),
+            "registry": redact(self.source.location()),
             "last_check": self.last_check.isoformat() if self.last_check else None,
             "last_error": self.last_error,
             "failed_checks_in_a_row": self.failures_in_a_row,

@@ -8,46 +8,23 @@ in one call. Only when that fails do we walk the payload to name the exact probl
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, NoReturn
 
 import numpy as np
 import orjson
 
+from sensorguard.serving.errors import RequestError
 from sensorguard.serving.model import ServedModel
+from sensorguard.store.payload import duplicate_key_error, first_duplicate_key
 
 PASSTHROUGH = ("timestamp", "asset_id")
 _NUMERIC = frozenset({float, int, type(None)})
 _NUMBER_HINT = "sensor values must be JSON numbers; send null for a missing reading"
 # detectors compute in float32; beyond its range a value turns into inf/NaN scores
 VALUE_LIMIT = float(np.finfo(np.float32).max)
-
-
-class RequestError(Exception):
-    """A client mistake: becomes a JSON error response with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        hint: str | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.hint = hint
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.hint:
-            err["hint"] = self.hint
-        err.update(self.extra)
-        return {"error": err}
 
 
 @dataclass
@@ -59,6 +36,11 @@ class Batch:
 
 
 def parse_predict_body(body: bytes, model: ServedModel, max_batch: int) -> Batch:
+    return parse_predict_doc(parse_json_body(body), body, model, max_batch)
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object (400/422 otherwise)."""
     if not body:
         raise RequestError(
             400,
@@ -84,6 +66,14 @@ def parse_predict_body(body: bytes, model: ServedModel, max_batch: int) -> Batch
             'send {"readings": [{"sensor": value, ...}]} or {"columns": {"sensor": [...]}}',
             path="$",
         )
+    return doc  # type: ignore[no-any-return]
+
+
+def parse_predict_doc(
+    doc: dict[str, Any], body: bytes, model: ServedModel, max_batch: int
+) -> Batch:
+    """The readings of a parsed predict body, in ``model``'s sensor order. A top-level
+    ``asset_id`` (routing) is every reading's asset unless a reading names its own."""
     has_records = "readings" in doc
     has_columns = "columns" in doc
     if has_records == has_columns:
@@ -96,8 +86,39 @@ def parse_predict_body(body: bytes, model: ServedModel, max_batch: int) -> Batch
             path="$",
         )
     if has_records:
-        return _records(doc["readings"], model, max_batch)
-    return _columns(doc["columns"], model, max_batch)
+        batch = _records(doc["readings"], model, max_batch)
+        pairs = len(doc) + sum(map(len, doc["readings"]))
+    else:
+        batch = _columns(doc["columns"], model, max_batch)
+        pairs = len(doc) + len(doc["columns"])
+    _refuse_duplicate_keys(body, pairs, batch, model)
+    asset = doc.get("asset_id")
+    if asset is not None:
+        n = len(batch.values)
+        own = batch.passthrough.get("asset_id")
+        batch.passthrough["asset_id"] = (
+            [asset] * n if own is None else [asset if a is None else a for a in own]
+        )
+    return batch
+
+
+def _refuse_duplicate_keys(body: bytes, pairs: int, batch: Batch, model: ServedModel) -> None:
+    """422 for a key given twice in one object (orjson keeps the last without a word).
+
+    ``pairs`` counts the key/value pairs of the parsed document; the colons inside the
+    strings we know of (timestamps, asset ids, sensor names) are added, so the common
+    body costs one ``bytes.count`` (see :func:`~sensorguard.store.payload.first_duplicate_key`)."""
+    sensors = model.sensors
+    per_set = ":".join(sensors).count(":") - (len(sensors) - 1)  # colons in sensor names
+    colons = per_set * (len(batch.values) if batch.layout == "records" else 1)
+    for values in batch.passthrough.values():
+        strings = [v for v in values if type(v) is str]
+        if strings:
+            colons += sum(map(str.count, strings, repeat(":")))
+    key = first_duplicate_key(body, pairs, colons)
+    if key is not None:
+        err = duplicate_key_error(key)
+        raise RequestError(422, err.code, err.message, err.hint)
 
 
 # ---------------------------------------------------------------- records
@@ -114,7 +135,7 @@ def _records(readings: Any, model: ServedModel, max_batch: int) -> Batch:
     _check_size(n, max_batch)
     p = len(model.sensors)
     try:
-        rows = list(map(model._getter, readings))
+        rows = list(map(model.row_getter, readings))
     except (KeyError, TypeError):
         _diagnose_records(readings, model)
     flat = rows if p == 1 else list(chain.from_iterable(rows))
@@ -269,6 +290,58 @@ def _columns(columns: Any, model: ServedModel, max_batch: int) -> Batch:
     _check_range(values, model, "columns.{s}[{i}]")
     gaps = bool(np.isnan(values).any())
     return Batch(values, {k: columns[k] for k in present}, "columns", gaps)
+
+
+# ---------------------------------------------------------------- the HTTP body
+JSON = "application/json"
+
+
+def check_content_type(ctype: str | None, *, required: bool = False) -> None:
+    """``application/json`` (or ``+json``); a missing header passes unless ``required``."""
+    if ctype is None and not required:
+        return
+    media = (ctype or "").split(";", 1)[0].strip().lower()
+    if media != JSON and not media.endswith("+json"):
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"expected Content-Type: application/json, got {media or 'nothing'}",
+            "send JSON with the header 'Content-Type: application/json'",
+        )
+
+
+def _too_big(limit: int) -> RequestError:
+    return RequestError(
+        413,
+        "body_too_large",
+        f"the request body exceeds {limit / (1024 * 1024):g} MiB",
+        "split the batch, or raise SENSORGUARD_MAX_BODY_MB",
+    )
+
+
+async def read_body(chunks: AsyncIterator[bytes] | bytes, length: str | None, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``limit`` bytes (a declared
+    ``Content-Length`` over the limit is refused before anything is read)."""
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_big(limit)
+    if isinstance(chunks, bytes):  # the whole body came in one message
+        if len(chunks) > limit:
+            raise _too_big(limit)
+        return chunks
+    first = b""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        size += len(chunk)
+        if size > limit:
+            raise _too_big(limit)
+        if not first:
+            first = chunk
+        else:
+            parts.append(chunk)
+    return first if not parts else first + b"".join(parts)
 
 
 # ---------------------------------------------------------------- helpers

@@ -15,40 +15,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 
 from sensorguard.serving.auth import check_bearer
+from sensorguard.serving.errors import RequestError, error_payload, internal_error
 from sensorguard.serving.holder import ModelHolder
 from sensorguard.serving.metrics import ServingMetrics
-from sensorguard.serving.model import ServedModel
-from sensorguard.serving.parsing import RequestError, parse_predict_body
+from sensorguard.serving.parsing import (
+    check_content_type,
+    parse_json_body,
+    parse_predict_body,
+    parse_predict_doc,
+    read_body,
+)
 
 log = logging.getLogger("sensorguard.serving")
 
-JSON = "application/json"
 ORIENTS = ("records", "columns")
 # batches this large are scored in a worker thread so health checks stay responsive
 THREAD_BATCH = 2_000
 
-Headers = list[tuple[bytes, bytes]]
-
 
 class Disconnected(Exception):
     """The client went away before sending the whole body."""
-
-
-def error_payload(exc: RequestError, model: ServedModel | None) -> tuple[bytes, Headers]:
-    body = exc.body()
-    headers: Headers = []
-    if model is not None:
-        body["model"] = model.ref
-        headers.extend(model.headers)
-    if exc.status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    elif exc.status == 503:
-        headers.append((b"retry-after", b"1"))
-    return orjson.dumps(body), headers
 
 
 _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
@@ -110,51 +99,6 @@ def _kind(v: Any) -> str:
     return "a boolean" if isinstance(v, bool) else type(v).__name__
 
 
-def _check_content_type(ctype: str | None) -> None:
-    if ctype is None:  # a missing header is read as JSON; a wrong one is refused
-        return
-    media = ctype.split(";", 1)[0].strip().lower()
-    if media != JSON and not media.endswith("+json"):
-        raise RequestError(
-            415,
-            "unsupported_media_type",
-            f"expected Content-Type: application/json, got {media or 'nothing'}",
-            "send JSON with the header 'Content-Type: application/json'",
-        )
-
-
-def _too_big(limit: int) -> RequestError:
-    return RequestError(
-        413,
-        "body_too_large",
-        f"the request body exceeds {limit / (1024 * 1024):g} MiB",
-        "split the batch, or raise SENSORGUARD_MAX_BODY_MB",
-    )
-
-
-async def _collect(chunks: AsyncIterator[bytes] | bytes, length: str | None, limit: int) -> bytes:
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_big(limit)
-    if isinstance(chunks, bytes):  # the whole body came in one message
-        if len(chunks) > limit:
-            raise _too_big(limit)
-        return chunks
-    first = b""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        size += len(chunk)
-        if size > limit:
-            raise _too_big(limit)
-        if not first:
-            first = chunk
-        else:
-            parts.append(chunk)
-    return first if not parts else first + b"".join(parts)
-
-
 class Predictor:
     def __init__(
         self,
@@ -164,8 +108,12 @@ class Predictor:
         token: str | None,
         max_batch: int,
         max_body: int,
+        pool: Any = None,
     ) -> None:
         self.holder = holder
+        # several models (serving/fleet.py ModelPool): consulted only for a body with a
+        # top-level "model" or "asset_id"; every other request takes the path below as is
+        self.pool = pool
         self.metrics = metrics
         self.token = token or None
         self.max_batch = max_batch
@@ -178,14 +126,14 @@ class Predictor:
         length: str | None,
         chunks: AsyncIterator[bytes] | bytes,
         query: bytes | str,
-    ) -> tuple[int, bytes, Headers]:
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         """Status, JSON body and extra headers for one prediction request."""
         t0 = time.perf_counter()
         model = self.holder.served  # read once: this request uses this version throughout
         try:
             if self.token is not None:
                 check_bearer(auth, self.token)
-            if model is None:
+            if model is None and (self.pool is None or not self.pool.extra):
                 raise RequestError(
                     503,
                     "not_ready",
@@ -193,10 +141,28 @@ class Predictor:
                     f"check /readyz; last registry error: {self.holder.last_error or 'none'}",
                 )
             orient, stateless = _query(query)
-            _check_content_type(ctype)
-            body = await _collect(chunks, length, self.max_body)
-            batch = parse_predict_body(body, model, self.max_batch)
-            assets = None if stateless else _assets(batch.passthrough.get("asset_id"), batch.layout)
+            check_content_type(ctype)
+            body = await read_body(chunks, length, self.max_body)
+            doc = None
+            if self.pool is not None:
+                doc = parse_json_body(body)
+                if "model" in doc or "asset_id" in doc:
+                    model = await self.pool.route(doc)
+            if model is None:
+                raise RequestError(
+                    503,
+                    "not_ready",
+                    "the default model is not loaded yet",
+                    'check /readyz, or name a loaded "model" (GET /v1/models)',
+                )
+            if doc is None:
+                batch = parse_predict_body(body, model, self.max_batch)
+            else:
+                batch = parse_predict_doc(doc, body, model, self.max_batch)
+            # checked stateless too: the API describes asset_id as a string or an integer
+            assets = _assets(batch.passthrough.get("asset_id"), batch.layout)
+            if stateless:
+                assets = None
             if batch.values.shape[0] >= THREAD_BATCH:
                 scored = await run_in_threadpool(
                     model.score, batch.values, assets, stateless, batch.missing
@@ -218,10 +184,7 @@ class Predictor:
         except Exception:
             log.exception("prediction failed")
             self.metrics.requests.labels("internal_error").inc()
-            err = RequestError(
-                500, "internal_error", "internal server error; the details are in the server log"
-            )
-            payload, headers = error_payload(err, model)
+            payload, headers = error_payload(internal_error(), model)
             result = (500, payload, headers)
         self.metrics.predict_latency.observe(time.perf_counter() - t0)
         return result

@@ -64,8 +64,8 @@ class Prediction(BaseModel):
     above_threshold: bool = Field(description="score > the model's threshold, this reading alone.")
     state: int = Field(description="Nearest learned operating state (-1 when not applicable).")
     top_sensors: list[str] = Field(description="Sensors contributing most, largest first.")
-    timestamp: str | float | None = Field(default=None, description="Echoed from the request.")
-    asset_id: str | int | None = Field(default=None, description="Echoed from the request.")
+    timestamp: Any = Field(default=None, description="Echoed unchanged from the request.")
+    asset_id: Any = Field(default=None, description="Echoed unchanged from the request.")
 
 
 class PredictionColumns(BaseModel):
@@ -98,7 +98,18 @@ class ErrorBody(BaseModel):
         default=None, description="Where in the body, e.g. readings[3].flow_rate."
     )
     missing: list[str] | None = Field(default=None, description="Missing sensors.")
-    limit: int | None = Field(default=None, description="The batch limit (413).")
+    limit: int | dict[str, Any] | None = Field(
+        default=None,
+        description="The limit that was hit: the batch size (413), or what the "
+        "readings store cannot hold (422 store_limit).",
+    )
+    extra: list[str] | None = Field(default=None, description="Refused extra fields.")
+    conflict: dict[str, Any] | None = Field(
+        default=None, description="The first conflicting reading (409 reading_conflict)."
+    )
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="Every validation problem (invalid_request)."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -155,8 +166,21 @@ class ReloadResponse(BaseModel):
     trigger: str
     error: str | None = Field(description="Why the check or load failed, if it did.")
     stage: str | None = Field(description="resolve, load or warmup, when it failed.")
-    seconds: float = Field(description="Load + warm-up time of a new version.")
+    seconds: float = Field(
+        description="Wall time of this check: waiting for a check already running, "
+        "resolving the alias, loading and warming up a new version."
+    )
     model: ModelRef | None
 
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (RecordsRequest, ColumnsRequest, Reading)
+class ReadingsResponse(BaseModel):
+    asset_ids: list[str] = Field(description="Assets of the batch, in first-seen order.")
+    received: int = Field(description="Readings in the batch.")
+    inserted: int = Field(description="Readings stored by this request.")
+    merged: int = Field(
+        default=0,
+        description="Readings that added sensors to an (asset, time) already stored "
+        "(received = inserted + merged + duplicates; a different value for a stored "
+        "sensor is a 409 conflict instead).",
+    )
+    duplicates: int = Field(description="Readings whose (asset, time) was already stored.")

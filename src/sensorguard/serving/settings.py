@@ -19,7 +19,9 @@ class ServingSettings(Settings):
         default=3, ge=1, le=50, description="Top contributing sensors returned per reading."
     )
     max_body_mb: float = Field(
-        default=64.0, gt=0, description="Largest request body /v1/predict reads, in MiB."
+        default=64.0,
+        gt=0,
+        description="Largest request body /v1/predict and /v1/readings read, in MiB.",
     )
     max_tracked_assets: int = Field(
         default=10_000,
@@ -27,10 +29,29 @@ class ServingSettings(Settings):
         description="Assets whose alarm state the predictor keeps (least recently seen "
         "dropped first).",
     )
-    registry_timeout: float = Field(
+    registry_http_retries: int = Field(
+        default=0,
+        ge=0,
+        description="Retries of a failed MLflow call: none, the poll loop is the retry (a "
+        "dead server must fail a check in seconds, not stall it).",
+    )
+    header_timeout: float = Field(
         default=10.0,
         gt=0,
-        description="Seconds an MLflow server call may take before the poll counts it failed.",
+        description="Seconds a client may take to send a request's line and headers, from "
+        "its first byte (or from connecting); then the connection is closed (408).",
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a client may take to send a request body once its headers "
+        "are in; then the connection is closed.",
+    )
+    max_connections: int = Field(
+        default=2_048,
+        ge=1,
+        description="Open connections plus requests in progress beyond which new ones get "
+        "503 (uvicorn's limit_concurrency).",
     )
 
     @property

@@ -17,7 +17,17 @@ from sensorguard.store.engine import (
     resolve_url,
     upgrade,
 )
-from sensorguard.store.ingest import IngestResult, ingest_file, insert_frame, insert_readings
+from sensorguard.store.ingest import (
+    MAX_SENSORS,
+    IngestResult,
+    ReadingConflictError,
+    StoreLimitError,
+    ingest_file,
+    insert_frame,
+    insert_frames,
+    insert_readings,
+    write_transaction,
+)
 from sensorguard.store.query import (
     Alarm,
     alarms_from_scores,
@@ -29,13 +39,14 @@ from sensorguard.store.query import (
     write_alarms,
     write_predictions,
 )
-from sensorguard.store.scoring import StoreScoreResult, load_scoring_model, score_window_and_store
 
 __all__ = [
+    "MAX_SENSORS",
     "Alarm",
     "IngestResult",
+    "ReadingConflictError",
     "StoreError",
-    "StoreScoreResult",
+    "StoreLimitError",
     "alarms_from_scores",
     "current_revision",
     "dispose_engines",
@@ -44,17 +55,17 @@ __all__ = [
     "head_revision",
     "ingest_file",
     "insert_frame",
+    "insert_frames",
     "insert_readings",
     "list_assets",
-    "load_scoring_model",
     "normalize_url",
     "read_alarms",
     "read_predictions",
     "read_window",
     "read_window_frame",
     "resolve_url",
-    "score_window_and_store",
     "upgrade",
     "write_alarms",
     "write_predictions",
+    "write_transaction",
 ]

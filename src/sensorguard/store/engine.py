@@ -15,6 +15,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _engines: dict[str, sa.Engine] = {}
 _migrated: set[str] = set()
 _lock = threading.Lock()
+_upgrade_lock = threading.Lock()
 
 
 class StoreError(SensorGuardError):
@@ -127,7 +128,12 @@ def ensure_schema(url: str | None = None) -> sa.Engine:
     """The engine for ``url``, migrated to head once per process (cheap afterwards)."""
     key = resolve_url(url)
     if key not in _migrated:
-        upgrade(key)
+        # one migration at a time per process: two threads migrating a fresh database at
+        # once deadlocked (the second waits in PostgreSQL on the first's DDL, the first
+        # on the second inside Alembic), seen with the predictor's first requests
+        with _upgrade_lock:
+            if key not in _migrated:
+                upgrade(key)
     return get_engine(key)
 
 

@@ -1,19 +1,42 @@
 """Writing readings into the store: idempotent on (asset, time), bulk via binary COPY.
 
-PostgreSQL: each batch is streamed with ``COPY ... FROM STDIN (FORMAT binary)``, the
+Rules of this room (see ``docs/data.md``, "The readings store"):
+
+* **One row per (asset, time), merged per sensor.** A reading at a stored (asset, time)
+  may add sensors or fill a stored missing value: the row is *merged* (a client that sends
+  one message per sensor loses nothing). Resending what is stored is a *duplicate*
+  (idempotent), and a missing value (NaN / null) never erases a stored one. A different
+  value for a sensor (or status) that is already stored is a **conflict**: the whole call
+  is refused with :class:`ReadingConflictError` naming the asset, time, sensor and both
+  values, because silently keeping either one loses a reading without a trace. The same
+  rules apply between rows of one batch.
+* **Microseconds.** Times are kept to the microsecond (PostgreSQL's ``timestamp``).
+  Readings whose times differ only below a microsecond would collapse into one row, so
+  they are refused; sub-microsecond digits that collapse nothing are dropped with a note.
+* **Limits** are checked before anything is written and raise :class:`StoreLimitError`
+  (a 4xx over HTTP, never "store unreachable"): at most :data:`MAX_SENSORS` sensors per
+  reading, names of at most 200 characters, statuses of at most 100; NUL characters are
+  refused (PostgreSQL cannot store them in text).
+* **Interrupted writes.** Each chunk is one transaction; when the database goes away,
+  :class:`~sensorguard.store.engine.StoreError` says how many readings were stored and
+  that re-running is safe (stored readings come back as duplicates).
+
+PostgreSQL: each chunk is streamed with ``COPY ... FROM STDIN (FORMAT binary)``, the
 binary rows laid out by numpy (no per-value formatting): straight into ``readings`` when
-the store holds nothing for the asset in the batch's time range (the usual bulk load),
-else into a temporary table from which ``INSERT ... ON CONFLICT DO NOTHING`` moves it. SQLite:
-``INSERT OR IGNORE`` with ``executemany``. Either way a reading already stored for the
-same asset and time is kept (first write wins) and counted as a duplicate.
+the store holds nothing for the asset in the chunk's time range (the usual bulk load),
+else into a temporary table from which ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
+moves the new rows; the rest are compared with the stored rows (locked ``FOR UPDATE``).
+SQLite: ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` in multi-row statements.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +47,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from sensorguard.errors import DataValidationError
-from sensorguard.store.engine import ensure_schema
+from sensorguard.store.engine import StoreError, ensure_schema
 from sensorguard.store.schema import sensor_sets
+from sensorguard.timeutil import to_utc_naive
 
 if TYPE_CHECKING:
     from sensorguard.data import Readings
@@ -35,19 +59,58 @@ _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PG_COPY_TRAILER = struct.pack(">h", -1)
 _FLOAT8_OID = 701
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's DateTime storage format on SQLite
+_SQLITE_ROWS_PER_INSERT = 2_000  # x 5 parameters, under SQLite's 32,766-variable limit
 
 DEFAULT_CHUNK_ROWS = 100_000
+
+MAX_SENSORS = 10_000
+"""Sensors per reading. Every stored row carries one float per sensor of its set (12
+bytes in the COPY stream), so one reading of 10,000 sensors is ~120 KB; a machine with
+more is better split into several assets. 1,000 and 10,000 are tested on PostgreSQL."""
+MAX_NAME_CHARS = 200
+"""Characters in a sensor name or an asset id (the ``asset_id`` column is 200)."""
+MAX_STATUS_CHARS = 100
+"""Characters in a status label (the ``status`` column is ``varchar(100)``)."""
+
+
+class StoreLimitError(DataValidationError):
+    """Readings the store cannot hold however often they are retried (a 4xx over HTTP).
+
+    ``code`` is machine-readable; ``limit`` is ``{"name", "max", "value"}``."""
+
+    def __init__(self, message: str, hint: str, *, code: str, name: str, maximum: int, value: int):
+        super().__init__(message, hint)
+        self.code = code
+        self.limit = {"name": name, "max": maximum, "value": value}
+
+
+class ReadingConflictError(DataValidationError):
+    """A reading that contradicts a stored one (same asset, time and sensor, another value).
+
+    Nothing of the call was written. ``conflicts`` counts the conflicting readings;
+    ``first`` describes the first one (asset, time, field, stored, sent)."""
+
+    code = "reading_conflict"
+
+    def __init__(self, message: str, hint: str, *, conflicts: int, first: dict[str, Any]):
+        super().__init__(message, hint)
+        self.conflicts = conflicts
+        self.first = first
 
 
 @dataclass
 class IngestResult:
-    """What an ingestion did. ``rows`` = ``inserted`` + ``duplicates``."""
+    """What an ingestion did. ``rows`` = ``inserted`` + ``merged`` + ``duplicates``."""
 
     rows: int = 0
     inserted: int = 0
+    merged: int = 0
+    """Readings that added sensors (or filled missing values) to a stored (asset, time)."""
     duplicates: int = 0
+    """Readings identical to what is stored (or within the batch): nothing to do."""
     assets: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def readings_per_second(self) -> float:
@@ -56,46 +119,65 @@ class IngestResult:
     def add(self, other: IngestResult) -> None:
         self.rows += other.rows
         self.inserted += other.inserted
+        self.merged += other.merged
         self.duplicates += other.duplicates
         self.assets.extend(a for a in other.assets if a not in self.assets)
+        self.notes.extend(n for n in other.notes if n not in self.notes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "inserted": self.inserted,
+            "merged": self.merged,
             "duplicates": self.duplicates,
             "assets": list(self.assets),
             "seconds": round(self.seconds, 4),
+            "notes": list(self.notes),
         }
 
 
-def utc_naive(times: Any) -> pd.DatetimeIndex:
-    """Times as a UTC ``DatetimeIndex`` without a zone (how the store keeps them)."""
-    idx = pd.DatetimeIndex(pd.to_datetime(times, utc=False))
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    if idx.hasnans:
-        raise DataValidationError("some reading times are missing", "give every reading a time")
-    return idx
+def _reading_times(times: Any) -> pd.DatetimeIndex:
+    return to_utc_naive(
+        times if isinstance(times, pd.Index) else pd.Index(times), what="reading time"
+    )
+
+
+def _sensors_key(sensors: Sequence[str]) -> tuple[str, str]:
+    text = orjson.dumps(list(sensors)).decode()
+    return text, hashlib.sha256(text.encode()).hexdigest()
 
 
 def sensor_set_id(conn: sa.Connection, sensors: Sequence[str]) -> int:
-    """The id of this ordered list of sensor names, created on first use."""
-    key = orjson.dumps(list(sensors)).decode()
-    found = conn.execute(sa.select(sensor_sets.c.id).where(sensor_sets.c.sensors == key)).scalar()
-    if found is not None:
-        return int(found)
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+    """The id of this ordered list of sensor names, created on first use.
 
-        conn.execute(pg_insert(sensor_sets).values(sensors=key).on_conflict_do_nothing())
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        conn.execute(sqlite_insert(sensor_sets).values(sensors=key).on_conflict_do_nothing())
-    return int(
-        conn.execute(sa.select(sensor_sets.c.id).where(sensor_sets.c.sensors == key)).scalar_one()
+    Looked up by the SHA-256 of its JSON (the indexed key, migration 0002) and checked
+    against the JSON itself, so a hash collision can never alias two sets."""
+    text, digest = _sensors_key(sensors)
+    query = sa.select(sensor_sets.c.id, sensor_sets.c.sensors).where(
+        sensor_sets.c.sensors_sha256 == digest
     )
+    found = conn.execute(query).first()
+    if found is None:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt: Any = pg_insert(sensor_sets)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(sensor_sets)
+        conn.execute(stmt.values(sensors=text, sensors_sha256=digest).on_conflict_do_nothing())
+        found = conn.execute(query).one()
+    if found[1] != text:  # pragma: no cover - a SHA-256 collision
+        raise StoreError(f"sensor set hash collision for {digest}", "report this as a bug")
+    return int(found[0])
+
+
+def _sensor_names(conn: sa.Connection, ids: Sequence[int]) -> dict[int, list[str]]:
+    rows = conn.execute(
+        sa.select(sensor_sets.c.id, sensor_sets.c.sensors).where(sensor_sets.c.id.in_(list(ids)))
+    )
+    return {int(i): orjson.loads(s) for i, s in rows}
 
 
 def _float8_array_fields(k: int) -> list[tuple[str, Any] | tuple[str, Any, Any]]:
@@ -147,58 +229,281 @@ def _pg_copy_payload(times_us: np.ndarray, status_codes: np.ndarray, values: np.
     return _PG_COPY_HEADER + rec.tobytes() + _PG_COPY_TRAILER
 
 
-def _status_codes(status: Sequence[Any] | None, n: int) -> tuple[np.ndarray, list[str]]:
-    """1-based codes into a label list (0 = no status), so COPY rows stay fixed-size."""
+def _no_nul(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise DataValidationError(
+            f"{what} {text!r} contains a NUL character", "remove the NUL (\\x00) character"
+        )
+
+
+def _check_asset(asset: Any) -> str:
+    if not isinstance(asset, str) or not 0 < len(asset) <= MAX_NAME_CHARS:
+        raise DataValidationError(
+            f"asset id must be 1-{MAX_NAME_CHARS} characters", "pass --asset NAME"
+        )
+    _no_nul(asset, "asset id")
+    return asset
+
+
+def _check_sensors(asset: str, sensors: Sequence[str]) -> list[str]:
+    names = [str(s) for s in sensors]
+    if len(names) > MAX_SENSORS:
+        raise StoreLimitError(
+            f"readings of {asset!r} have {len(names):,} sensors; the store holds at most "
+            f"{MAX_SENSORS:,} sensors per reading",
+            "split the machine into several assets (e.g. one per subsystem)",
+            code="too_many_sensors",
+            name="sensors per reading",
+            maximum=MAX_SENSORS,
+            value=len(names),
+        )
+    for name in names:
+        if not name:
+            raise DataValidationError(f"readings of {asset!r}: a sensor has an empty name")
+        if len(name) > MAX_NAME_CHARS:
+            raise StoreLimitError(
+                f"readings of {asset!r}: sensor name {name[:40]!r}… has {len(name):,} "
+                f"characters; the store holds at most {MAX_NAME_CHARS}",
+                "shorten the sensor name",
+                code="sensor_name_too_long",
+                name="characters per sensor name",
+                maximum=MAX_NAME_CHARS,
+                value=len(name),
+            )
+        _no_nul(name, "sensor name")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DataValidationError(f"readings of {asset!r}: sensor name(s) given twice: {dup[:5]}")
+    return names
+
+
+def _status_array(asset: str, status: Sequence[Any] | None, n: int) -> np.ndarray:
+    """Statuses as an object array of str or None (NaN -> None), checked against the column."""
+    out = np.full(n, None, dtype=object)
     if status is None:
-        return np.zeros(n, dtype=np.int16), []
-    ser = pd.Series(status, dtype="object")
-    missing = ser.isna().to_numpy()
-    cat = pd.Categorical(ser.where(~missing, None).astype("string"))
-    labels = [str(c) for c in cat.categories]
-    if len(labels) > 30_000:
-        raise DataValidationError("too many distinct status labels", "status is a short label")
-    codes = (np.asarray(cat.codes, dtype=np.int32) + 1).astype(np.int16)
-    codes[missing] = 0
-    return codes, labels
+        return out
+    ser = pd.Series(list(status), dtype="object")
+    if len(ser) != n:
+        raise DataValidationError(f"readings of {asset!r}: {len(ser)} statuses for {n} times")
+    present = ser.notna().to_numpy()
+    out[present] = ser[present].astype(str).to_numpy()
+    for label in pd.unique(out[present]):
+        if len(label) > MAX_STATUS_CHARS:
+            raise StoreLimitError(
+                f"readings of {asset!r}: status {label[:40]!r}… has {len(label):,} characters; "
+                f"the store holds at most {MAX_STATUS_CHARS}",
+                "a status is a short label such as NORMAL or BROKEN",
+                code="status_too_long",
+                name="characters per status",
+                maximum=MAX_STATUS_CHARS,
+                value=len(label),
+            )
+        _no_nul(label, "status")
+    return out
 
 
-def insert_frame(
-    engine: sa.Engine,
-    asset: str,
-    times: Any,
-    values: np.ndarray,
-    sensors: Sequence[str],
-    status: Sequence[Any] | None = None,
-) -> IngestResult:
-    """Insert one asset's readings; ``values`` is ``(n, len(sensors))``. Idempotent."""
-    started = time.perf_counter()
-    idx = utc_naive(times)
+def _fmt_time(us: int) -> str:
+    return str(pd.Timestamp(int(us), unit="us"))
+
+
+@dataclass
+class _Chunk:
+    """One asset's readings for one sensor set, checked, to the microsecond, one row per
+    time (rows of the same time combined), sorted by time."""
+
+    asset: str
+    sensors: list[str]
+    times_us: np.ndarray
+    values: np.ndarray
+    status: np.ndarray
+    rows: int
+    merged: int = 0
+    duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def labels(self) -> tuple[np.ndarray, list[str]]:
+        """1-based status codes into a label list (0 = no status), for fixed-size COPY rows."""
+        present = np.array([s is not None for s in self.status], dtype=bool)
+        labels = sorted({str(s) for s in self.status[present]})
+        if len(labels) > 30_000:
+            raise DataValidationError("too many distinct status labels", "status is a short label")
+        lookup = {s: i + 1 for i, s in enumerate(labels)}
+        codes = np.array([lookup[s] if s is not None else 0 for s in self.status], dtype=np.int16)
+        return codes, labels
+
+
+def _conflict(asset: str, count: int, first: dict[str, Any], within: bool) -> ReadingConflictError:
+    if within:
+        detail = (
+            f"{first['field']!r} is sent {first['stored']!r} and {first['sent']!r} in one batch"
+        )
+    else:
+        detail = f"{first['field']!r} is stored as {first['stored']!r}, sent {first['sent']!r}"
+    return ReadingConflictError(
+        f"readings of {asset!r} conflict with {'each other' if within else 'stored readings'} "
+        f"at {first['time']}: {detail} ({count:,} conflicting reading(s)); nothing of this "
+        "batch was stored",
+        "a reading at a stored time may add sensors but not change a stored value: send "
+        "each sensor's value once per time (a resend of the same value is fine)",
+        conflicts=count,
+        first={"asset": asset, **first},
+    )
+
+
+def _prepare(
+    asset: Any, times: Any, values: Any, sensors: Sequence[str], status: Sequence[Any] | None
+) -> _Chunk:
+    asset = _check_asset(asset)
+    names = _check_sensors(asset, sensors)
+    idx = _reading_times(times)
     arr = np.ascontiguousarray(values, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape != (len(idx), len(sensors)) or not sensors:
+    if arr.ndim != 2 or arr.shape != (len(idx), len(names)) or not names:
         raise DataValidationError(
             f"readings for {asset!r}: {arr.shape} values for {len(idx)} times and "
-            f"{len(sensors)} sensors",
+            f"{len(names)} sensors",
             "give one value per sensor and time",
         )
-    if not asset or len(asset) > 200:
-        raise DataValidationError("asset id must be 1-200 characters", "pass --asset NAME")
-    n = len(idx)
-    if n == 0:
-        return IngestResult(assets=[asset], seconds=time.perf_counter() - started)
-    codes, labels = _status_codes(status, n)
-    with engine.begin() as conn:
-        sid = sensor_set_id(conn, sensors)
-        if conn.dialect.name == "postgresql":
-            inserted = _insert_pg(conn, asset, sid, idx, codes, labels, arr)
-        else:
-            inserted = _insert_sqlite(conn, asset, sid, idx, codes, labels, arr)
-    return IngestResult(
-        rows=n,
-        inserted=inserted,
-        duplicates=n - inserted,
-        assets=[asset],
-        seconds=time.perf_counter() - started,
-    )
+    st = _status_array(asset, status, len(idx))
+    ns = idx.asi8
+    us = ns // 1000
+    order = np.argsort(us, kind="stable")
+    us, ns, arr, st = us[order], ns[order], arr[order], st[order]
+    chunk = _Chunk(asset, names, us, arr, st, rows=len(us))
+    repeat = us[1:] == us[:-1]
+    if repeat.any():
+        clash = np.flatnonzero(repeat & (ns[1:] != ns[:-1]))
+        if len(clash):
+            a, b = pd.Timestamp(int(ns[clash[0]])), pd.Timestamp(int(ns[clash[0] + 1]))
+            raise DataValidationError(
+                f"readings of {asset!r} at {a} and {b} differ only below a microsecond "
+                f"({len(clash):,} such pair(s)); the store keeps times to the microsecond, so "
+                "they would collapse into one reading",
+                "round the times to microseconds, or give each reading its own microsecond",
+            )
+        _combine_repeats(chunk, repeat)
+    sub = int((ns % 1000 != 0).sum())
+    if sub:
+        chunk.notes.append(
+            f"{sub:,} reading time(s) of {asset!r} had digits below a microsecond: stored to "
+            "the microsecond (the store's resolution)"
+        )
+    return chunk
+
+
+def _combine_repeats(chunk: _Chunk, repeat: np.ndarray) -> None:
+    """Rows of one time within a batch: merged per sensor, or a conflict (see the module)."""
+    starts = np.flatnonzero(np.r_[True, ~repeat])
+    ends = np.r_[starts[1:], len(chunk.times_us)]
+    keep_values, keep_status = chunk.values[starts].copy(), chunk.status[starts].copy()
+    conflicts: list[dict[str, Any]] = []
+    for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        for r in range(a + 1, b):
+            row, prev = chunk.values[r], keep_values[g]
+            both = ~np.isnan(row) & ~np.isnan(prev)
+            bad = np.flatnonzero(both & (row != prev))
+            s_new, s_old = chunk.status[r], keep_status[g]
+            if len(bad) or (s_new is not None and s_old is not None and s_new != s_old):
+                j = int(bad[0]) if len(bad) else -1
+                conflicts.append(
+                    {
+                        "time": _fmt_time(chunk.times_us[a]),
+                        "field": chunk.sensors[j] if j >= 0 else "status",
+                        "stored": float(prev[j]) if j >= 0 else s_old,
+                        "sent": float(row[j]) if j >= 0 else s_new,
+                    }
+                )
+                continue
+            fill = np.isnan(prev) & ~np.isnan(row)
+            if fill.any() or (s_old is None and s_new is not None):
+                prev[fill] = row[fill]
+                keep_status[g] = s_old if s_old is not None else s_new
+                chunk.merged += 1
+            else:
+                chunk.duplicates += 1
+    if conflicts:
+        raise _conflict(chunk.asset, len(conflicts), conflicts[0], within=True)
+    chunk.times_us, chunk.values, chunk.status = chunk.times_us[starts], keep_values, keep_status
+
+
+@dataclass
+class _Merge:
+    times_us: list[int] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    status: list[str | None] = field(default_factory=list)
+
+
+def _reconcile(
+    chunk: _Chunk,
+    stored: list[tuple[int, int, Any, str | None]],
+    names: dict[int, list[str]],
+) -> tuple[int, dict[tuple[str, ...], _Merge]]:
+    """Compare incoming rows with the stored rows of the same times.
+
+    Returns (duplicates, merges by the union sensor set); raises on a conflict."""
+    pos = {int(t): i for i, t in enumerate(chunk.times_us.tolist())}
+    by_set: dict[int, list[tuple[int, int, Any, str | None]]] = {}
+    for row in stored:
+        by_set.setdefault(row[1], []).append(row)
+    duplicates = 0
+    merges: dict[tuple[str, ...], _Merge] = {}
+    conflicts: list[dict[str, Any]] = []
+    n_conflicts = 0
+    for sid, rows in by_set.items():
+        st_names = names[sid]
+        st_index = {n: j for j, n in enumerate(st_names)}
+        at = np.array([pos[r[0]] for r in rows], dtype=np.intp)
+        v_st = np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), len(st_names))
+        v_in = chunk.values[at]
+        common_in = [j for j, n in enumerate(chunk.sensors) if n in st_index]
+        common_st = [st_index[chunk.sensors[j]] for j in common_in]
+        new_in = [j for j, n in enumerate(chunk.sensors) if n not in st_index]
+        a, b = v_st[:, common_st], v_in[:, common_in]
+        bad = ~np.isnan(a) & ~np.isnan(b) & (a != b)
+        s_st = [r[3] for r in rows]
+        s_in = chunk.status[at]
+        bad_status = np.array(
+            [x is not None and y is not None and x != y for x, y in zip(s_st, s_in, strict=True)],
+            dtype=bool,
+        )
+        bad_rows = bad.any(axis=1) | bad_status
+        if bad_rows.any():
+            n_conflicts += int(bad_rows.sum())
+            i = int(np.flatnonzero(bad_rows)[0])
+            if bad[i].any():
+                j = int(np.flatnonzero(bad[i])[0])
+                first = {
+                    "field": chunk.sensors[common_in[j]],
+                    "stored": float(a[i, j]),
+                    "sent": float(b[i, j]),
+                }
+            else:
+                first = {"field": "status", "stored": s_st[i], "sent": s_in[i]}
+            conflicts.append({"time": _fmt_time(rows[i][0]), **first})
+            continue
+        fill = np.isnan(a) & ~np.isnan(b)
+        added = ~np.isnan(v_in[:, new_in]) if new_in else np.zeros((len(rows), 0), dtype=bool)
+        status_fill = np.array(
+            [x is None and y is not None for x, y in zip(s_st, s_in, strict=True)], dtype=bool
+        )
+        changed = fill.any(axis=1) | added.any(axis=1) | status_fill
+        duplicates += int((~changed).sum())
+        if not changed.any():
+            continue
+        merged = v_st.copy()
+        cols = np.asarray(common_st, dtype=np.intp)
+        if len(cols):
+            merged[:, cols] = np.where(fill, b, a)
+        union = tuple(st_names) + tuple(chunk.sensors[j] for j in new_in)
+        full = np.concatenate([merged, v_in[:, new_in]], axis=1) if new_in else merged
+        target = merges.setdefault(union, _Merge())
+        for i in np.flatnonzero(changed).tolist():
+            target.times_us.append(rows[i][0])
+            target.values.append(full[i])
+            target.status.append(s_st[i] if s_st[i] is not None else s_in[i])
+    if conflicts:
+        first = min(conflicts, key=lambda c: str(c["time"]))
+        raise _conflict(chunk.asset, n_conflicts, first, within=False)
+    return duplicates, merges
 
 
 def _readings_copy_payload(
@@ -253,35 +558,71 @@ def _readings_copy_payload(
     return b"".join(parts)
 
 
-def _insert_pg(
-    conn: sa.Connection,
-    asset: str,
-    sid: int,
-    idx: pd.DatetimeIndex,
-    codes: np.ndarray,
-    labels: list[str],
-    arr: np.ndarray,
-) -> int:
-    """Fast path: when the store has nothing for this asset in the batch's time range
+def _to_datetimes(us: Sequence[int] | np.ndarray) -> list[Any]:
+    return list(pd.to_datetime(np.asarray(us, dtype=np.int64), unit="us").to_pydatetime())
+
+
+def _to_us(times: Any) -> list[int]:
+    return [int(v) for v in pd.DatetimeIndex(list(times)).as_unit("us").asi8]
+
+
+def _write(conn: sa.Connection, chunk: _Chunk, sids: dict[tuple[str, ...], int]) -> IngestResult:
+    """Insert the new rows of a prepared chunk and merge the rest (see the module)."""
+    started = time.perf_counter()
+    result = IngestResult(
+        rows=chunk.rows,
+        merged=chunk.merged,
+        duplicates=chunk.duplicates,
+        assets=[chunk.asset],
+        notes=list(chunk.notes),
+    )
+    if len(chunk.times_us) == 0:
+        return result
+
+    def sid_of(sensors: Sequence[str]) -> int:
+        key = tuple(sensors)
+        if key not in sids:
+            sids[key] = sensor_set_id(conn, sensors)
+        return sids[key]
+
+    sid = sid_of(chunk.sensors)
+    pg = conn.dialect.name == "postgresql"
+    inserted, identical, stored = (_insert_pg if pg else _insert_sqlite)(conn, chunk, sid)
+    result.inserted = inserted
+    result.duplicates += identical
+    if stored:
+        ids = sorted({r[1] for r in stored})
+        duplicates, merges = _reconcile(chunk, stored, _sensor_names(conn, ids))
+        result.duplicates += duplicates
+        for union, merge in merges.items():
+            (_update_pg if pg else _update_sqlite)(conn, chunk.asset, sid_of(union), merge)
+            result.merged += len(merge.times_us)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _insert_pg(conn: sa.Connection, chunk: _Chunk, sid: int) -> tuple[int, int, list[Any]]:
+    """Fast path: when the store has nothing for this asset in the chunk's time range
     (the usual bulk load), COPY straight into ``readings``. Otherwise, or when a
-    concurrent writer got there first, COPY into a temporary table and move the rows
-    with ``ON CONFLICT DO NOTHING``."""
+    concurrent writer got there first, COPY into a temporary table, move the new rows
+    with ``ON CONFLICT DO NOTHING RETURNING`` and lock the stored rows of the others.
+
+    Returns (rows inserted, rows identical to the stored ones, the stored rows
+    ``(time_us, sid, values, status)`` that differ from what was sent)."""
     import psycopg2.errors
 
-    times_us = idx.values.astype("datetime64[us]").astype(np.int64)
-    _, first = np.unique(times_us, return_index=True)  # repeats within the batch
-    if len(first) < len(times_us):
-        first.sort()
-        times_us, codes, arr = times_us[first], codes[first], arr[first]
+    asset, times_us = chunk.asset, chunk.times_us
+    codes, labels = chunk.labels()
     dbapi: Any = conn.connection.dbapi_connection
     with dbapi.cursor() as cur:
+        lo, hi = _to_datetimes([times_us[0], times_us[-1]])
         cur.execute(
             "SELECT EXISTS (SELECT 1 FROM readings WHERE asset_id = %s "
             "AND time >= %s AND time <= %s)",
-            (asset, idx.min().to_pydatetime(), idx.max().to_pydatetime()),
+            (asset, lo, hi),
         )
         if not cur.fetchone()[0]:
-            payload = _readings_copy_payload(asset, sid, times_us, codes, labels, arr)
+            payload = _readings_copy_payload(asset, sid, times_us, codes, labels, chunk.values)
             cur.execute("SAVEPOINT sg_copy")
             try:
                 cur.copy_expert(
@@ -290,53 +631,271 @@ def _insert_pg(
                     io.BytesIO(payload),
                 )
                 cur.execute("RELEASE SAVEPOINT sg_copy")
-                return len(times_us)
+                return len(times_us), 0, []
             except psycopg2.errors.UniqueViolation:
                 cur.execute("ROLLBACK TO SAVEPOINT sg_copy")
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS sg_ingest "
             "(time timestamp, status int2, sensor_values float8[]) ON COMMIT DROP"
         )
-        payload = _pg_copy_payload(times_us, codes, arr)
+        payload = _pg_copy_payload(times_us, codes, chunk.values)
         cur.copy_expert("COPY sg_ingest FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
+        params = {"asset": asset, "sid": sid, "labels": labels}
         cur.execute(
             "INSERT INTO readings (asset_id, time, sensor_set_id, sensor_values, status) "
             "SELECT %(asset)s, time, %(sid)s, sensor_values, (%(labels)s::text[])[status] "
             "FROM sg_ingest ON CONFLICT (asset_id, time) DO NOTHING",
-            {"asset": asset, "sid": sid, "labels": labels},
+            params,
         )
         inserted = int(cur.rowcount)
+        # only the stored rows that differ from what was sent come back (and are locked):
+        # an identical resend is a duplicate without moving its values (a 1,000-sensor
+        # re-ingest would otherwise parse every stored array); NaN = NaN in PostgreSQL
+        cur.execute(
+            "SELECT r.time, r.sensor_set_id, r.sensor_values, r.status FROM readings r "
+            "JOIN sg_ingest s ON r.time = s.time WHERE r.asset_id = %(asset)s AND NOT ("
+            "r.sensor_set_id = %(sid)s AND r.sensor_values = s.sensor_values AND "
+            "r.status IS NOT DISTINCT FROM (%(labels)s::text[])[s.status]) FOR UPDATE OF r",
+            params,
+        )
+        found = cur.fetchall()
         cur.execute("DROP TABLE sg_ingest")
-    return inserted
+    us = _to_us([r[0] for r in found])
+    identical = len(times_us) - inserted - len(found)
+    return inserted, identical, [(t, int(r[1]), r[2], r[3]) for t, r in zip(us, found, strict=True)]
 
 
-def _insert_sqlite(
-    conn: sa.Connection,
-    asset: str,
-    sid: int,
-    idx: pd.DatetimeIndex,
-    codes: np.ndarray,
-    labels: list[str],
-    arr: np.ndarray,
-) -> int:
-    stamps = idx.strftime(_SQLITE_TIME)
-    status_of = [None, *labels]
+def _update_pg(conn: sa.Connection, asset: str, sid: int, merge: _Merge) -> None:
+    from psycopg2.extras import execute_values
+
     rows = [
-        (asset, stamp, sid, orjson.dumps(vals).decode(), status_of[code])
-        for stamp, vals, code in zip(stamps, arr.tolist(), codes.tolist(), strict=True)
+        (asset, t, sid, [float(v) for v in vals], st)
+        for t, vals, st in zip(
+            _to_datetimes(merge.times_us), merge.values, merge.status, strict=True
+        )
     ]
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
+    dbapi: Any = conn.connection.dbapi_connection
+    with dbapi.cursor() as cur:
+        execute_values(
+            cur,
+            "UPDATE readings AS r SET sensor_set_id = v.sid, sensor_values = v.vals, "
+            "status = v.status FROM (VALUES %s) AS v(asset, time, sid, vals, status) "
+            "WHERE r.asset_id = v.asset AND r.time = v.time",
+            rows,
+            template="(%s, %s::timestamp, %s::int, %s::float8[], %s::varchar)",
+        )
+
+
+def _sqlite_stamps(times_us: Sequence[int] | np.ndarray) -> list[str]:
+    return list(
+        pd.to_datetime(np.asarray(times_us, dtype=np.int64), unit="us").strftime(_SQLITE_TIME)
+    )
+
+
+def _insert_sqlite(conn: sa.Connection, chunk: _Chunk, sid: int) -> tuple[int, int, list[Any]]:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (the first insert takes SQLite's
+    write lock, so the stored rows read afterwards cannot change before the commit)."""
+    stamps = _sqlite_stamps(chunk.times_us)
+    rows = [
+        (chunk.asset, stamp, sid, orjson.dumps(vals).decode(), st)
+        for stamp, vals, st in zip(
+            stamps, chunk.values.tolist(), chunk.status.tolist(), strict=True
+        )
+    ]
+    dbapi: Any = conn.connection.dbapi_connection
+    cur = dbapi.cursor()
+    new: set[str] = set()
+    try:
+        for lo in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
+            part = rows[lo : lo + _SQLITE_ROWS_PER_INSERT]
+            cur.execute(
+                "INSERT INTO readings (asset_id, time, sensor_set_id, sensor_values, status) "
+                "VALUES " + ",".join(["(?, ?, ?, ?, ?)"] * len(part)) + " "
+                "ON CONFLICT (asset_id, time) DO NOTHING RETURNING time",
+                [v for row in part for v in row],
+            )
+            new.update(r[0] for r in cur.fetchall())
+        rest = [s for s in stamps if s not in new]
+        found: list[Any] = []
+        for lo in range(0, len(rest), 500):
+            keys = rest[lo : lo + 500]
+            cur.execute(
+                "SELECT time, sensor_set_id, sensor_values, status FROM readings "
+                f"WHERE asset_id = ? AND time IN ({','.join('?' * len(keys))})",
+                [chunk.asset, *keys],
+            )
+            found.extend(cur.fetchall())
+    finally:
+        cur.close()
+    us = _to_us(pd.to_datetime([r[0] for r in found], format=_SQLITE_TIME)) if found else []
+    stored = [
+        (t, int(r[1]), [np.nan if v is None else v for v in orjson.loads(r[2])], r[3])
+        for t, r in zip(us, found, strict=True)
+    ]
+    return len(new), 0, stored
+
+
+def _update_sqlite(conn: sa.Connection, asset: str, sid: int, merge: _Merge) -> None:
+    rows = [
+        (sid, orjson.dumps([float(v) for v in vals]).decode(), st, asset, stamp)
+        for stamp, vals, st in zip(
+            _sqlite_stamps(merge.times_us), merge.values, merge.status, strict=True
+        )
+    ]
+    dbapi: Any = conn.connection.dbapi_connection
     cur = dbapi.cursor()
     try:
         cur.executemany(
-            "INSERT OR IGNORE INTO readings (asset_id, time, sensor_set_id, sensor_values, status)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "UPDATE readings SET sensor_set_id = ?, sensor_values = ?, status = ? "
+            "WHERE asset_id = ? AND time = ?",
             rows,
         )
-        return int(cur.rowcount)
     finally:
         cur.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """Database failures as SensorGuard errors: a value the database refuses is bad
+    input (4xx), a size limit is a :class:`StoreLimitError`, a lost connection a
+    :class:`StoreError` (retry later)."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        code = str(getattr(exc.orig, "pgcode", "") or "")
+        if code.startswith("54"):  # program_limit_exceeded
+            raise StoreLimitError(
+                f"the readings store cannot hold these readings: {_first_line(exc)}",
+                "send fewer sensors per reading or shorter names",
+                code="store_limit",
+                name="database",
+                maximum=0,
+                value=0,
+            ) from None
+        if code.startswith("22"):  # data_exception: a value the column cannot hold
+            raise DataValidationError(
+                f"the readings store refused a value: {_first_line(exc)}",
+                "check the asset ids, sensor names and statuses",
+            ) from None
+        if exc.connection_invalidated or isinstance(
+            exc, sa.exc.OperationalError | sa.exc.InterfaceError
+        ):
+            raise StoreError(
+                f"the readings store is unreachable: {_first_line(exc)}",
+                "check SENSORGUARD_STORE_URL and the database server; then retry",
+            ) from None
+        raise
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """``engine.begin()`` whose failures, the commit included, are SensorGuard errors
+    (lost connection -> :class:`StoreError`, refused value -> 4xx): use it around
+    :func:`insert_frames` so a database restart is never a raw driver error."""
+    with _database_errors(), engine.begin() as conn:
+        yield conn
+
+
+def insert_frame(
+    engine: sa.Engine,
+    asset: str,
+    times: Any,
+    values: np.ndarray,
+    sensors: Sequence[str],
+    status: Sequence[Any] | None = None,
+) -> IngestResult:
+    """Insert one asset's readings; ``values`` is ``(n, len(sensors))``. Idempotent;
+    merged per sensor with stored readings of the same times, refused on a conflict."""
+    started = time.perf_counter()
+    chunk = _prepare(asset, times, values, sensors, status)
+    with write_transaction(engine) as conn:
+        result = _write(conn, chunk, {})
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+Frame = tuple[str, Any, Any, Sequence[str], Sequence[Any] | None]
+"""``(asset, times, values, sensors, status)`` as :func:`insert_frame` takes them."""
+
+
+def insert_frames(conn: sa.Connection, frames: Sequence[Frame]) -> IngestResult:
+    """Insert several frames on ``conn``, inside the caller's transaction. Idempotent.
+
+    For many small batches (an MQTT message per asset and second): one commit for all
+    of them instead of one each, and the caller can write other rows (dead letters) in
+    the same transaction. Frames are applied in order, so a later frame with other
+    sensors at the same (asset, time) is merged into an earlier one; a conflict raises
+    :class:`ReadingConflictError` (the caller rolls the transaction back)."""
+    started = time.perf_counter()
+    chunks = [_prepare(*frame) for frame in frames]  # everything checked before any write
+    result = IngestResult()
+    sids: dict[tuple[str, ...], int] = {}
+    with _database_errors():
+        if (
+            conn.dialect.name == "postgresql"
+            and len(chunks) > 1
+            and _copy_all_pg(conn, chunks, sids)
+        ):
+            for chunk in chunks:
+                result.add(
+                    IngestResult(
+                        rows=chunk.rows,
+                        inserted=len(chunk.times_us),
+                        merged=chunk.merged,
+                        duplicates=chunk.duplicates,
+                        assets=[chunk.asset],
+                        notes=list(chunk.notes),
+                    )
+                )
+        else:
+            for chunk in chunks:
+                result.add(_write(conn, chunk, sids))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _copy_all_pg(
+    conn: sa.Connection, chunks: Sequence[_Chunk], sids: dict[tuple[str, ...], int]
+) -> bool:
+    """All chunks in ONE binary COPY straight into ``readings``, when none of their
+    (asset, time) is stored yet (the live stream's usual case). False (and nothing
+    written) on any stored time: the caller then writes chunk by chunk with the merge
+    rules. Measured with 100 assets x 200 readings per commit: one COPY instead of one
+    EXISTS + SAVEPOINT + COPY per chunk halves the write time."""
+    import psycopg2.errors
+
+    parts = [_PG_COPY_HEADER]
+    for chunk in chunks:
+        if len(chunk.times_us) == 0:
+            continue
+        key = tuple(chunk.sensors)
+        if key not in sids:
+            sids[key] = sensor_set_id(conn, chunk.sensors)
+        codes, labels = chunk.labels()
+        payload = _readings_copy_payload(
+            chunk.asset, sids[key], chunk.times_us, codes, labels, chunk.values
+        )
+        parts.append(payload[len(_PG_COPY_HEADER) : len(payload) - len(_PG_COPY_TRAILER)])
+    parts.append(_PG_COPY_TRAILER)
+    dbapi: Any = conn.connection.dbapi_connection
+    with dbapi.cursor() as cur:
+        cur.execute("SAVEPOINT sg_copy_all")
+        try:
+            cur.copy_expert(
+                "COPY readings (asset_id, time, sensor_set_id, sensor_values, status) "
+                "FROM STDIN WITH (FORMAT binary)",
+                io.BytesIO(b"".join(parts)),
+            )
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT sg_copy_all")
+            return False
+        cur.execute("RELEASE SAVEPOINT sg_copy_all")
+    return True
 
 
 def insert_readings(
@@ -351,7 +910,8 @@ def insert_readings(
 
     A frame is validated with ``Readings.from_frame`` first (time, asset and label
     columns are detected). Idempotent on (asset, time): re-sending a reading is a
-    duplicate, not an error and not a second row.
+    duplicate, not an error and not a second row. Each chunk of ``chunk_rows`` is one
+    transaction; a failure says how many readings were stored before it.
     """
     from sensorguard.data import Readings
 
@@ -378,8 +938,8 @@ def insert_readings(
     for name, positions in groups:
         for lo in range(0, len(positions), chunk_rows):
             part = positions[lo : lo + chunk_rows]
-            result.add(
-                insert_frame(
+            try:
+                done = insert_frame(
                     engine,
                     name,
                     times[part],
@@ -387,11 +947,25 @@ def insert_readings(
                     sensors,
                     status[part] if status is not None else None,
                 )
-            )
+            except ReadingConflictError as exc:
+                message = _so_far(exc, result, len(readings))
+                raise ReadingConflictError(
+                    message, exc.hint or "", conflicts=exc.conflicts, first=exc.first
+                ) from None
+            except StoreError as exc:
+                raise StoreError(
+                    _so_far(exc, result, len(readings)),
+                    "re-running the same command is safe: stored readings count as duplicates",
+                ) from None
+            result.add(done)
             if on_progress is not None:
                 on_progress(len(part))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _so_far(exc: StoreError | ReadingConflictError, result: IngestResult, total: int) -> str:
+    return f"{exc.message}; {result.rows:,} of {total:,} readings were stored before that"
 
 
 def ingest_file(

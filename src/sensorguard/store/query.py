@@ -12,29 +12,19 @@ import orjson
 import pandas as pd
 import sqlalchemy as sa
 
+from sensorguard.detectors.events import flag_spans
 from sensorguard.errors import DataValidationError
 from sensorguard.store.engine import StoreError, ensure_schema
-from sensorguard.store.ingest import utc_naive
 from sensorguard.store.schema import alarm_events, predictions, readings, sensor_sets
+from sensorguard.timeutil import to_utc_naive, utc_now
 
 if TYPE_CHECKING:
     from sensorguard.data import Readings
 
 
 def _as_time(value: Any, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise DataValidationError(
-            f"{name}: cannot read {value!r} as a time", "use ISO 8601, e.g. 2026-01-01T00:00"
-        ) from None
-    if ts is pd.NaT:
-        raise DataValidationError(f"{name}: missing time", "use ISO 8601, e.g. 2026-01-01T00:00")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
+    """A window bound (None = open), as the store keeps times: naive UTC."""
+    return None if value is None else to_utc_naive(value, what=name).to_pydatetime()
 
 
 def read_window_frame(
@@ -47,15 +37,18 @@ def read_window_frame(
     if lo is not None and hi is not None and hi <= lo:
         raise DataValidationError(f"empty window: end {hi} is not after start {lo}")
     engine = ensure_schema(url)
-    q = sa.select(
-        readings.c.time, readings.c.sensor_set_id, readings.c.sensor_values, readings.c.status
-    ).where(readings.c.asset_id == asset)
+    pg = engine.dialect.name == "postgresql"
+    cols = [readings.c.time, readings.c.sensor_set_id, readings.c.status]
+    q = sa.select(*cols if pg else [*cols, readings.c.sensor_values])
+    q = q.where(readings.c.asset_id == asset)
     if lo is not None:
         q = q.where(readings.c.time >= lo)
     if hi is not None:
         q = q.where(readings.c.time < hi)
     q = q.order_by(readings.c.time)
-    with engine.connect() as conn:
+    # one snapshot for the row list and the values read separately on PostgreSQL
+    snapshot: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if pg else {}
+    with engine.connect().execution_options(**snapshot) as conn:
         rows = conn.execute(q).all()
         if not rows:
             raise StoreError(
@@ -72,24 +65,61 @@ def read_window_frame(
                 )
             )
         }
-    times = pd.DatetimeIndex([r[0] for r in rows])
-    set_col = np.array([r[1] for r in rows])
-    columns: list[str] = []
-    for sid in set_ids:
-        columns.extend(c for c in names[sid] if c not in columns)
-    data = np.full((len(rows), len(columns)), np.nan)
-    for sid in set_ids:
-        pos = np.flatnonzero(set_col == sid)
-        block = np.array([rows[int(i)][2] for i in pos], dtype=np.float64)
-        cols = np.array([columns.index(c) for c in names[sid]], dtype=np.intp)
-        data[np.ix_(pos, cols)] = block
-    frame = pd.DataFrame(data, columns=columns)
+        set_col = np.array([r[1] for r in rows])
+        index: dict[str, int] = {}
+        for sid in set_ids:
+            for c in names[sid]:
+                index.setdefault(c, len(index))
+        data = np.full((len(rows), len(index)), np.nan)
+        for sid in set_ids:
+            pos = np.flatnonzero(set_col == sid)
+            k = len(names[sid])
+            if pg:
+                block = _pg_values(conn, asset, sid, k, lo, hi)
+            else:
+                block = np.array([rows[int(i)][3] for i in pos], dtype=np.float64)
+            if block.shape != (len(pos), k):
+                raise StoreError(
+                    f"readings of {asset!r} changed while being read", "read the window again"
+                )
+            data[np.ix_(pos, np.array([index[c] for c in names[sid]], dtype=np.intp))] = block
+    frame = pd.DataFrame(data, columns=list(index))
     frame.insert(0, "asset_id", asset)
-    frame.insert(0, "timestamp", times)
-    status = [r[3] for r in rows]
+    frame.insert(0, "timestamp", pd.DatetimeIndex([r[0] for r in rows]))
+    status = [r[2] for r in rows]
     if all(s is not None for s in status):
         frame["machine_status"] = status
     return frame
+
+
+def _pg_values(
+    conn: sa.Connection, asset: str, sid: int, k: int, lo: datetime | None, hi: datetime | None
+) -> np.ndarray:
+    """The ``sensor_values`` of one sensor set, in time order, by binary ``COPY TO``:
+    every row of a set has the same byte layout, so numpy reads them in one pass (7.3 s
+    -> about 1 s for 5,000 readings x 1,000 sensors, where psycopg2 builds Python floats)."""
+    import io
+
+    from sensorguard.store.ingest import _float8_array_fields
+
+    where = ["asset_id = %(asset)s", "sensor_set_id = %(sid)s"]
+    where += [w for w, v in (("time >= %(lo)s", lo), ("time < %(hi)s", hi)) if v is not None]
+    dbapi: Any = conn.connection.dbapi_connection
+    with dbapi.cursor() as cur:
+        query = cur.mogrify(
+            f"SELECT sensor_values FROM readings WHERE {' AND '.join(where)} ORDER BY time",
+            {"asset": asset, "sid": sid, "lo": lo, "hi": hi},
+        ).decode()
+        buf = io.BytesIO()
+        cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buf)
+    body = buf.getbuffer()[19:-2]  # the 19-byte header and the 2-byte trailer
+    rec = np.dtype([("nfields", ">i2"), *_float8_array_fields(k)])
+    if len(body) % rec.itemsize:
+        raise StoreError(f"unexpected array layout in the readings of {asset!r}")
+    out = np.frombuffer(body, dtype=rec)
+    if len(out) and not ((out["dim"] == k).all() and (out["has_null"] == 0).all()):
+        raise StoreError(f"unexpected array layout in the readings of {asset!r}")
+    return out["elems"]["value"].astype(np.float64)
 
 
 def read_window(asset: str, start: Any = None, end: Any = None, url: str | None = None) -> Readings:
@@ -152,7 +182,7 @@ def _check_scores(frame: pd.DataFrame, times: Any) -> pd.DatetimeIndex:
             f"scores lack column(s) {', '.join(missing)}",
             "pass DetectionResult.to_frame() (score, is_anomaly, state, top_sensors)",
         )
-    idx = utc_naive(times)
+    idx = to_utc_naive(pd.Index(times), what="score time")
     if len(idx) != len(frame):
         raise DataValidationError(f"{len(frame)} scores for {len(idx)} times")
     return idx
@@ -169,7 +199,7 @@ def write_predictions(
 ) -> int:
     """Store per-reading scores; rescoring with the same model version replaces them."""
     idx = _check_scores(frame, times)
-    now = datetime.utcnow()
+    now = utc_now()
     rows = [
         {
             "asset_id": asset,
@@ -221,9 +251,8 @@ def alarms_from_scores(frame: pd.DataFrame, times: Any, top_k: int = 3) -> list[
     flags = frame["is_anomaly"].to_numpy(dtype=bool)
     if not flags.any():
         return []
-    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
-    edges = np.diff(padded)
-    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    starts, ends = flag_spans(flags)
+    stops = ends + 1
     scores = frame["score"].to_numpy(dtype=float)
     tops = frame["top_sensors"].fillna("").astype(str).to_numpy()
     alarms = []
@@ -255,7 +284,7 @@ def write_alarms(
     """Derive alarm events from scores and store them (idempotent on asset, start and
     model version: an alarm that grew since the last write is updated)."""
     alarms = alarms_from_scores(frame, times)
-    now = datetime.utcnow()
+    now = utc_now()
     rows = [
         {
             "asset_id": asset,

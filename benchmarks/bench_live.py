@@ -1,0 +1,481 @@
+"""The live loop end to end: MQTT publish -> stored -> scored -> alarm state -> webhook.
+
+A fleet of ``--assets`` assets x ``--sensors`` sensors (independent normal readings, one
+per second of data time) is published over MQTT (QoS 1, ``--batch`` readings per
+message) from a separate process to a private Mosquitto (the compose broker's config,
+``deploy/mosquitto``), and a real ``sensorguard watch`` process (ingester + watch loop
++ notifier, PostgreSQL on the same machine) does the rest. Measured in one run:
+
+1. **sustained throughput**: first publish until every reading is scored (the sum of
+   the checkpoints' scored counts reaches the total); also when the last reading was
+   stored, and the watch process's CPU time per reading. Once with every prediction
+   stored, once with none (``--predictions-every 0``), and the watch loop alone on a
+   store filled beforehand (``--no-ingest``);
+2. **latency** at half the sustained rate: readings are published in real time, a
+   fault (one sensor +8 sigma) starts in ``--faulty`` assets; a webhook receiver in
+   this process timestamps every ``alarm.opened``. Latency = arrival of the webhook minus
+   the publish of the message holding the reading the alarm opened at;
+3. **the obvious alternative**: a client forwarding each reading to ``POST
+   /v1/predict`` of ``sensorguard serve`` (same model, registered in a temporary
+   embedded registry), ``--clients`` client processes back to back, keep-alive. It
+   stores nothing and writes no alarm events, so it is a lower bound of that design.
+
+    .venv/bin/python benchmarks/bench_live.py                       # 100 x 10, 1,000 each
+    .venv/bin/python benchmarks/bench_live.py --readings 3000 --json out.json
+
+Not a test: nothing is asserted; figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+BIN = Path(sys.executable).parent
+START = 1_767_225_600  # 2026-01-01, one reading per second
+
+
+def _names(sensors: int) -> list[str]:
+    return [f"s{k:02d}" for k in range(sensors)]
+
+
+def fit_model(folder: Path, sensors: int) -> Any:
+    import pandas as pd
+
+    from sensorguard.detectors import make_detector
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(50, 5, (5000, sensors)), columns=_names(sensors))
+    det = make_detector("operating-states").fit(X)
+    det.save(folder)
+    return det
+
+
+def messages(
+    assets: int, sensors: int, per_asset: int, batch: int, faulty: int = 0, fault_at: int = 0
+) -> list[tuple[str, int, bytes]]:
+    """``(asset, index of the message's first reading, payload)`` in publishing order:
+    round-robin over the assets, oldest first. The first ``faulty`` assets get sensor 0
+    raised by 8 sigma from reading ``fault_at`` on."""
+    rng = np.random.default_rng(0)
+    names = _names(sensors)
+    out = []
+    for lo in range(0, per_asset, batch):
+        for a in range(assets):
+            n = min(batch, per_asset - lo)
+            vals = rng.normal(50, 5, (n, sensors)).round(3)
+            if a < faulty:
+                idx = np.arange(lo, lo + n)
+                vals[idx >= fault_at, 0] += 40.0
+            recs = [
+                {
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + lo + i)),
+                    **dict(zip(names, row, strict=True)),
+                }
+                for i, row in enumerate(vals.tolist())
+            ]
+            out.append((f"a{a:03d}", lo, orjson.dumps({"readings": recs})))
+    return out
+
+
+def publish(url: str, msgs: list[tuple[str, int, bytes]], rate: float | None, batch: int, q: Any, go: Any) -> None:
+    """Publish (paced at ``rate`` readings/s when given); put the publish time of each
+    message on ``q``."""
+    from sensorguard.live.mqtt import AckTracker, MqttSettings, connect, disconnect, make_client
+
+    settings = MqttSettings.from_url(url)
+    client = make_client("bench-pub-" + uuid.uuid4().hex[:6], settings)
+    acks = AckTracker()
+    acks.install(client)
+    connect(client, settings, persistent=False)
+    go.wait()
+    t0 = time.perf_counter()
+    sent: list[float] = []
+    for i, (asset, _lo, payload) in enumerate(msgs):
+        if rate:
+            due = t0 + i * batch / rate
+            while (wait := due - time.perf_counter()) > 0:
+                time.sleep(min(wait, 0.01))
+        if acks.sent - acks.acked > 1000:
+            acks.wait(60, below=500)
+        sent.append(time.time())
+        acks.publish(client, f"bench/{asset}/readings", payload)
+    acks.wait(120)
+    q.put((time.perf_counter() - t0, sent))
+    disconnect(client)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def _scored_and_stored(url: str) -> tuple[int, int]:
+    import sqlalchemy as sa
+
+    from sensorguard.store import get_engine
+
+    with get_engine(url).connect() as conn:
+        scored = conn.execute(sa.text("SELECT coalesce(sum(n_scored), 0) FROM watch_checkpoints")).scalar_one()
+        stored = conn.execute(sa.text("SELECT count(*) FROM readings")).scalar_one()
+    return int(scored), int(stored)
+
+
+class Watch:
+    """``sensorguard watch`` in a subprocess."""
+
+    def __init__(self, model: Path, store: str, mqtt: str, home: Path, *args: str, **env: str) -> None:
+        self.log = home / f"watch-{uuid.uuid4().hex[:6]}.log"
+        home.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SENSORGUARD_", "MLFLOW_"))}
+        base.update(
+            SENSORGUARD_HOME=str(home),
+            SENSORGUARD_STORE_URL=store,
+            SENSORGUARD_MQTT_URL=mqtt,
+            SENSORGUARD_MQTT_TOPIC_ROOT="bench",
+            SENSORGUARD_MQTT_CLIENT_ID="bench-watch-" + uuid.uuid4().hex[:6],
+            SENSORGUARD_NOTIFY_MQTT="false",
+            SENSORGUARD_LOG_LEVEL="warning",
+            **env,
+        )
+        self.p = subprocess.Popen(
+            [str(BIN / "sensorguard"), "watch", "--model", str(model), "--log-level", "warning", *args],
+            stdout=self.fh,
+            stderr=subprocess.STDOUT,
+            env=base,
+        )
+        deadline = time.monotonic() + 60
+        while "watching with" not in self.log.read_text(errors="replace"):
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(self.log.read_text(errors="replace"))
+            time.sleep(0.1)
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self.p.pid)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(10)
+        self.fh.close()
+
+
+def _start_publisher(url: str, msgs: list[tuple[str, int, bytes]], rate: float | None, batch: int) -> tuple[Any, Any, Any]:
+    ctx = mp.get_context("fork")
+    q, go = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=publish, args=(url, msgs, rate, batch, q, go))
+    proc.start()
+    time.sleep(1.0)  # connected
+    return proc, q, go
+
+
+def run_throughput(broker: Any, model: Path, args: argparse.Namespace, every: int, tmp: Path) -> dict[str, Any]:
+    from _pg import temp_database
+
+    total = args.assets * args.readings
+    msgs = messages(args.assets, args.sensors, args.readings, args.batch)
+    with temp_database("bench_watch") as (_n, url):
+        w = Watch(model, url, broker.url, tmp / "home", "--predictions-every", str(every), "--no-notify")
+        try:
+            proc, q, go = _start_publisher(broker.url, msgs, None, args.batch)
+            cpu0 = w.cpu()
+            t0 = time.perf_counter()
+            go.set()
+            stored_at = None
+            while True:
+                scored, stored = _scored_and_stored(url)
+                now = time.perf_counter() - t0
+                if stored_at is None and stored >= total:
+                    stored_at = now
+                if scored >= total:
+                    break
+                if now > 600:
+                    raise TimeoutError(f"scored {scored}/{total} after 600 s")
+                time.sleep(0.1)
+            wall = time.perf_counter() - t0
+            cpu = w.cpu() - cpu0
+            pub_s, _sent = q.get(timeout=60)
+            proc.join(30)
+        finally:
+            w.stop()
+    return {
+        "readings": total,
+        "predictions_every": every,
+        "publish_s": round(pub_s, 2),
+        "stored_s": round(stored_at or wall, 2),
+        "scored_s": round(wall, 2),
+        "readings_per_s": round(total / wall),
+        "watch_cpu_us_per_reading": round(cpu / total * 1e6, 1),
+    }
+
+
+def run_scoring_only(model: Path, args: argparse.Namespace, tmp: Path, mqtt: str) -> dict[str, Any]:
+    import pandas as pd
+    from _pg import temp_database
+
+    from sensorguard.store import ensure_schema, insert_frame
+
+    total = args.assets * args.readings
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2026-01-01", periods=args.readings, freq="s")
+    with temp_database("bench_watch") as (_n, url):
+        eng = ensure_schema(url)
+        for a in range(args.assets):
+            insert_frame(eng, f"a{a:03d}", times, rng.normal(50, 5, (args.readings, args.sensors)), _names(args.sensors))
+        out = {}
+        for every in (1, 0):
+            if every == 0:
+                with eng.begin() as conn:
+                    import sqlalchemy as sa
+
+                    conn.execute(sa.text("DELETE FROM watch_checkpoints"))
+                    conn.execute(sa.text("DELETE FROM predictions"))
+            t0 = time.perf_counter()
+            w = Watch(model, url, mqtt, tmp / "home", "--no-ingest", "--no-notify", "--predictions-every", str(every))
+            cpu0 = w.cpu()
+            start = time.perf_counter()
+            while _scored_and_stored(url)[0] < total:
+                time.sleep(0.05)
+            wall = time.perf_counter() - start
+            cpu = w.cpu() - cpu0
+            w.stop()
+            out[f"predictions_every_{every}"] = {
+                "readings_per_s": round(total / wall),
+                "watch_cpu_us_per_reading": round(cpu / total * 1e6, 1),
+                "startup_s": round(start - t0, 1),
+            }
+    return out
+
+
+class _Hook(BaseHTTPRequestHandler):
+    got: list[tuple[float, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        _Hook.got.append((time.time(), orjson.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+
+def run_latency(broker: Any, model: Path, args: argparse.Namespace, rate: float, tmp: Path) -> dict[str, Any]:
+    from _pg import temp_database
+
+    per_asset = max(60, int(args.latency_s * rate / args.assets))
+    batch = args.latency_batch
+    fault_at = per_asset // 3
+    msgs = messages(args.assets, args.sensors, per_asset, batch, faulty=args.faulty, fault_at=fault_at)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    _Hook.got = []
+    with temp_database("bench_watch") as (_n, url):
+        w = Watch(model, url, broker.url, tmp / "home", "--predictions-every", "1", SENSORGUARD_WEBHOOK_URLS=hook)
+        try:
+            proc, q, go = _start_publisher(broker.url, msgs, rate, batch)
+            go.set()
+            _pub_s, sent = q.get(timeout=args.latency_s * 4 + 120)
+            proc.join(30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if len([1 for _t, b in _Hook.got if b.get("transition") == "opened" and b.get("kind") == "failure"]) >= args.faulty:
+                    break
+                time.sleep(0.2)
+        finally:
+            w.stop()
+            server.shutdown()
+    # the message holding each asset's alarm start reading
+    sent_at: dict[tuple[str, int], float] = {(a, lo): t for (a, lo, _p), t in zip(msgs, sent, strict=True)}
+    lat, queued = [], []
+    for arrived, body in _Hook.got:
+        if body.get("transition") != "opened" or body.get("kind") != "failure":
+            continue
+        ev = body["event"]
+        start = int(time.mktime(time.strptime(ev["start_time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone) - START
+        lo = (start // batch) * batch
+        t = sent_at.get((body["asset_id"], lo))
+        if t is not None:
+            lat.append(arrived - t)
+            # created_at: when the watch step that opened the alarm wrote it (its commit)
+            created = body["created_at"].replace("Z", "+00:00")
+            from datetime import datetime
+
+            queued.append(datetime.fromisoformat(created).timestamp() - t)
+    arr = np.array(lat) if lat else np.array([np.nan])
+    qa = np.array(queued) if queued else np.array([np.nan])
+    return {
+        "rate_readings_per_s": round(rate),
+        "readings_per_message": batch,
+        "alarms": len(lat),
+        "faulty_assets": args.faulty,
+        "latency_p50_s": round(float(np.nanpercentile(arr, 50)), 3),
+        "latency_p99_s": round(float(np.nanpercentile(arr, 99)), 3),
+        "latency_max_s": round(float(np.nanmax(arr)), 3),
+        "publish_to_alarm_written_p50_s": round(float(np.nanpercentile(qa, 50)), 3),
+        "alarm_written_to_webhook_p50_s": round(float(np.nanpercentile(arr - qa, 50)), 3),
+    }
+
+
+def _client(base: str, sensors: int, seconds: float, q: Any) -> None:
+    import httpx
+
+    rng = np.random.default_rng(os.getpid())
+    names = _names(sensors)
+    n = 0
+    with httpx.Client(base_url=base, timeout=10) as c:
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            rec = {"asset_id": f"a{n % 100:03d}", **dict(zip(names, rng.normal(50, 5, sensors).tolist(), strict=True))}
+            r = c.post("/v1/predict", content=orjson.dumps({"readings": [rec]}), headers={"content-type": "application/json"})
+            assert r.status_code == 200, r.text
+            n += 1
+    q.put(n)
+
+
+def run_predict_client(model_det: Any, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """``sensorguard serve`` on a temporary embedded registry; clients post one reading
+    per request."""
+    import pandas as pd
+
+    home = tmp / "serve-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENSORGUARD_", "MLFLOW_"))}
+    env["SENSORGUARD_HOME"] = str(home)
+    os.environ["SENSORGUARD_HOME"] = str(home)
+    from sensorguard.config import get_settings
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    import mlflow
+
+    from sensorguard.registry import (
+        configure_mlflow,
+        ensure_experiment,
+        get_client,
+        log_detector_model,
+        register_model_version,
+    )
+
+    configure_mlflow(settings)
+    exp = ensure_experiment(settings.experiment, settings)
+    example = pd.DataFrame(np.random.default_rng(2).normal(50, 5, (5, args.sensors)), columns=_names(args.sensors))
+    with mlflow.start_run(experiment_id=exp) as run:
+        info = log_detector_model(model_det, example)
+    mv = register_model_version(info.model_uri, run.info.run_id, settings.model_name, tags={}, settings=settings)
+    get_client(settings).set_registered_model_alias(settings.model_name, "production", mv.version)
+    log = open(tmp / "serve.log", "wb")  # noqa: SIM115
+    p = subprocess.Popen([str(BIN / "sensorguard"), "serve", "--port", "0"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        base = None
+        deadline = time.monotonic() + 60
+        while base is None and time.monotonic() < deadline:
+            m = re.search(r"on (http://127\.0\.0\.1:\d+)", (tmp / "serve.log").read_text(errors="replace"))
+            base = m.group(1) if m else None
+            time.sleep(0.2)
+        assert base, (tmp / "serve.log").read_text()
+        import httpx
+
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            time.sleep(0.2)
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        cpu0 = _cpu_seconds(p.pid)
+        procs = [ctx.Process(target=_client, args=(base, args.sensors, args.predict_s, q)) for _ in range(args.clients)]
+        t0 = time.perf_counter()
+        for pr in procs:
+            pr.start()
+        n = sum(q.get(timeout=args.predict_s + 60) for _ in procs)
+        wall = time.perf_counter() - t0
+        for pr in procs:
+            pr.join(10)
+        cpu = _cpu_seconds(p.pid) - cpu0
+    finally:
+        p.terminate()
+        p.wait(20)
+        log.close()
+    return {
+        "clients": args.clients,
+        "readings": n,
+        "readings_per_s": round(n / wall),
+        "server_cpu_us_per_reading": round(cpu / max(n, 1) * 1e6, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--assets", type=int, default=100)
+    ap.add_argument("--sensors", type=int, default=10)
+    ap.add_argument("--readings", type=int, default=1000, help="readings per asset (throughput)")
+    ap.add_argument("--batch", type=int, default=100, help="readings per message (throughput)")
+    ap.add_argument("--latency-s", type=float, default=30.0, help="seconds of paced publishing")
+    ap.add_argument("--latency-batch", type=int, default=10, help="readings per message (latency)")
+    ap.add_argument("--faulty", type=int, default=20, help="assets with a fault (latency)")
+    ap.add_argument("--clients", type=int, default=2, help="POST /v1/predict client processes")
+    ap.add_argument("--predict-s", type=float, default=10.0)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    from _pg import pg_available
+    from bench_live_ingest import Broker
+
+    if not pg_available() or shutil.which("mosquitto") is None:
+        raise SystemExit("needs PostgreSQL at 127.0.0.1:5432 and the mosquitto binary")
+    tmp = Path(tempfile.mkdtemp(prefix="sg-bench-live-"))
+    results: dict[str, Any] = {
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    det = fit_model(tmp / "model", args.sensors)
+    broker = Broker()
+    try:
+        results["end_to_end_all_predictions"] = run_throughput(broker, tmp / "model", args, 1, tmp)
+        print(json.dumps(results, indent=2), flush=True)
+        results["end_to_end_no_predictions"] = run_throughput(broker, tmp / "model", args, 0, tmp)
+        print(json.dumps(results, indent=2), flush=True)
+        results["watch_loop_only"] = run_scoring_only(tmp / "model", args, tmp, broker.url)
+        print(json.dumps(results, indent=2), flush=True)
+        half = results["end_to_end_all_predictions"]["readings_per_s"] / 2
+        results["latency_at_half_rate"] = run_latency(broker, tmp / "model", args, half, tmp)
+        print(json.dumps(results, indent=2), flush=True)
+    finally:
+        broker.close()
+    results["predict_per_reading_client"] = run_predict_client(det, args, tmp)
+    e2e = results["end_to_end_all_predictions"]["readings_per_s"]
+    results["ratio_vs_predict_client"] = round(e2e / results["predict_per_reading_client"]["readings_per_s"], 1)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The alarm rule: one fitted value that turns scores into alarm flags, batch or live.
+
+Every detector decides alarms the same way (the rules are in
+:mod:`sensorguard.detectors.events`): a causal rolling mean over ``smooth_window``
+scores, on after ``min_duration`` smoothed readings above ``threshold``, off after
+``release`` readings below ``off_ratio × threshold``, and optionally an on-delay of
+``confirm`` readings. A detector fits its rule as ``alarm_rule_`` (the threshold is
+learned, the rest are its parameters); scoring and deciding stay apart, as in river's
+anomaly filters.
+
+* ``rule.flags(score)`` — the flags of a recorded batch. With an on-delay, short alarms
+  are dropped and each confirmed event is dated back to where its smoothed score rose
+  above ``backdate × threshold`` (at most ``max_back`` readings earlier).
+* ``rule.tracker()`` — a fresh :class:`AlarmTracker` for one live stream (one per
+  asset): ``update(scores)`` gives, chunk after chunk, exactly the flags one causal pass
+  over the stream gives (an on-delayed alarm is raised ``confirm`` readings late
+  instead of dated back). Its state is a small JSON-able dict (``state()`` /
+  ``AlarmTracker.restore``), so a live service can checkpoint it.
+
+A rule with the defaults (no smoothing, no hysteresis band, no on-delay) is the plain
+``score > threshold``; only a score exactly equal to the threshold keeps the previous
+state instead of counting as "off".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from sensorguard.detectors.events import (
+    SCORE_CAP,
+    confirm_events,
+    hysteresis,
+    on_delay,
+    run_length,
+)
+
+ALARM_FIELDS = (
+    "smooth_window",
+    "min_duration",
+    "off_ratio",
+    "release",
+    "confirm",
+    "backdate",
+    "max_back",
+)
+"""Detector parameters that belong to the alarm rule (a detector has some or all)."""
+
+_SMALL = 16  # readings per update up to which the scalar path beats numpy
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """Threshold, smoothing, hysteresis and on-delay of one fitted detector."""
+
+    threshold: float
+    smooth_window: int = 1
+    min_duration: int = 1
+    off_ratio: float = 1.0
+    release: int = 1
+    confirm: int = 0
+    backdate: float = 0.0
+    max_back: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.off_ratio <= 1:
+            raise ValueError(f"off_ratio must be in (0, 1], got {self.off_ratio}")
+
+    @classmethod
+    def from_params(cls, threshold: float, params: dict[str, Any]) -> AlarmRule:
+        """The rule of a detector: its threshold plus those of its parameters that are
+        alarm fields (``ALARM_FIELDS``); the others keep the defaults."""
+        kw: dict[str, Any] = {k: params[k] for k in ALARM_FIELDS if k in params}
+        for k in ("smooth_window", "min_duration", "release", "confirm"):
+            if k in kw:
+                kw[k] = int(kw[k])
+        for k in ("off_ratio", "backdate"):
+            if k in kw:
+                kw[k] = float(kw[k])
+        return cls(threshold=float(threshold), **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def history(self) -> int:
+        """Past raw scores needed to continue smoothing and run lengths exactly."""
+        return max(1, self.smooth_window) - 1 + max(1, self.min_duration, self.release)
+
+    def flags(self, score: Any) -> np.ndarray:
+        """Alarm flags of a recorded batch (causal hysteresis, then the retrospective
+        on-delay with back-dating when ``confirm`` > 1)."""
+        x = np.asarray(score, dtype=np.float64).ravel()
+        flags = hysteresis(
+            x,
+            self.threshold,
+            smooth_window=self.smooth_window,
+            min_duration=self.min_duration,
+            off_ratio=self.off_ratio,
+            release=self.release,
+        )
+        if self.confirm <= 1:
+            return flags
+        return confirm_events(
+            flags,
+            x,
+            self.threshold,
+            confirm=self.confirm,
+            smooth_window=self.smooth_window,
+            backdate=self.backdate,
+            max_back=self.max_back,
+        )
+
+    def tracker(self) -> AlarmTracker:
+        """A fresh live tracker for one stream (one per asset)."""
+        return AlarmTracker(self)
+
+
+class AlarmTracker:
+    """The alarm rule carried across chunks of one stream (live scoring).
+
+    ``update(scores)`` returns exactly the flags of one causal pass over the whole
+    stream, for any chunking. Small updates take an O(1)-per-reading scalar path (the
+    running window and run lengths), larger ones the vectorised ``hysteresis`` with the
+    last raw scores as context; both keep all the state up to date, so they alternate
+    freely. The state (``state()``) is plain JSON: the last raw scores, the run lengths
+    and the alarm's on-state and age.
+    """
+
+    __slots__ = ("_hist", "_off_level", "_run_off", "_run_on", "_win", "on", "on_for", "rule")
+
+    def __init__(self, rule: AlarmRule) -> None:
+        self.rule = rule
+        self._off_level = rule.off_ratio * rule.threshold
+        self._hist: deque[float] = deque(maxlen=rule.history)
+        # zeros stand for the readings before the stream began, as in rolling_mean
+        self._win: deque[float] = deque([0.0] * max(1, rule.smooth_window))
+        self._run_on = 0
+        self._run_off = 0
+        self.on = False
+        self.on_for = 0
+
+    # ---- state (JSON-able) for checkpoints
+    def state(self) -> dict[str, Any]:
+        """The tracker's state as a strict-JSON dict: NaN scores as ``None``, infinite
+        ones as ``±SCORE_CAP`` (what the smoothing counts them as)."""
+        return {
+            "scores": [None if math.isnan(v) else _cap(v) for v in self._hist],
+            "run_on": self._run_on,
+            "run_off": self._run_off,
+            "on": self.on,
+            "on_for": self.on_for,
+        }
+
+    @classmethod
+    def restore(cls, rule: AlarmRule, state: dict[str, Any]) -> AlarmTracker:
+        """A tracker continuing from ``state`` (as returned by :meth:`state`)."""
+        t = cls(rule)
+        scores = [math.nan if v is None else float(v) for v in state["scores"]]
+        t._hist.extend(scores)
+        w = max(1, rule.smooth_window)
+        last = [0.0 if math.isnan(v) else _cap(v) for v in scores][-w:]
+        t._win = deque([0.0] * (w - len(last)) + last)
+        t._run_on = int(state["run_on"])
+        t._run_off = int(state["run_off"])
+        t.on = bool(state["on"])
+        t.on_for = int(state["on_for"])
+        return t
+
+    # ---- updates
+    def update(self, score: Any) -> np.ndarray:
+        x = np.asarray(score, dtype=np.float64).ravel()
+        if x.size <= _SMALL:
+            return np.array([self.step(v) for v in x.tolist()], dtype=bool)
+        r = self.rule
+        hist = np.fromiter(self._hist, dtype=np.float64, count=len(self._hist))
+        flags = hysteresis(
+            x,
+            r.threshold,
+            smooth_window=r.smooth_window,
+            min_duration=r.min_duration,
+            off_ratio=r.off_ratio,
+            release=r.release,
+            history=hist,
+            initially_on=self.on,
+        )
+        before = self.on_for if self.on else 0
+        out = on_delay(flags, r.confirm, before)
+        self.on = bool(flags[-1])
+        tail_run = int(run_length(flags)[-1])
+        self.on_for = min(tail_run + (before if tail_run == flags.size else 0), 1 << 30)
+        self._resync(np.concatenate([hist, x])[-r.history :])
+        return out
+
+    def step(self, v: float) -> bool:
+        """One reading: its alarm flag (the common live case)."""
+        r = self.rule
+        self._hist.append(v)
+        win = self._win
+        win.popleft()
+        win.append(0.0 if math.isnan(v) else _cap(v))
+        s = _window_mean(win)
+        self._run_on = self._run_on + 1 if s > r.threshold else 0
+        self._run_off = self._run_off + 1 if s < self._off_level else 0
+        # an off trigger wins a tie, as in hysteresis (last_on > last_off is False)
+        if self._run_off >= max(1, r.release):
+            self.on = False
+        elif self._run_on >= max(1, r.min_duration):
+            self.on = True
+        self.on_for = min(self.on_for + 1, 1 << 30) if self.on else 0
+        return self.on and self.on_for >= r.confirm
+
+    def _resync(self, tail: np.ndarray) -> None:
+        """Window and run lengths after a vectorised update, from the last raw scores."""
+        r = self.rule
+        w, m, rel = max(1, r.smooth_window), max(1, r.min_duration), max(1, r.release)
+        self._hist.clear()
+        self._hist.extend(tail.tolist())
+        vals = [0.0 if math.isnan(v) else _cap(v) for v in self._hist]
+        vals = [0.0] * max(0, w - 1 + max(m, rel) - len(vals)) + vals
+        self._win = deque(vals[-w:])
+        run_on = run_off = 0
+        # smoothed values of the last max(m, rel) readings, oldest first
+        for end in range(len(vals) - max(m, rel), len(vals)):
+            s = _window_mean(vals[end - w + 1 : end + 1])
+            run_on = run_on + 1 if s > r.threshold else 0
+            run_off = run_off + 1 if s < self._off_level else 0
+        self._run_on = min(run_on, m)
+        self._run_off = min(run_off, rel)
+
+
+def _cap(v: float) -> float:
+    return v if -SCORE_CAP <= v <= SCORE_CAP else math.copysign(SCORE_CAP, v)
+
+
+def _window_mean(values: Any) -> float:
+    # summed oldest first, like the windowed mean of rolling_mean, so both paths agree
+    total = 0.0
+    for v in values:
+        total += v
+    return total / len(values)

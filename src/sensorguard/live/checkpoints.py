@@ -1,0 +1,109 @@
+"""Per-asset checkpoints of the watch service: where each asset's scoring stands.
+
+Rules of this room:
+
+* A checkpoint holds the asset's last scored reading time, the model version that
+  scored it, the reading counts (scored, late) and one JSON document with everything
+  needed to continue exactly where the stream stopped: the detector's per-asset
+  filter and alarm state, the open failure event and the data-quality runs.
+* It is written in the same transaction as the alarm transitions and outbox rows that
+  the same readings caused, so after a crash at any point the store holds either the
+  whole step or none of it: a restart re-scores from the checkpoint and writes the
+  same events, never a duplicate, never a gap.
+* ``seq`` fences writers: a save succeeds only if the stored ``seq`` is still the one
+  this process loaded (``UPDATE ... WHERE seq = :loaded``). A process whose lease moved
+  to another one while it was paused finds its write refused and drops the asset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from sensorguard.store.schema import watch_checkpoints
+
+
+@dataclass
+class Checkpoint:
+    asset_id: str
+    model_name: str
+    model_version: str
+    last_time: datetime | None = None
+    seq: int = 0  # 0 = not stored yet
+    n_scored: int = 0
+    n_late: int = 0
+    last_score: float | None = None
+    is_anomaly: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def load_checkpoints(conn: sa.Connection, assets: list[str]) -> dict[str, Checkpoint]:
+    """The stored checkpoints of ``assets`` (missing ones are absent)."""
+    out: dict[str, Checkpoint] = {}
+    for lo in range(0, len(assets), 500):
+        q = sa.select(watch_checkpoints).where(
+            watch_checkpoints.c.asset_id.in_(assets[lo : lo + 500])
+        )
+        for r in conn.execute(q):
+            out[r.asset_id] = Checkpoint(
+                asset_id=r.asset_id,
+                model_name=r.model_name,
+                model_version=r.model_version,
+                last_time=r.last_time,
+                seq=int(r.seq),
+                n_scored=int(r.n_scored),
+                n_late=int(r.n_late),
+                last_score=r.last_score,
+                is_anomaly=bool(r.is_anomaly),
+                state=orjson.loads(r.state) if r.state else {},
+            )
+    return out
+
+
+def save_checkpoint(conn: sa.Connection, ck: Checkpoint) -> bool:
+    """Store ``ck`` if nobody else moved the asset's checkpoint since it was loaded;
+    ``ck.seq`` is advanced on success. False = fenced out (roll the transaction back)."""
+    values = {
+        "model_name": ck.model_name,
+        "model_version": ck.model_version,
+        "last_time": ck.last_time,
+        "seq": ck.seq + 1,
+        "n_scored": ck.n_scored,
+        "n_late": ck.n_late,
+        "last_score": ck.last_score,
+        "is_anomaly": ck.is_anomaly,
+        "state": orjson.dumps(ck.state, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+        "updated_at": _now(),
+    }
+    if ck.seq == 0:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt: Any = pg_insert(watch_checkpoints)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(watch_checkpoints)
+        res = conn.execute(
+            stmt.values(asset_id=ck.asset_id, **values).on_conflict_do_nothing(
+                index_elements=["asset_id"]
+            )
+        )
+    else:
+        res = conn.execute(
+            sa.update(watch_checkpoints)
+            .where(watch_checkpoints.c.asset_id == ck.asset_id, watch_checkpoints.c.seq == ck.seq)
+            .values(**values)
+        )
+    if res.rowcount != 1:
+        return False
+    ck.seq += 1
+    return True

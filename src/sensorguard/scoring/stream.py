@@ -1,0 +1,334 @@
+"""Live scoring: readings arriving in pieces, each asset continuing its own stream.
+
+The detector's smoothing and hysteresis need the readings before the current one, and
+a detector whose score has a filter state (drift-robust's baseline) needs that state.
+:class:`AssetStreams` keeps, per asset id, everything a stream carries from one piece
+to the next, so a stream cut into pieces of any size (one reading per request, mixed
+assets, a restart from a checkpoint) gets exactly the scores and flags of one pass:
+
+* the alarm tracker (``detector.alarm_rule_.tracker()``: the last raw scores, run
+  lengths, on-state and on-delay age);
+* the last reading, so a gap (NaN) takes the asset's last value, as one pass would
+  fill it (the model's missing-value policy, with the earlier pieces as context);
+* the filter state of a :class:`~sensorguard.detectors.base.StreamingDetector`;
+* the last flag given out, so alarm transitions (opened / closed) are reported once.
+
+Rules of this room:
+
+* One scorer belongs to one fitted model (version): the threshold and the smoothing may
+  change with the model, so a new model starts every asset afresh.
+* At most ``max_assets`` assets are kept, least recently used dropped first (counted in
+  ``evicted``); a dropped asset starts again as if its stream began at its next reading.
+* Per-asset state converts to a JSON-able dict (:meth:`AssetStreams.state_of`) and back
+  (:meth:`AssetStreams.restore`): a service that checkpoints it and restarts continues
+  with the same results. A state saved under another alarm rule is refused.
+* Updates hold a lock (large batches are scored in worker threads). Nothing here knows
+  HTTP, MQTT or storage; the predictor and the watch service wire it.
+
+The one-reading case is the hot path of the predictor: a single gap-free reading of one
+asset goes through ``detector.score_one`` and the tracker's scalar ``step``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sensorguard.detectors.alarm import AlarmTracker
+from sensorguard.detectors.base import BaseDetector, Computed, StreamingDetector
+from sensorguard.errors import SensorGuardError
+
+DEFAULT_ASSET: Any = None
+"""Key of the readings that carry no asset id (never equal to a real asset id)."""
+
+STATE_FORMAT = 1
+_SMALL = 16  # rows up to which per-row Python is faster than vectorised numpy
+
+
+@dataclass
+class AssetState:
+    """What one asset's stream carries from one piece to the next."""
+
+    tracker: AlarmTracker
+    last: np.ndarray | None = None  # the last (filled) reading
+    filter: Any = None  # a StreamingDetector's filter state
+    flag: bool = False  # the last alarm flag given out
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An alarm of ``asset`` opened or closed at row ``row`` of an update."""
+
+    asset: Any
+    kind: str  # "opened" | "closed"
+    row: int
+    time: Any = None
+
+
+@dataclass
+class StreamResult:
+    """Per reading: score, alarm flag, raw exceedance, state, contributions and the top
+    sensors, plus the alarm transitions of the update (in row order per asset)."""
+
+    score: np.ndarray
+    is_anomaly: np.ndarray
+    above: np.ndarray  # score > threshold, reading by reading
+    state: np.ndarray
+    contributions: np.ndarray  # (n, n_sensors)
+    top: np.ndarray  # (n, k) sensor indices, largest contribution first (ties: schema order)
+    transitions: list[Transition] = field(default_factory=list)
+
+
+class AssetStreams:
+    """Per-asset live scoring of one fitted detector (see the module docstring).
+
+    ``max_assets``: the most assets kept (``None``: no bound); ``top_k``: how many top
+    sensors each result names."""
+
+    def __init__(
+        self, detector: BaseDetector, max_assets: int | None = 10_000, top_k: int = 3
+    ) -> None:
+        detector._require_fitted()
+        self.detector = detector
+        self.rule = detector.alarm_rule_
+        self.threshold = float(detector.threshold_)
+        self.top_k = max(1, min(int(top_k), len(detector.schema_.sensors)))
+        self.max_assets = None if max_assets is None else max(1, int(max_assets))
+        self.streaming = isinstance(detector, StreamingDetector)
+        self._assets: OrderedDict[Any, AssetState] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0
+
+    # ---- bookkeeping
+    def __len__(self) -> int:
+        return len(self._assets)
+
+    def __contains__(self, asset: Any) -> bool:
+        return asset in self._assets
+
+    def _asset(self, key: Any) -> AssetState:
+        st = self._assets.get(key)
+        if st is None:
+            st = self._assets[key] = AssetState(self.rule.tracker())
+            if self.max_assets is not None and len(self._assets) > self.max_assets:
+                self._assets.popitem(last=False)
+                self.evicted += 1
+        else:
+            self._assets.move_to_end(key)
+        return st
+
+    def drop(self, asset: Any) -> None:
+        """Drop an asset's state (its stream starts afresh)."""
+        with self._lock:
+            self._assets.pop(asset, None)
+
+    # ---- checkpoints
+    def state_of(self, asset: Any) -> dict[str, Any] | None:
+        """The asset's state as a JSON-able dict (``None`` for an unknown asset)."""
+        with self._lock:
+            st = self._assets.get(asset)
+            if st is None:
+                return None
+            filt = None
+            if st.filter is not None:
+                filt = self.detector.stream_state_to_dict(st.filter)  # type: ignore[attr-defined]
+            return {
+                "format": STATE_FORMAT,
+                "rule": self.rule.to_dict(),
+                "tracker": st.tracker.state(),
+                "last": None if st.last is None else st.last.tolist(),
+                "filter": filt,
+                "flag": st.flag,
+            }
+
+    def restore(self, asset: Any, state: dict[str, Any]) -> None:
+        """Continue ``asset`` from a state returned by :meth:`state_of`."""
+        if state.get("format") != STATE_FORMAT or state.get("rule") != self.rule.to_dict():
+            raise SensorGuardError(
+                f"the saved stream state of asset {asset!r} belongs to another model or alarm rule",
+                "start the asset's stream afresh (drop its checkpoint)",
+            )
+        st = AssetState(AlarmTracker.restore(self.rule, state["tracker"]))
+        if state.get("last") is not None:
+            st.last = np.asarray(state["last"], dtype=np.float64)
+        if state.get("filter") is not None:
+            st.filter = self.detector.stream_state_from_dict(state["filter"])  # type: ignore[attr-defined]
+        st.flag = bool(state.get("flag", False))
+        with self._lock:
+            self._assets[asset] = st
+            self._assets.move_to_end(asset)
+            while self.max_assets is not None and len(self._assets) > self.max_assets:
+                self._assets.popitem(last=False)
+                self.evicted += 1
+
+    # ---- scoring
+    def update(self, asset_id: Any, times: Any, X: pd.DataFrame | np.ndarray) -> StreamResult:
+        """Score readings of one asset that continue its stream (rows in time order).
+
+        ``X``: a DataFrame with the model's sensor columns, or an array in schema order
+        (NaN = missing). ``times`` (one per row, or ``None``) date the transitions."""
+        A = self.detector.schema_.arrange(X)
+        res = self.score(A, None if asset_id is None else [asset_id] * A.shape[0])
+        if times is not None and res.transitions:
+            tv = list(times)
+            res.transitions = [
+                Transition(t.asset, t.kind, t.row, tv[t.row]) for t in res.transitions
+            ]
+        return res
+
+    def score(
+        self, A: np.ndarray, assets: list[Any] | None = None, missing: bool = True
+    ) -> StreamResult:
+        """Score a float array in schema order (NaN = missing) of one or more assets
+        (``assets``: one id per row, ``None`` = no asset); each asset continues its own
+        stream, readings of one asset keep their order. ``missing=False`` promises ``A``
+        holds no NaN. ``A`` may be filled in place."""
+        n = A.shape[0]
+        blocks = _blocks(assets)
+        with self._lock:
+            states = {key: self._asset(key) for key in blocks}
+            for key, rows in blocks.items():
+                self._fill(A, rows, states[key], missing)
+            if self.streaming:  # the filter state is read and written under the lock
+                c = self._score_stream(A, blocks, states)
+        if not self.streaming:  # stateless arithmetic: concurrent requests overlap here
+            c = self.detector.score_one(A[0]) if n == 1 else self.detector.compute(A, True)
+        score = np.asarray(c.score, dtype=np.float64)
+        flags = np.empty(n, dtype=bool)
+        transitions: list[Transition] = []
+        with self._lock:
+            for key, rows in blocks.items():
+                st = states[key]
+                if n == 1:
+                    f = np.array([st.tracker.step(float(score[0]))])
+                else:
+                    f = st.tracker.update(score if rows is None else score[rows])
+                if rows is None:
+                    flags[:] = f
+                else:
+                    flags[rows] = f
+                st.flag = _transitions(key, f, rows, st.flag, transitions)
+        assert c.contributions is not None
+        contrib = np.asarray(c.contributions)
+        return StreamResult(
+            score=score,
+            is_anomaly=flags,
+            above=score > self.threshold,
+            state=c.states(),
+            contributions=contrib,
+            top=top_indices(contrib, self.top_k),
+            transitions=transitions,
+        )
+
+    def _fill(self, A: np.ndarray, rows: list[int] | None, st: AssetState, missing: bool) -> None:
+        """Gaps from the asset's earlier readings; remember its last (filled) reading."""
+        sub = A if rows is None else A[rows]
+        if missing and np.isnan(sub).any():
+            schema = self.detector.schema_
+            if st.last is not None:
+                sub = schema.prepare(np.vstack([st.last, sub]))[1:]
+            else:
+                sub = schema.prepare(sub)
+            if rows is None:
+                A[:] = sub
+            else:
+                A[rows] = sub
+        st.last = sub[-1].copy()
+
+    def _score_stream(
+        self, A: np.ndarray, blocks: dict[Any, list[int] | None], states: dict[Any, AssetState]
+    ) -> Computed:
+        det: Any = self.detector
+        if len(blocks) == 1:
+            st = states[next(iter(blocks))]
+            c, st.filter = det.score_stream(A, st.filter)
+            return c  # type: ignore[no-any-return]
+        score = np.empty(A.shape[0])
+        contrib = np.empty(A.shape)
+        for key, rows in blocks.items():
+            st = states[key]
+            idx = np.asarray(rows, dtype=np.intp)
+            c, st.filter = det.score_stream(A[idx], st.filter)
+            score[idx], contrib[idx] = c.score, c.contributions
+        return Computed(score, contrib)
+
+
+def score_batch(
+    detector: BaseDetector, A: np.ndarray, missing: bool = True, top_k: int = 3
+) -> StreamResult:
+    """A batch on its own (no stream state read or changed): the detector's fill policy
+    and its batch alarm flags over these readings alone."""
+    X = detector.prepare(A) if missing else A
+    c = detector.score_one(X[0]) if X.shape[0] == 1 else detector.compute(X, True)
+    score = np.asarray(c.score, dtype=np.float64)
+    assert c.contributions is not None
+    contrib = np.asarray(c.contributions)
+    return StreamResult(
+        score=score,
+        is_anomaly=detector.alarm_rule_.flags(score),
+        above=score > float(detector.threshold_),
+        state=c.states(),
+        contributions=contrib,
+        top=top_indices(contrib, top_k),
+    )
+
+
+def top_indices(contrib: np.ndarray, k: int) -> np.ndarray:
+    """``(n, k)`` column indices of the largest values per row, largest first; ties keep
+    column order."""
+    n, n_s = contrib.shape
+    k = max(1, min(k, n_s))
+    if n <= _SMALL:
+        # a few rows: plain Python beats numpy's per-call overhead; ties keep schema
+        # order, exactly like the stable argsort below
+        order = range(n_s)
+        rows = [sorted(order, key=row.__getitem__, reverse=True)[:k] for row in contrib.tolist()]
+        return np.array(rows, dtype=np.intp).reshape(n, k)
+    if k >= n_s:
+        return np.argsort(-contrib, axis=1, kind="stable")
+    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(contrib, part, axis=1)
+    order2 = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order2, axis=1)
+
+
+def _blocks(assets: list[Any] | None) -> dict[Any, list[int] | None]:
+    """Rows of each asset, ``None`` standing for "all rows" when only one asset is
+    present (the common case, which then needs no indexing)."""
+    if assets is None:
+        return {DEFAULT_ASSET: None}
+    if len(assets) == 1:
+        return {assets[0]: None}
+    groups: dict[Any, list[int]] = {}
+    for i, a in enumerate(assets):
+        groups.setdefault(a, []).append(i)
+    if len(groups) == 1:
+        return {next(iter(groups)): None}
+    return dict(groups)
+
+
+def _transitions(
+    asset: Any, flags: np.ndarray, rows: list[int] | None, before: bool, out: list[Transition]
+) -> bool:
+    """Append the opened/closed transitions of one asset's flags; return its last flag."""
+    if flags.size == 0:
+        return before
+    if flags.size == 1:
+        now = bool(flags[0])
+        if now != before:
+            out.append(
+                Transition(asset, "opened" if now else "closed", 0 if rows is None else rows[0])
+            )
+        return now
+    f = flags.astype(np.int8)
+    d = np.diff(f, prepend=np.int8(before))
+    for i in np.flatnonzero(d).tolist():
+        out.append(
+            Transition(asset, "opened" if d[i] > 0 else "closed", i if rows is None else rows[i])
+        )
+    return bool(flags[-1])

@@ -1,0 +1,482 @@
+"""View models of the console: plain dicts built from the store and the registry.
+
+Blocking (database and MLflow calls); the routes run these in a worker thread. Nothing
+here renders HTML apart from the inline SVG charts of :mod:`.charts`; nothing here
+decides anything the API does not: statuses, alarms and labels come from the same
+library functions that ``/v1/alarms`` and ``/v1/assets`` use.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from sensorguard.config import Settings
+from sensorguard.serving.console.charts import sparkline
+
+# Overview order: what needs a person first. Ranks sort ascending.
+STATUS_RANK = {"alarm": 0, "data-quality": 1, "stale": 2, "normal": 3}
+STATUS_LABEL = {
+    "alarm": "alarm",
+    "data-quality": "data quality",
+    "stale": "stale",
+    "normal": "normal",
+}
+
+
+def now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def time_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    counts = {k: 0 for k in STATUS_RANK}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return [{"status": k, "label": STATUS_LABEL[k], "count": counts[k]} for k in STATUS_RANK]
+
+
+def asset_row(
+    *,
+    asset_id: str,
+    model: str | None,
+    site: str | None,
+    status: str,
+    scores: list[float],
+    threshold: float | None,
+    open_alarms: list[dict[str, Any]],
+    last_reading_at: Any,
+    version: int | str | None,
+) -> dict[str, Any]:
+    """One overview row, with the sort keys the page's script uses."""
+    last_score = scores[-1] if scores else None
+    last_dt = last_reading_at
+    if isinstance(last_dt, str):
+        try:
+            last_dt = datetime.fromisoformat(last_dt)
+        except ValueError:
+            last_dt = None
+    last_sort = -last_dt.timestamp() if isinstance(last_dt, datetime) else 0.0
+    kinds = sorted({a.get("kind", "") for a in open_alarms})
+    return {
+        "asset_id": asset_id,
+        "model": model,
+        "site": site,
+        "status": status,
+        "status_label": STATUS_LABEL.get(status, status),
+        "status_rank": STATUS_RANK.get(status, 9),
+        "sparkline": sparkline(scores, threshold, label=f"score of {asset_id}"),
+        "score_text": "—" if last_score is None else f"{last_score:.3g}",
+        # Higher scores first when sorting ascending would hide them: sort on -score.
+        "score_sort": "" if last_score is None or not math.isfinite(last_score) else -last_score,
+        "open_alarms": len(open_alarms),
+        "first_alarm_id": open_alarms[0]["id"] if open_alarms else None,
+        "alarm_kinds": ", ".join(k for k in kinds if k),
+        "last_text": time_text(last_reading_at),
+        "last_sort": last_sort,
+        "version_text": "—" if version is None else f"{model or ''} v{version}".strip(),
+        "version_sort": "" if version is None else str(version),
+    }
+
+
+def order_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Status first (alarms on top), then the highest current score, then the name."""
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["status_rank"],
+            r["score_sort"] if isinstance(r["score_sort"], float) else 0.0,
+            r["asset_id"],
+        ),
+    )
+
+
+def _settings_for(settings: Settings, name: str) -> Settings:
+    return settings.model_copy(update={"model_name": name})
+
+
+def model_views(settings: Settings) -> list[dict[str, Any]]:
+    """Per registered model: production/previous, versions with gate verdicts, audit trail."""
+    from sensorguard.registry import tags as T
+    from sensorguard.registry.audit import history
+    from sensorguard.registry.versions import list_versions, version_at
+
+    names = _model_names(settings)
+    ui = (settings.mlflow_ui_url or "").rstrip("/") if hasattr(settings, "mlflow_ui_url") else ""
+    out = []
+    for name in names:
+        s = _settings_for(settings, name)
+        prod = version_at(name, settings.production_alias, s)
+        prev = version_at(name, settings.previous_alias, s)
+        versions = []
+        for v in list_versions(s, with_metrics=False, limit=20):
+            gate = v.tags.get(T.GATE, "not gated")
+            reasons = [r for r in v.tags.get(T.GATE_REASONS, "").split("; ") if r]
+            versions.append(
+                {
+                    "version": v.version,
+                    "aliases": ", ".join(v.aliases) or "—",
+                    "gate": gate,
+                    "checks": reasons,
+                    "created": time_text(v.created),
+                    "run_id": v.run_id,
+                    "run_url": f"{ui}/#/runs/{v.run_id}" if ui and v.run_id else None,
+                }
+            )
+        audit = []
+        for e in history(s, limit=20, model=name):
+            change = f"v{e.from_version or '—'} → v{e.to_version or '—'}"
+            audit.append(
+                {
+                    "when": time_text(e.time),
+                    "action": e.action,
+                    "change": change,
+                    "reason": e.reason or e.trigger,
+                }
+            )
+        out.append(
+            {
+                "name": name,
+                "production": prod,
+                "previous": prev,
+                "production_text": f"v{prod}" if prod is not None else "none",
+                "previous_text": f"v{prev}" if prev is not None else "none",
+                "versions": versions,
+                "audit": audit,
+            }
+        )
+    return out
+
+
+def _model_names(settings: Settings) -> list[str]:
+    from sensorguard.registry.versions import list_model_names
+
+    return list_model_names(settings)
+
+
+def rollback(name: str, reason: str, settings: Settings) -> str:
+    from sensorguard.pipelines.lifecycle import rollback as do_rollback
+
+    result = do_rollback(
+        settings=_settings_for(settings, name),
+        trigger="console",
+        reason=reason or "rollback from the console",
+    )
+    return f"{name}: production is now v{result.to_version} (was v{result.from_version})."
+
+
+# ---------------------------------------------------------------------- assets
+DQ_KINDS = ("silent", "sensor_missing", "flatline", "out_of_range")
+
+
+def _status(live: dict[str, Any] | None, last: datetime | None, stale_after: float) -> str:
+    kinds = {a.get("kind") for a in (live or {}).get("open_alarms", [])}
+    if "failure" in kinds:
+        return "alarm"
+    if kinds & set(DQ_KINDS):
+        return "data-quality"
+    if last is None:
+        return "stale"
+    ref = last if last.tzinfo is None else last.astimezone(UTC).replace(tzinfo=None)
+    age = (datetime.now(UTC).replace(tzinfo=None) - ref).total_seconds()
+    return "stale" if age > stale_after else "normal"
+
+
+def overview_rows(
+    settings: Settings, detectors: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every known asset (registered, or seen in readings), most urgent first."""
+    from sensorguard.store.alarms import asset_live_status
+    from sensorguard.store.assets import list_registered_assets
+    from sensorguard.store.overview import recent_scores
+
+    url = settings.resolved_store_url
+    registered = {a.asset_id: a for a in list_registered_assets(url=url)}
+    live = asset_live_status(url=url)
+    scores = recent_scores(per_asset=48, url=url)
+    thresholds = {
+        name: float(det.threshold_)
+        for name, det in (detectors or {}).items()
+        if hasattr(det, "threshold_")
+    }
+    production = _production_versions(settings, {a.model for a in registered.values()})
+    rows = []
+    for asset_id in sorted(set(registered) | set(live)):
+        reg = registered.get(asset_id)
+        lv = live.get(asset_id) or {}
+        model = reg.model if reg else lv.get("model_name")
+        last = lv.get("last_reading_at")
+        version = lv.get("model_version") or (production.get(model) if model else None)
+        rows.append(
+            asset_row(
+                asset_id=asset_id,
+                model=model,
+                site=reg.site if reg else None,
+                status=_status(lv, last, settings.watch_silent_after),
+                scores=scores.get(asset_id, []),
+                threshold=thresholds.get(model or ""),
+                open_alarms=lv.get("open_alarms", []),
+                last_reading_at=last,
+                version=version,
+            )
+        )
+    return order_rows(rows)
+
+
+def _production_versions(settings: Settings, names: set[str]) -> dict[str, int | None]:
+    """Production version per machine type; a registry that is down costs the column only."""
+    from sensorguard.errors import SensorGuardError
+    from sensorguard.registry.versions import version_at
+
+    out: dict[str, int | None] = {}
+    for name in sorted(n for n in names if n):
+        try:
+            out[name] = version_at(name, settings.production_alias, settings)
+        except SensorGuardError:
+            out[name] = None
+    return out
+
+
+def asset_detail(
+    asset_id: str, settings: Settings
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    from sensorguard.serving.console.charts import series_chart
+    from sensorguard.store.alarms import asset_live_status, list_alarms, read_scores
+    from sensorguard.store.assets import get_asset
+
+    url = settings.resolved_store_url
+    reg = get_asset(asset_id, url=url)
+    live = asset_live_status([asset_id], url=url).get(asset_id)
+    if reg is None and live is None:
+        return None
+    scores = read_scores(asset_id, limit=500, url=url)
+    values: list[float] = list(scores["score"].to_numpy(dtype=float)) if len(scores) else []
+    labels = (
+        (time_text(scores["time"].iloc[0]), time_text(scores["time"].iloc[-1]))
+        if len(scores)
+        else None
+    )
+    row = asset_row(
+        asset_id=asset_id,
+        model=reg.model if reg else (live or {}).get("model_name"),
+        site=reg.site if reg else None,
+        status=_status(live, (live or {}).get("last_reading_at"), settings.watch_silent_after),
+        scores=values,
+        threshold=None,
+        open_alarms=(live or {}).get("open_alarms", []),
+        last_reading_at=(live or {}).get("last_reading_at"),
+        version=(live or {}).get("model_version"),
+    )
+    row["chart"] = series_chart(values, label=f"score of {asset_id}", x_labels=labels)
+    alarms, _ = list_alarms(asset=asset_id, limit=50, url=url)
+    return row, [_alarm_summary(a) for a in alarms]
+
+
+# ---------------------------------------------------------------------- alarms
+def _label_text(label: dict[str, Any] | None) -> str:
+    if not label:
+        return "not labelled"
+    text = str(label.get("label", ""))
+    if label.get("failure_mode"):
+        text += f" ({label['failure_mode']})"
+    if label.get("by"):
+        text += f" by {label['by']}"
+    return text
+
+
+def _alarm_summary(a: dict[str, Any]) -> dict[str, Any]:
+    top = a.get("top_sensors") or a.get("first_top_sensors") or []
+    if a.get("sensor") and not top:
+        top = [a["sensor"]]
+    return {
+        **a,
+        "start_text": time_text(a.get("start")),
+        "end_text": "open" if a.get("state") == "open" else time_text(a.get("end")),
+        "top_text": ", ".join(str(s) for s in top[:3]) or "—",
+        "label_text": _label_text(a.get("label")),
+    }
+
+
+def alarm_rows(settings: Settings, state: str | None, asset: str | None) -> list[dict[str, Any]]:
+    from sensorguard.store.alarms import list_alarms
+
+    alarms, _ = list_alarms(asset=asset, state=state, limit=200, url=settings.resolved_store_url)
+    return [_alarm_summary(a) for a in alarms]
+
+
+def alarm_detail(
+    alarm_id: int, settings: Settings, detectors: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The alarm with its score chart and its top sensors against their normal bands."""
+    from datetime import timedelta
+
+    from sensorguard.serving.console.charts import Span, series_chart
+    from sensorguard.store.alarms import AlarmNotFound, get_alarm, read_scores
+    from sensorguard.store.engine import StoreError
+    from sensorguard.store.query import read_window_frame
+
+    url = settings.resolved_store_url
+    try:
+        a = get_alarm(alarm_id, url=url)
+    except AlarmNotFound:
+        return None
+    out = _alarm_summary(a)
+    start, end = _as_dt(a.get("start")), _as_dt(a.get("end") or a.get("last_time"))
+    dur = a.get("duration_s")
+    out["duration_text"] = duration_text(dur) if dur is not None else "—"
+    out["peak_text"] = "—" if a.get("peak_score") is None else f"{a['peak_score']:.4g}"
+    out["model_text"] = (
+        f"{a.get('model_name')} v{a.get('model_version')}" if a.get("model_version") else "—"
+    )
+    out["ack_text"] = (
+        f"by {a.get('acknowledged_by') or 'someone'} at {time_text(a.get('acknowledged_at'))}"
+        if a.get("acknowledged")
+        else "not yet"
+    )
+    out["reason"] = a.get("close_reason")
+    shares = (a.get("detail") or {}).get("blame") or {}
+    names = a.get("top_sensors") or a.get("first_top_sensors") or []
+    out["top_sensors"] = [{"name": n, "share": shares.get(n)} for n in names]
+    out["failure_profile"] = [
+        {"sensor": k, "value": f"{v:+.2f}" if isinstance(v, (int, float)) else str(v)}
+        for k, v in ((a.get("detail") or {}).get("failure_profile") or {}).items()
+    ]
+    out["score_chart"] = None
+    out["sensor_charts"] = []
+    if start is None:
+        return out
+    span = (end or start) - start
+    pad = max(span, timedelta(minutes=10))
+    lo, hi = start - pad, (end or start) + pad
+    scores = read_scores(a["asset_id"], lo, hi, url=url)
+    if len(scores):
+        times = scores["time"]
+        idx = [i for i, t in enumerate(times) if start <= t <= (end or times.iloc[-1])]
+        spans = [Span(idx[0], idx[-1])] if idx else []
+        det = (detectors or {}).get(a.get("model_name") or "")
+        thr = float(det.threshold_) if det is not None and hasattr(det, "threshold_") else None
+        out["score_chart"] = series_chart(
+            scores["score"].to_numpy(dtype=float),
+            threshold=thr,
+            spans=spans,
+            label=f"score of {a['asset_id']}",
+            x_labels=(time_text(times.iloc[0]), time_text(times.iloc[-1])),
+        )
+    try:
+        frame = read_window_frame(a["asset_id"], lo, hi, url=url)
+    except StoreError:  # no readings kept around the alarm (pruned, or never stored)
+        frame = None
+    if frame is not None and len(frame):
+        tvals = list(frame["timestamp"])
+        idx = [i for i, t in enumerate(tvals) if start <= t <= (end or tvals[-1])]
+        before = frame[[t < start for t in tvals]]
+        bands = normal_bands((detectors or {}).get(a.get("model_name") or ""), before)
+        for name in names[:3]:
+            if name not in frame.columns:
+                continue
+            band = bands.get(name)
+            cap = (
+                f"normal band {band[0]:.4g} to {band[1]:.4g} (the model's operating-state profile)"
+                if band
+                else "no normal band stored for this sensor"
+            )
+            out["sensor_charts"].append(
+                {
+                    "name": name,
+                    "svg": series_chart(
+                        frame[name].to_numpy(dtype=float),
+                        band=(float(band[0]), float(band[1])) if band else None,
+                        spans=[Span(idx[0], idx[-1])] if idx else [],
+                        label=name,
+                        x_labels=(time_text(tvals[0]), time_text(tvals[-1])),
+                    ),
+                    "caption": cap,
+                }
+            )
+    return out
+
+
+def _as_dt(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value if isinstance(value, datetime) else None
+
+
+def acknowledge(alarm_id: int, by: str, settings: Settings) -> None:
+    from sensorguard.store.alarms import acknowledge_alarm
+
+    acknowledge_alarm(alarm_id, by=by or None, url=settings.resolved_store_url)
+
+
+def label(
+    alarm_id: int, verdict: str, mode: str | None, note: str | None, by: str, settings: Settings
+) -> None:
+    from sensorguard.store.alarms import label_alarm
+
+    label_alarm(
+        alarm_id,
+        verdict,
+        failure_mode=mode,
+        note=note,
+        by=by or None,
+        url=settings.resolved_store_url,
+    )
+
+
+def normal_bands(detector: Any, before: Any, width: float = 3.0) -> dict[str, tuple[float, float]]:
+    """Per sensor, mean ± ``width`` scales of the operating state the asset was in before
+    the alarm (the state whose centre is nearest the median of those readings)."""
+    import numpy as np
+
+    if detector is None or not hasattr(detector, "describe_states") or before is None:
+        return {}
+    profile = detector.describe_states()
+    sensors = [s for s in profile["sensors"] if s in getattr(before, "columns", [])]
+    if not sensors or not len(before):
+        return {}
+    med = before[sensors].median().to_numpy(dtype=float)
+    best, best_d = None, float("inf")
+    for st in profile["states"]:
+        c = np.array([st["center"][s] for s in sensors], dtype=float)
+        sc = np.array([st["scale"][s] or 1.0 for s in sensors], dtype=float)
+        d = float(np.nansum(((med - c) / sc) ** 2))
+        if d < best_d:
+            best, best_d = st, d
+    if best is None:
+        return {}
+    return {
+        s: (best["mean"][s] - width * best["scale"][s], best["mean"][s] + width * best["scale"][s])
+        for s in sensors
+    }

@@ -1,0 +1,133 @@
+"""Schemathesis against a live predictor: every operation of its OpenAPI, with and without
+the API token. The pass mark is no failure of any check (server errors, status codes,
+content types, headers, response schemas, ``Allow`` on 405, negative data refused) and no
+errored case.
+
+The predictor is a real ``sensorguard serve`` process (uvicorn) on a real embedded
+registry and readings store; schemathesis runs as its CLI (``st run``) and its JSON report
+is read back. One check is left out: ``positive_data_acceptance`` (a schema-valid request
+must get 2xx), because JSON Schema cannot state some of the API's rules: columns of equal
+length, a reading that names at least one sensor, times inside 1677-2262. Those answers are
+documented 422s, and ``status_code_conformance`` checks that they are.
+
+The default run takes about a minute (bounded by cases, not time); the ``slow`` run sends
+at least 5,000 cases over three seeds (see docs/reliability.md for the figures).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _lifecycle_support import seed_store
+from _serving_support import fit, predictor, register, wait_http
+
+from sensorguard.serving.settings import ServingSettings
+
+pytestmark = [pytest.mark.integration]
+
+ST = Path(sys.executable).with_name("st")
+TOKEN = "fuzz-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    if not ST.exists():
+        pytest.fail("schemathesis is not installed in the virtualenv (see requirements.lock)")
+    work = tmp_path_factory.mktemp("fuzz")
+    home = work / "home"
+    seed_store(home)
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    register(ServingSettings(home=home, tracking_uri=uri, registry_uri=uri), fit(seed=0))
+    with predictor(
+        home,
+        work / "serve.log",
+        SENSORGUARD_API_TOKEN=TOKEN,
+        SENSORGUARD_MAX_BATCH="50",
+        SENSORGUARD_MAX_BODY_MB="1",
+    ) as (proc, url):
+        wait_http(f"{url}/readyz", timeout=120)
+        yield url, work
+        log = proc.output()
+    assert "Traceback" not in log, log[-4000:]  # every fault was answered, none escaped
+
+
+def _fuzz(url: str, work: Path, *, seed: int, examples: int, token: bool) -> dict[str, Any]:
+    report = work / f"report-{seed}-{int(token)}.json"
+    args = [
+        str(ST),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "positive_data_acceptance",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "30",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+        "--no-color",
+    ]
+    if token:
+        args += ["--header", f"Authorization: Bearer {TOKEN}"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=work, timeout=900)
+    if not report.exists():
+        raise AssertionError(f"schemathesis wrote no report:\n{out.stdout[-3000:]}{out.stderr}")
+    result: dict[str, Any] = json.loads(report.read_text())
+    result["output"] = out.stdout
+    shutil.rmtree(work / "schemathesis-report", ignore_errors=True)
+    return result
+
+
+def _check(result: dict[str, Any], label: str) -> int:
+    cases = int(result["test_cases"]["generated"])
+    failures = result["failures"]
+    print(
+        f"\nschemathesis {label}: {cases} cases, {result['operations']['tested']} operations, "
+        f"{sum(f['count'] for f in failures)} failures, {len(result['errors'])} errors, "
+        f"{result['running_time']:.0f} s"
+    )
+    summary = "\n".join(
+        f"{f['code']} {f['title']} x{f['count']}: {', '.join(f['operations'])}" for f in failures
+    )
+    assert not failures and not result["errors"], f"{summary}\n{result['output'][-6000:]}"
+    assert result["operations"]["tested"] == result["operations"]["total"]
+    return cases
+
+
+@pytest.mark.parametrize("token", [True, False], ids=["with-token", "without-token"])
+def test_openapi_fuzz(live: tuple[str, Path], token: bool) -> None:
+    url, work = live
+    cases = _check(
+        _fuzz(url, work, seed=1, examples=25, token=token),
+        "with token" if token else "without token",
+    )
+    assert cases >= 500  # the run really exercised the API
+
+
+@pytest.mark.slow
+def test_openapi_fuzz_long(live: tuple[str, Path]) -> None:
+    url, work = live
+    total = 0
+    for seed, token in ((11, True), (12, True), (13, False)):
+        total += _check(
+            _fuzz(url, work, seed=seed, examples=150, token=token), f"seed {seed}, token={token}"
+        )
+    print(f"\nschemathesis long run: {total} cases in all, 0 failures")
+    assert total >= 5_000

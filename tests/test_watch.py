@@ -1,0 +1,402 @@
+"""The watch loop on the embedded SQLite store: live equals batch, restarts, rules.
+
+The service tests (real PostgreSQL + Mosquitto, subprocesses, kill -9) are in
+``test_watch_services.py``; these run the same :class:`Watcher` in-process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SENSOR_COLS = None  # filled by the fixture
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from sensorguard.data.simulator import simulate_pump
+    from sensorguard.detectors import make_detector
+    from sensorguard.pipelines.drift import training_profile
+
+    train = simulate_pump(days=4, seed=1, failures=False)
+    X = train.drop(columns=["timestamp", "asset_id", "machine_status", "failure_mode"])
+    det = make_detector("operating-states").fit(X)
+    test = simulate_pump(days=2, seed=2, n_failures=2)
+    return {
+        "detector": det,
+        "profile": training_profile(X),
+        "test": test,
+        "sensors": list(X.columns),
+    }
+
+
+def _loaded(trained: dict[str, Any], version: int = 1, detector: Any = None) -> Any:
+    from sensorguard.registry import LoadedModel
+
+    return LoadedModel(
+        name="pump",
+        version=version,
+        alias="production",
+        run_id=None,
+        detector=detector or trained["detector"],
+        training_profile=trained["profile"],
+    )
+
+
+def _watcher(url: str, trained: dict[str, Any], version: int = 1, **cfg: Any) -> Any:
+    from sensorguard.live.watch import WatchConfig, Watcher
+
+    cfg.setdefault("late_check_s", 0.0)
+    config = WatchConfig(store_url=url, model_ref="unused-folder", model_poll_s=1e9, **cfg)
+    w = Watcher(config)
+    w.use(_loaded(trained, version))
+    return w
+
+
+def _drain(w: Any) -> int:
+    total = 0
+    while True:
+        n = w.step().readings
+        total += n
+        if n == 0:
+            return total
+
+
+def _batch_events(trained: dict[str, Any], frame: pd.DataFrame) -> list[tuple[Any, Any, list[str]]]:
+    from sensorguard.data import Readings
+    from sensorguard.scoring.readings import alarm_events, detect_readings
+
+    r = Readings.from_frame(
+        frame, time_column="timestamp", label_column="machine_status", asset_column="asset_id"
+    )
+    res = detect_readings(trained["detector"], r)
+    return [
+        (pd.Timestamp(e["start"]), pd.Timestamp(e["end"]), list(e["top_sensors"]))
+        for e in alarm_events(res, r)
+    ]
+
+
+def _live_events(url: str, asset: str = "pump-01", kind: str = "failure") -> list[dict[str, Any]]:
+    from sensorguard.store.alarms import list_alarms
+
+    rows, _ = list_alarms(url=url, asset=asset, kind=kind, limit=1000)
+    return sorted(rows, key=lambda a: a["start"])
+
+
+def _as_spans(rows: list[dict[str, Any]]) -> list[tuple[Any, Any, list[str]]]:
+    return [
+        (pd.Timestamp(a["start"]), pd.Timestamp(a["end"] or a["last_time"]), a["top_sensors"])
+        for a in rows
+    ]
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'readings.db'}"
+
+
+def _insert(url: str, frame: pd.DataFrame) -> None:
+    from sensorguard.store import insert_readings
+
+    # a fresh index: the data contract reads rows by position
+    insert_readings(frame.reset_index(drop=True), url=url)
+
+
+@pytest.mark.parametrize("batch_rows", [7, 250, 20_000])
+def test_live_equals_batch_for_any_step_size(trained, store_url, batch_rows):
+    test = trained["test"]
+    expected = _batch_events(trained, test)
+    assert len(expected) >= 2, "the simulated stream must contain failures"
+    _insert(store_url, test)
+    w = _watcher(store_url, trained, batch_rows=batch_rows)
+    assert _drain(w) == len(test)
+    live = _live_events(store_url)
+    assert _as_spans(live) == expected
+    assert all(a["state"] == "closed" or a is live[-1] for a in live)
+    assert {a["model_version"] for a in live} == {"1"}
+
+
+def test_arrival_in_chunks_and_any_order_within_a_batch(trained, store_url):
+    """Readings arrive in random-size chunks, each shuffled; the watch steps between
+    arrivals. Each chunk is read back sorted by time, so the events are the batch ones."""
+    test = trained["test"]
+    rng = np.random.default_rng(7)
+    w = _watcher(store_url, trained, batch_rows=5_000)
+    cuts = np.sort(rng.choice(np.arange(1, len(test)), size=40, replace=False))
+    for part in np.split(np.arange(len(test)), cuts):
+        chunk = test.iloc[rng.permutation(part)].reset_index(drop=True)
+        _insert(store_url, chunk)
+        _drain(w)
+    assert _as_spans(_live_events(store_url)) == _batch_events(trained, test)
+    assert w.totals["late"] == 0
+
+
+def test_restart_from_checkpoints_gives_the_same_events(trained, store_url):
+    test = trained["test"]
+    _insert(store_url, test)
+    w = _watcher(store_url, trained, batch_rows=333)
+    for _ in range(5):
+        w.step()
+    w.leases.release_all()
+    # a new process: everything in memory is gone, the checkpoints are not
+    w2 = _watcher(store_url, trained, batch_rows=333)
+    _drain(w2)
+    assert _as_spans(_live_events(store_url)) == _batch_events(trained, test)
+
+
+def test_a_step_that_fails_before_commit_is_redone_exactly(trained, store_url, monkeypatch):
+    """A crash between scoring and commit (here: the outbox write raises) rolls the
+    whole step back; continuing from the checkpoint writes every event exactly once."""
+    import sensorguard.live.watch as watch_mod
+
+    test = trained["test"]
+    _insert(store_url, test)
+    w = _watcher(store_url, trained, batch_rows=400)
+    real = watch_mod.Watcher._enqueue
+    calls = {"n": 0}
+
+    def flaky(self: Any, conn: Any, transitions: Any, ids: Any) -> None:
+        if transitions:
+            calls["n"] += 1
+            if calls["n"] in (1, 3):
+                raise RuntimeError("crash before commit")
+        real(self, conn, transitions, ids)
+
+    monkeypatch.setattr(watch_mod.Watcher, "_enqueue", flaky)
+    for _ in range(200):
+        try:
+            if w.step().readings == 0:
+                break
+        except RuntimeError:
+            continue
+    assert calls["n"] >= 3
+    live = _live_events(store_url)
+    assert _as_spans(live) == _batch_events(trained, test)
+    # and each transition reached the outbox once
+    import sqlalchemy as sa
+
+    from sensorguard.store import get_engine
+    from sensorguard.store.schema import notifications
+
+    with get_engine(store_url).connect() as conn:
+        rows = conn.execute(
+            sa.select(notifications.c.event_id, notifications.c.transition).where(
+                notifications.c.kind == "failure"
+            )
+        ).all()
+    names = [(r[0], r[1].split(":")[0]) for r in rows]
+    assert sorted(n for n in names if n[1] != "updated") == sorted(
+        [(str(a["id"]), "opened") for a in live] + [(str(a["id"]), "closed") for a in live]
+    )
+
+
+def test_a_fenced_writer_cannot_write_a_step_twice(trained, store_url):
+    """Two processes that both think they own an asset: the checkpoint's seq lets only
+    one of them commit each step; the other drops the asset."""
+    from sensorguard.live.watch import StepStats
+
+    test = trained["test"]
+    _insert(store_url, test)
+    a = _watcher(store_url, trained, batch_rows=1000)
+    b = _watcher(store_url, trained, batch_rows=1000)
+    sa_, sb = StepStats(), StepStats()
+    a._step_asset("pump-01", sa_)  # both load checkpoint seq 0 / 1 ...
+    b._step_asset("pump-01", sb)  # b loads a's checkpoint and continues after it
+    with pytest.raises(Exception, match="pump-01"):
+        a._step_asset("pump-01", sa_)
+    for _ in range(10):
+        b._step_asset("pump-01", sb)
+    assert sb.readings == len(test) - 1000
+    assert _as_spans(_live_events(store_url)) == _batch_events(trained, test)
+
+
+def test_late_reading_is_stored_counted_and_not_scored(trained, store_url):
+    test = trained["test"]
+    late = test.iloc[[100]]
+    _insert(store_url, test.drop(index=test.index[100]))
+    w = _watcher(store_url, trained)
+    _drain(w)
+    scored = w.assets["pump-01"].ck.n_scored
+    _insert(store_url, late)  # older than everything scored
+    _drain(w)
+    w.step()
+    ck = w.assets["pump-01"].ck
+    assert ck.n_scored == scored == len(test) - 1
+    assert ck.n_late == 1
+    from sensorguard.store.alarms import asset_live_status
+
+    st = asset_live_status(["pump-01"], url=store_url)["pump-01"]
+    assert st["late"] == 1 and st["scored"] == len(test) - 1
+    assert pd.Timestamp(st["last_reading_at"]) == pd.Timestamp(test["timestamp"].iloc[-1])
+
+
+def test_hot_swap_closes_open_failure_with_model_changed(trained, store_url):
+    test = trained["test"]
+    spans = _batch_events(trained, test)
+    start = spans[0][0]
+    # stop in the middle of the first failure
+    cut = int(np.flatnonzero(pd.to_datetime(test["timestamp"]) == start)[0]) + 20
+    _insert(store_url, test.iloc[:cut])
+    w = _watcher(store_url, trained, version=1)
+    _drain(w)
+    assert _live_events(store_url)[0]["state"] == "open"
+    w.use(_loaded(trained, version=2))
+    _insert(store_url, test.iloc[cut:])
+    _drain(w)
+    live = _live_events(store_url)
+    first = live[0]
+    assert first["model_version"] == "1" and first["state"] == "closed"
+    assert first["close_reason"] == "model_changed"
+    assert pd.Timestamp(first["end"]) == pd.Timestamp(test["timestamp"].iloc[cut - 1])
+    assert {a["model_version"] for a in live[1:]} == {"2"}
+    assert all(a["close_reason"] in (None, "normal") for a in live[1:])
+    # the new version opens its own events; the later failures are found as in batch
+    assert _as_spans(live[-1:])[0][1] == spans[-1][1]
+
+
+def test_silent_asset_raises_then_clears(trained, store_url):
+    import time
+
+    from sensorguard.live.quality_alarms import QualityRules
+
+    test = trained["test"]
+    _insert(store_url, test.iloc[:100])
+    w = _watcher(store_url, trained, quality=QualityRules(silent_after_s=0.3))
+    _drain(w)
+    assert _live_events(store_url, kind="silent") == []
+    time.sleep(0.4)
+    w.step()
+    (al,) = _live_events(store_url, kind="silent")
+    assert al["state"] == "open"
+    assert pd.Timestamp(al["start"]) == pd.Timestamp(test["timestamp"].iloc[99])
+    _insert(store_url, test.iloc[100:110])
+    w.step()
+    (al,) = _live_events(store_url, kind="silent")
+    assert al["state"] == "closed"
+    assert pd.Timestamp(al["end"]) == pd.Timestamp(test["timestamp"].iloc[100])
+
+
+def _quality_run(
+    trained: dict[str, Any], X: np.ndarray, times: np.ndarray, cuts: list[int]
+) -> list:
+    from sensorguard.live.quality_alarms import QualityMonitor, QualityRules, training_ranges
+
+    rules = QualityRules(missing_readings=5, flatline_readings=8, range_readings=3, range_release=4)
+    q = QualityMonitor(
+        "a",
+        trained["sensors"],
+        rules=rules,
+        ranges=training_ranges(trained["profile"], 0.05),
+        model_version="1",
+    )
+    out = []
+    for part in np.split(np.arange(len(X)), cuts):
+        if part.size:
+            state = q.state()
+            q2 = QualityMonitor(
+                "a", trained["sensors"], rules=rules, ranges=q.ranges, model_version="1"
+            )
+            q2.restore(__import__("orjson").loads(__import__("orjson").dumps(state)))
+            q = q2  # state survives a JSON round trip (a checkpoint)
+            out += [
+                (t.action, t.kind, t.sensor, t.start, t.alarm["end_time"])
+                for t in q.feed(times[part], X[part])
+            ]
+    return out
+
+
+def test_quality_alarms_open_close_and_do_not_depend_on_batching(trained):
+    test = trained["test"]
+    sensors = trained["sensors"]
+    # clean readings near the training means (no dropouts, no repeats), then faults
+    prof = trained["profile"]["sensors"]
+    mean = np.array([prof[s]["mean"] for s in sensors])
+    std = np.array([prof[s]["std"] for s in sensors])
+    X = mean + 0.1 * std * np.random.default_rng(3).standard_normal((300, len(sensors)))
+    times = pd.to_datetime(test["timestamp"]).to_numpy()[:300].astype("datetime64[us]")
+    X[50:60, 0] = np.nan  # missing 10 readings (rule: 5)
+    X[100:120, 1] = X[99, 1]  # flat for 21 readings (rule: 8)
+    hi = trained["profile"]["sensors"][sensors[2]]["max"]
+    X[200:210, 2] = hi * 10 + np.arange(10)  # out of range for 10 readings (rule: 3, release 4)
+    X[150:152, 3] = np.nan  # a short dropout: no alarm
+    whole = _quality_run(trained, X, times, [])
+    kinds = [(a, k, s) for a, k, s, _, _ in whole]
+    assert kinds == [
+        ("opened", "sensor_missing", sensors[0]),
+        ("closed", "sensor_missing", sensors[0]),
+        ("opened", "flatline", sensors[1]),
+        ("closed", "flatline", sensors[1]),
+        ("opened", "out_of_range", sensors[2]),
+        ("closed", "out_of_range", sensors[2]),
+    ]
+    miss_close = whole[1]
+    assert miss_close[3] == pd.Timestamp(times[50]) and miss_close[4] == pd.Timestamp(times[59])
+    rng_close = whole[5]
+    assert rng_close[3] == pd.Timestamp(times[200]) and rng_close[4] == pd.Timestamp(times[209])
+    for cuts in ([1, 2, 3, 52, 53, 105, 203, 204, 212], list(range(5, 300, 7))):
+        assert _quality_run(trained, X, times, cuts) == whole
+
+
+def test_leases_split_assets_and_move_when_a_worker_dies(store_url):
+    import time
+
+    from sensorguard.live.leases import Leases
+    from sensorguard.store import ensure_schema
+
+    engine = ensure_schema(store_url)
+    assets = [f"a{i}" for i in range(7)]
+    one = Leases(engine, "one", ttl=0.6)
+    two = Leases(engine, "two", ttl=0.6)
+    one.refresh(assets)  # alone: takes everything
+    assert one.owned == set(assets)
+    two.refresh(assets)  # sees two workers, claims what is free (nothing yet)
+    one.refresh(assets)  # gives back above its fair share (4)
+    two.refresh(assets)
+    assert len(one.owned) == 4 and len(two.owned) == 3
+    assert one.owned.isdisjoint(two.owned)
+    time.sleep(0.7)  # "one" dies: no more heartbeats
+    two.refresh(assets)
+    assert two.owned == set(assets)
+
+
+def test_alarm_api_lists_labels_and_acknowledges(trained, store_url, monkeypatch, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from sensorguard.serving.app import create_app
+    from sensorguard.serving.settings import ServingSettings
+
+    _insert(store_url, trained["test"])
+    _drain(_watcher(store_url, trained))
+    monkeypatch.setenv("SENSORGUARD_HOME", str(tmp_path / "home"))
+    app = create_app(ServingSettings(store_url=store_url, poll_interval=3600))
+    with TestClient(app) as c:
+        r = c.get("/v1/alarms", params={"asset": "pump-01", "kind": "failure"})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["total"] == len(_batch_events(trained, trained["test"]))
+        first = body["alarms"][-1]  # newest first
+        assert {
+            "id",
+            "asset_id",
+            "kind",
+            "state",
+            "start",
+            "end",
+            "top_sensors",
+            "model_version",
+        } <= set(first)
+        assert c.get("/v1/alarms", params={"state": "open", "kind": "failure"}).json()["total"] == 0
+        assert c.get("/v1/alarms", params={"limit": 1}).json()["alarms"].__len__() == 1
+        r = c.post(f"/v1/alarms/{first['id']}/label", json={"label": "false_alarm", "by": "ann"})
+        assert r.status_code == 200 and r.json()["label"]["label"] == "false_alarm"
+        r = c.post(f"/v1/alarms/{first['id']}/acknowledge", json={"by": "bob"})
+        assert r.json()["acknowledged_by"] == "bob"
+        assert c.get("/v1/alarms", params={"label": "false_alarm"}).json()["total"] == 1
+        assert c.get("/v1/alarms/999999").status_code == 404
+        r = c.post(f"/v1/alarms/{first['id']}/label", json={"label": "broken"})
+        assert r.status_code == 422
+        assert c.get("/v1/alarms", params={"state": "maybe"}).status_code == 422
