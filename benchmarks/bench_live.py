@@ -42,7 +42,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -75,7 +75,8 @@ def messages(
 ) -> list[tuple[str, int, bytes]]:
     """``(asset, index of the message's first reading, payload)`` in publishing order:
     round-robin over the assets, oldest first. The first ``faulty`` assets get sensor 0
-    raised by 8 sigma from reading ``fault_at`` on."""
+    raised by 8 sigma from reading ``fault_at`` on, staggered (asset ``a`` from
+    ``fault_at * (1 + a / faulty)``), so the alarms open one after another."""
     rng = np.random.default_rng(0)
     names = _names(sensors)
     out = []
@@ -85,7 +86,7 @@ def messages(
             vals = rng.normal(50, 5, (n, sensors)).round(3)
             if a < faulty:
                 idx = np.arange(lo, lo + n)
-                vals[idx >= fault_at, 0] += 40.0
+                vals[idx >= fault_at + fault_at * a // faulty, 0] += 40.0
             recs = [
                 {
                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + lo + i)),
@@ -97,7 +98,9 @@ def messages(
     return out
 
 
-def publish(url: str, msgs: list[tuple[str, int, bytes]], rate: float | None, batch: int, q: Any, go: Any) -> None:
+def publish(
+    url: str, msgs: list[tuple[str, int, bytes]], rate: float | None, batch: int, q: Any, go: Any
+) -> None:
     """Publish (paced at ``rate`` readings/s when given); put the publish time of each
     message on ``q``."""
     from sensorguard.live.mqtt import AckTracker, MqttSettings, connect, disconnect, make_client
@@ -138,7 +141,9 @@ def _scored_and_stored(url: str) -> tuple[int, int]:
     from sensorguard.store import get_engine
 
     with get_engine(url).connect() as conn:
-        scored = conn.execute(sa.text("SELECT coalesce(sum(n_scored), 0) FROM watch_checkpoints")).scalar_one()
+        scored = conn.execute(
+            sa.text("SELECT coalesce(sum(n_scored), 0) FROM watch_checkpoints")
+        ).scalar_one()
         stored = conn.execute(sa.text("SELECT count(*) FROM readings")).scalar_one()
     return int(scored), int(stored)
 
@@ -146,11 +151,15 @@ def _scored_and_stored(url: str) -> tuple[int, int]:
 class Watch:
     """``sensorguard watch`` in a subprocess."""
 
-    def __init__(self, model: Path, store: str, mqtt: str, home: Path, *args: str, **env: str) -> None:
+    def __init__(
+        self, model: Path, store: str, mqtt: str, home: Path, *args: str, **env: str
+    ) -> None:
         self.log = home / f"watch-{uuid.uuid4().hex[:6]}.log"
         home.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("SENSORGUARD_", "MLFLOW_"))}
+        base = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SENSORGUARD_", "MLFLOW_"))
+        }
         base.update(
             SENSORGUARD_HOME=str(home),
             SENSORGUARD_STORE_URL=store,
@@ -162,7 +171,15 @@ class Watch:
             **env,
         )
         self.p = subprocess.Popen(
-            [str(BIN / "sensorguard"), "watch", "--model", str(model), "--log-level", "warning", *args],
+            [
+                str(BIN / "sensorguard"),
+                "watch",
+                "--model",
+                str(model),
+                "--log-level",
+                "warning",
+                *args,
+            ],
             stdout=self.fh,
             stderr=subprocess.STDOUT,
             env=base,
@@ -187,7 +204,9 @@ class Watch:
         self.fh.close()
 
 
-def _start_publisher(url: str, msgs: list[tuple[str, int, bytes]], rate: float | None, batch: int) -> tuple[Any, Any, Any]:
+def _start_publisher(
+    url: str, msgs: list[tuple[str, int, bytes]], rate: float | None, batch: int
+) -> tuple[Any, Any, Any]:
     ctx = mp.get_context("fork")
     q, go = ctx.Queue(), ctx.Event()
     proc = ctx.Process(target=publish, args=(url, msgs, rate, batch, q, go))
@@ -196,13 +215,17 @@ def _start_publisher(url: str, msgs: list[tuple[str, int, bytes]], rate: float |
     return proc, q, go
 
 
-def run_throughput(broker: Any, model: Path, args: argparse.Namespace, every: int, tmp: Path) -> dict[str, Any]:
+def run_throughput(
+    broker: Any, model: Path, args: argparse.Namespace, every: int, tmp: Path
+) -> dict[str, Any]:
     from _pg import temp_database
 
     total = args.assets * args.readings
     msgs = messages(args.assets, args.sensors, args.readings, args.batch)
     with temp_database("bench_watch") as (_n, url):
-        w = Watch(model, url, broker.url, tmp / "home", "--predictions-every", str(every), "--no-notify")
+        w = Watch(
+            model, url, broker.url, tmp / "home", "--predictions-every", str(every), "--no-notify"
+        )
         try:
             proc, q, go = _start_publisher(broker.url, msgs, None, args.batch)
             cpu0 = w.cpu()
@@ -248,7 +271,13 @@ def run_scoring_only(model: Path, args: argparse.Namespace, tmp: Path, mqtt: str
     with temp_database("bench_watch") as (_n, url):
         eng = ensure_schema(url)
         for a in range(args.assets):
-            insert_frame(eng, f"a{a:03d}", times, rng.normal(50, 5, (args.readings, args.sensors)), _names(args.sensors))
+            insert_frame(
+                eng,
+                f"a{a:03d}",
+                times,
+                rng.normal(50, 5, (args.readings, args.sensors)),
+                _names(args.sensors),
+            )
         out = {}
         for every in (1, 0):
             if every == 0:
@@ -258,7 +287,16 @@ def run_scoring_only(model: Path, args: argparse.Namespace, tmp: Path, mqtt: str
                     conn.execute(sa.text("DELETE FROM watch_checkpoints"))
                     conn.execute(sa.text("DELETE FROM predictions"))
             t0 = time.perf_counter()
-            w = Watch(model, url, mqtt, tmp / "home", "--no-ingest", "--no-notify", "--predictions-every", str(every))
+            w = Watch(
+                model,
+                url,
+                mqtt,
+                tmp / "home",
+                "--no-ingest",
+                "--no-notify",
+                "--predictions-every",
+                str(every),
+            )
             cpu0 = w.cpu()
             start = time.perf_counter()
             while _scored_and_stored(url)[0] < total:
@@ -275,7 +313,7 @@ def run_scoring_only(model: Path, args: argparse.Namespace, tmp: Path, mqtt: str
 
 
 class _Hook(BaseHTTPRequestHandler):
-    got: list[tuple[float, dict[str, Any]]] = []
+    got: ClassVar[list[tuple[float, dict[str, Any]]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -287,19 +325,31 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def run_latency(broker: Any, model: Path, args: argparse.Namespace, rate: float, tmp: Path) -> dict[str, Any]:
+def run_latency(
+    broker: Any, model: Path, args: argparse.Namespace, rate: float, tmp: Path
+) -> dict[str, Any]:
     from _pg import temp_database
 
     per_asset = max(60, int(args.latency_s * rate / args.assets))
     batch = args.latency_batch
     fault_at = per_asset // 3
-    msgs = messages(args.assets, args.sensors, per_asset, batch, faulty=args.faulty, fault_at=fault_at)
+    msgs = messages(
+        args.assets, args.sensors, per_asset, batch, faulty=args.faulty, fault_at=fault_at
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
     _Hook.got = []
     with temp_database("bench_watch") as (_n, url):
-        w = Watch(model, url, broker.url, tmp / "home", "--predictions-every", "1", SENSORGUARD_WEBHOOK_URLS=hook)
+        w = Watch(
+            model,
+            url,
+            broker.url,
+            tmp / "home",
+            "--predictions-every",
+            "1",
+            SENSORGUARD_WEBHOOK_URLS=hook,
+        )
         try:
             proc, q, go = _start_publisher(broker.url, msgs, rate, batch)
             go.set()
@@ -307,20 +357,37 @@ def run_latency(broker: Any, model: Path, args: argparse.Namespace, rate: float,
             proc.join(30)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                if len([1 for _t, b in _Hook.got if b.get("transition") == "opened" and b.get("kind") == "failure"]) >= args.faulty:
+                if (
+                    len(
+                        [
+                            1
+                            for _t, b in _Hook.got
+                            if b.get("transition") == "opened" and b.get("kind") == "failure"
+                        ]
+                    )
+                    >= args.faulty
+                ):
                     break
                 time.sleep(0.2)
         finally:
             w.stop()
             server.shutdown()
     # the message holding each asset's alarm start reading
-    sent_at: dict[tuple[str, int], float] = {(a, lo): t for (a, lo, _p), t in zip(msgs, sent, strict=True)}
+    sent_at: dict[tuple[str, int], float] = {
+        (a, lo): t for (a, lo, _p), t in zip(msgs, sent, strict=True)
+    }
     lat, queued = [], []
     for arrived, body in _Hook.got:
         if body.get("transition") != "opened" or body.get("kind") != "failure":
             continue
         ev = body["event"]
-        start = int(time.mktime(time.strptime(ev["start_time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone) - START
+        start = (
+            int(
+                time.mktime(time.strptime(ev["start_time"][:19], "%Y-%m-%dT%H:%M:%S"))
+                - time.timezone
+            )
+            - START
+        )
         lo = (start // batch) * batch
         t = sent_at.get((body["asset_id"], lo))
         if t is not None:
@@ -354,8 +421,15 @@ def _client(base: str, sensors: int, seconds: float, q: Any) -> None:
     with httpx.Client(base_url=base, timeout=10) as c:
         t_end = time.perf_counter() + seconds
         while time.perf_counter() < t_end:
-            rec = {"asset_id": f"a{n % 100:03d}", **dict(zip(names, rng.normal(50, 5, sensors).tolist(), strict=True))}
-            r = c.post("/v1/predict", content=orjson.dumps({"readings": [rec]}), headers={"content-type": "application/json"})
+            rec = {
+                "asset_id": f"a{n % 100:03d}",
+                **dict(zip(names, rng.normal(50, 5, sensors).tolist(), strict=True)),
+            }
+            r = c.post(
+                "/v1/predict",
+                content=orjson.dumps({"readings": [rec]}),
+                headers={"content-type": "application/json"},
+            )
             assert r.status_code == 200, r.text
             n += 1
     q.put(n)
@@ -386,18 +460,29 @@ def run_predict_client(model_det: Any, args: argparse.Namespace, tmp: Path) -> d
 
     configure_mlflow(settings)
     exp = ensure_experiment(settings.experiment, settings)
-    example = pd.DataFrame(np.random.default_rng(2).normal(50, 5, (5, args.sensors)), columns=_names(args.sensors))
+    example = pd.DataFrame(
+        np.random.default_rng(2).normal(50, 5, (5, args.sensors)), columns=_names(args.sensors)
+    )
     with mlflow.start_run(experiment_id=exp) as run:
         info = log_detector_model(model_det, example)
-    mv = register_model_version(info.model_uri, run.info.run_id, settings.model_name, tags={}, settings=settings)
+    mv = register_model_version(
+        info.model_uri, run.info.run_id, settings.model_name, tags={}, settings=settings
+    )
     get_client(settings).set_registered_model_alias(settings.model_name, "production", mv.version)
     log = open(tmp / "serve.log", "wb")  # noqa: SIM115
-    p = subprocess.Popen([str(BIN / "sensorguard"), "serve", "--port", "0"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    p = subprocess.Popen(
+        [str(BIN / "sensorguard"), "serve", "--port", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         base = None
         deadline = time.monotonic() + 60
         while base is None and time.monotonic() < deadline:
-            m = re.search(r"on (http://127\.0\.0\.1:\d+)", (tmp / "serve.log").read_text(errors="replace"))
+            m = re.search(
+                r"on (http://127\.0\.0\.1:\d+)", (tmp / "serve.log").read_text(errors="replace")
+            )
             base = m.group(1) if m else None
             time.sleep(0.2)
         assert base, (tmp / "serve.log").read_text()
@@ -408,7 +493,10 @@ def run_predict_client(model_det: Any, args: argparse.Namespace, tmp: Path) -> d
         ctx = mp.get_context("fork")
         q = ctx.Queue()
         cpu0 = _cpu_seconds(p.pid)
-        procs = [ctx.Process(target=_client, args=(base, args.sensors, args.predict_s, q)) for _ in range(args.clients)]
+        procs = [
+            ctx.Process(target=_client, args=(base, args.sensors, args.predict_s, q))
+            for _ in range(args.clients)
+        ]
         t0 = time.perf_counter()
         for pr in procs:
             pr.start()
@@ -430,7 +518,9 @@ def run_predict_client(model_det: Any, args: argparse.Namespace, tmp: Path) -> d
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--assets", type=int, default=100)
     ap.add_argument("--sensors", type=int, default=10)
     ap.add_argument("--readings", type=int, default=1000, help="readings per asset (throughput)")
@@ -470,7 +560,9 @@ def main() -> None:
         broker.close()
     results["predict_per_reading_client"] = run_predict_client(det, args, tmp)
     e2e = results["end_to_end_all_predictions"]["readings_per_s"]
-    results["ratio_vs_predict_client"] = round(e2e / results["predict_per_reading_client"]["readings_per_s"], 1)
+    results["ratio_vs_predict_client"] = round(
+        e2e / results["predict_per_reading_client"]["readings_per_s"], 1
+    )
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -225,6 +225,13 @@ def main() -> None:
         help="also serve with the sensorguard package of this source folder (e.g. an older "
         "checkout's src/), for before/after ratios in the same run",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --compare-src: alternate the two predictors this many times (the load of "
+        "a shared machine drifts; each round's ratio is printed, and their median)",
+    )
     ap.add_argument("--register-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.register_only:  # the compare tree registers its own copy (its own loader)
@@ -319,7 +326,12 @@ def main() -> None:
         )
 
     results: list[dict[str, Any]] = []
-    for srv in servers:
+    order = list(servers)
+    if args.compare_src and args.rounds > 1:
+        order += [s for s in servers if s["name"].startswith("sensorguard")] * (args.rounds - 1)
+    seen: dict[str, int] = {}
+    for srv in order:
+        rnd = seen[srv["name"]] = seen.get(srv["name"], -1) + 1
         port = _free_port()
         cmd = [c.replace("{port}", str(port)) for c in srv["cmd"]]
         log = work / f"{srv['name'].replace(' ', '_')}.log"
@@ -347,6 +359,7 @@ def main() -> None:
                     cpu = _tree_cpu_seconds(proc.pid) - cpu0
                     row = {
                         "server": srv["name"],
+                        "round": rnd,
                         "batch": batch,
                         "payload": str(label),
                         "connections": conns,
@@ -383,28 +396,35 @@ def main() -> None:
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_request']:,.0f} "
             f"| {ratio} |"
         )
-    before = {
-        (r["payload"], r["connections"]): r
-        for r in results
-        if r["server"] == "sensorguard serve (compare)"
-    }
-    if before:
-        print(f"\nthis tree vs {args.compare_src} (same run; > 1 = this tree is faster)")
+    compare = [r for r in results if r["server"] == "sensorguard serve (compare)"]
+    if compare:
+        import statistics
+
+        print(f"\nthis tree vs {args.compare_src} (same run; > 1 = this tree is better)")
         print(
             "| batch | connections | readings/s ratio | p99 ratio (before/after) "
-            "| CPU µs/req ratio |"
+            "| CPU µs/req ratio (before/after) | rounds |"
         )
-        print("|---|---:|---:|---:|---:|")
-        for r in results:
-            b = before.get((r["payload"], r["connections"]))
-            if r["server"] != "sensorguard serve" or b is None:
+        print("|---|---:|---:|---:|---:|---:|")
+        keys = dict.fromkeys((r["payload"], r["connections"]) for r in compare)
+        for payload, conns in keys:
+            pairs = [
+                (a, b)
+                for a in results
+                for b in compare
+                if a["server"] == "sensorguard serve"
+                and (a["payload"], a["connections"], a["round"])
+                == (b["payload"], b["connections"], b["round"])
+                and a["payload"] == payload
+                and a["connections"] == conns
+            ]
+            if not pairs:
                 continue
-            print(
-                f"| {r['payload']} | {r['connections']} "
-                f"| {r['readings_per_s'] / b['readings_per_s']:.2f}× "
-                f"| {b['p99_ms'] / r['p99_ms']:.2f}× "
-                f"| {b['cpu_us_per_request'] / r['cpu_us_per_request']:.2f}× |"
-            )
+            med = statistics.median
+            rate = med(a["readings_per_s"] / b["readings_per_s"] for a, b in pairs)
+            p99 = med(b["p99_ms"] / a["p99_ms"] for a, b in pairs)
+            cpu = med(b["cpu_us_per_request"] / a["cpu_us_per_request"] for a, b in pairs)
+            print(f"| {payload} | {conns} | {rate:.2f}× | {p99:.2f}× | {cpu:.2f}× | {len(pairs)} |")
     load = os.getloadavg()
     print(f"\nload average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     if args.json:

@@ -97,11 +97,17 @@ def choose(figs: dict[str, dict[str, float]], sets: list[str], cands: list[str])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("results", nargs="+")
     parser.add_argument("--markdown")
+    parser.add_argument("--drop", action="append", default=[], help="leave a candidate out")
     args = parser.parse_args()
     data = load(args.results)
+    for res in data.values():
+        for name in args.drop:
+            res.pop(name, None)
     sets = [ds for ds in REAL if ds in data]
     cands = sorted(set.intersection(*(set(data[ds]) for ds in sets)))
     figs = {

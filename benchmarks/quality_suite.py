@@ -31,21 +31,12 @@ from suite import hydraulic, nab, rosa, simulator, smd, tep
 from sensorguard.detectors import available_detectors
 from sensorguard.evaluation.regime import ranges_from_training, regime_check
 from sensorguard.evaluation.suite import CaseRunner, Scored, vus_available
+from sensorguard.jsonsafe import json_safe
 
 MODULES = {m.NAME: m for m in (tep, nab, rosa, hydraulic, smd, simulator)}
 # a fleet wrapper: on one asset it is its base detector (every cell of a quick run was
 # identical to operating-states), so it is run only when named
 NOT_BY_DEFAULT = {"asset-calibrated"}
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj
 
 
 def run_dataset(
@@ -65,12 +56,11 @@ def run_dataset(
         v = regime_check(case.test, ranges_from_training(case.train))
         if v.regime_change:
             verdicts[f"{case.protocol}/{case.name}"] = [x.sensor for x in v.sensors]
-    print(
-        f"[{mod.NAME}] regime-change verdicts: {len(verdicts)} of {len(cases)} cases"
-        + (f" ({', '.join(verdicts)})" if verdicts else ""),
-        flush=True,
-    )
-    out["_regime_change"] = verdicts
+    per_protocol: dict[str, int] = {}
+    for case in cases:
+        per_protocol[case.protocol] = per_protocol.get(case.protocol, 0) + 1
+    out["_regime_change"] = {"cases": per_protocol, "verdicts": verdicts}
+    print(f"[{mod.NAME}] {regime_line(out['_regime_change'])}", flush=True)
     for name in detectors:
         base, variant = split_variant(name)
         holdout = variant.pop("_holdout", None)
@@ -151,6 +141,21 @@ class HoldoutRunner(CaseRunner):
         )
 
 
+def regime_line(info: dict[str, Any]) -> str:
+    """``regime-change verdicts: R1 38 of 99, ...`` with a few examples."""
+    hits: dict[str, list[str]] = info["verdicts"]
+    parts = []
+    for proto, n in info["cases"].items():
+        k = sum(1 for key in hits if key.split("/", 1)[0] == proto)
+        parts.append(f"{proto} {k} of {n}")
+    examples = "; ".join(f"{k} ({', '.join(v[:3])})" for k, v in list(hits.items())[:4])
+    return (
+        "regime-change verdicts (evaluation.regime, data only): "
+        + ", ".join(parts)
+        + (f"; e.g. {examples}" if examples else "")
+    )
+
+
 def render(paths: list[str]) -> str:
     """The tables of earlier runs (data sets merged over the files, later files win)."""
     merged: dict[str, dict[str, Any]] = {}
@@ -164,9 +169,8 @@ def render(paths: list[str]) -> str:
         res = dict(merged[ds])
         verdicts = res.pop("_regime_change", None)
         out.append(MODULES[ds].tables({n: r["summary"] for n, r in res.items()}))
-        if verdicts is not None:
-            regime = ", ".join(f"{k} ({', '.join(v[:4])})" for k, v in verdicts.items())
-            out.append(f"regime-change verdicts: {regime or 'none'}\n")
+        if verdicts is not None and "cases" in verdicts:  # older files: no verdicts
+            out.append(regime_line(verdicts) + "\n")
     return "\n".join(out)
 
 
@@ -228,12 +232,11 @@ def main() -> None:
         verdicts = res.pop("_regime_change")
         text = MODULES[ds].tables({n: r["summary"] for n, r in res.items()})
         secs = ", ".join(f"{n} {r['summary']['seconds']['total']} s" for n, r in res.items())
-        regime = ", ".join(f"{k} ({', '.join(v[:4])})" for k, v in verdicts.items()) or "none"
-        md.append(text + f"\nregime-change verdicts: {regime}\n\nrun time: {secs}\n")
+        md.append(text + f"\n{regime_line(verdicts)}\n\nrun time: {secs}\n")
         res["_regime_change"] = verdicts
         print("\n" + md[-1], flush=True)
         if args.json:  # written after every data set, so a long run leaves partial figures
-            Path(args.json).write_text(json.dumps(_jsonable(results), indent=1))
+            Path(args.json).write_text(json.dumps(json_safe(results), indent=1))
     print(f"total {time.perf_counter() - t0:.0f} s", flush=True)
     if args.markdown:
         Path(args.markdown).write_text("\n\n".join(md) + "\n")

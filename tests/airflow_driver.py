@@ -86,8 +86,8 @@ def _recorded(dag_id: str, run_id: str) -> dict[str, Any]:
             select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
         )
         for x in rows:
-            xcoms.setdefault(_key(x.task_id, x.map_index), {})[x.key] = (
-                XComModel.deserialize_value(x)
+            xcoms.setdefault(_key(x.task_id, x.map_index), {})[x.key] = XComModel.deserialize_value(
+                x
             )
         events = [
             {"uri": e.asset.uri, "extra": e.extra, "source_task_id": e.source_task_id}
@@ -113,8 +113,7 @@ def run(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "state": str(dr.state),
                 "seconds": round(time.perf_counter() - started, 2),
                 "tasks": {
-                    _key(ti.task_id, ti.map_index): str(ti.state)
-                    for ti in dr.get_task_instances()
+                    _key(ti.task_id, ti.map_index): str(ti.state) for ti in dr.get_task_instances()
                 },
                 **_recorded(dag.dag_id, dr.run_id),
             }

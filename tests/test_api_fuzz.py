@@ -95,7 +95,8 @@ def _fuzz(url: str, work: Path, *, seed: int, examples: int, token: bool) -> dic
     return result
 
 
-def _check(result: dict[str, Any], label: str) -> int:
+def _summary(result: dict[str, Any], label: str) -> tuple[int, str]:
+    """(cases, what failed) of one run; prints the run's figures."""
     cases = int(result["test_cases"]["generated"])
     failures = result["failures"]
     print(
@@ -103,11 +104,18 @@ def _check(result: dict[str, Any], label: str) -> int:
         f"{sum(f['count'] for f in failures)} failures, {len(result['errors'])} errors, "
         f"{result['running_time']:.0f} s"
     )
-    summary = "\n".join(
+    lines = [
         f"{f['code']} {f['title']} x{f['count']}: {', '.join(f['operations'])}" for f in failures
-    )
-    assert not failures and not result["errors"], f"{summary}\n{result['output'][-6000:]}"
-    assert result["operations"]["tested"] == result["operations"]["total"]
+    ]
+    lines += [f"errored: {e}" for e in result["errors"]]
+    if result["operations"]["tested"] != result["operations"]["total"]:
+        lines.append(f"untested operations: {result['operations']}")
+    return cases, "\n".join(lines)
+
+
+def _check(result: dict[str, Any], label: str) -> int:
+    cases, failed = _summary(result, label)
+    assert not failed, f"{failed}\n{result['output'][-6000:]}"
     return cases
 
 
@@ -124,10 +132,13 @@ def test_openapi_fuzz(live: tuple[str, Path], token: bool) -> None:
 @pytest.mark.slow
 def test_openapi_fuzz_long(live: tuple[str, Path]) -> None:
     url, work = live
-    total = 0
+    total, failed = 0, []
     for seed, token in ((11, True), (12, True), (13, False)):
-        total += _check(
-            _fuzz(url, work, seed=seed, examples=150, token=token), f"seed {seed}, token={token}"
-        )
-    print(f"\nschemathesis long run: {total} cases in all, 0 failures")
+        result = _fuzz(url, work, seed=seed, examples=150, token=token)
+        cases, what = _summary(result, f"seed {seed}, token={token}")
+        total += cases
+        if what:
+            failed.append(f"seed {seed}:\n{what}")
+    print(f"\nschemathesis long run: {total} cases in all")
+    assert not failed, "\n".join(failed)
     assert total >= 5_000

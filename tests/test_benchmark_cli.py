@@ -55,7 +55,7 @@ def test_benchmark_writes_outputs_and_consistent_summary(
     assert res.exit_code == 0, res.output
     assert "skipped anomaly-free.csv" in res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["detector"] == (detector or "drift-robust")
+    assert summary["detector"] == (detector or "pca-smoothed")
     assert summary["train_rows"] == TRAIN_ROWS
     assert [s["file"] for s in summary["skipped"]] == ["anomaly-free.csv"]
     assert not (out / "anomaly-free.csv").exists()

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from _serving_support import SENSORS, fit, predictor, register
+from _serving_support import SENSORS, fit, predictor, register, wait_http
 from conftest import require_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
@@ -78,25 +78,54 @@ def seed_store(url: str, now: datetime) -> dict[str, int]:
         if asset == "pump-03":
             score[40:] = np.linspace(4, 9, 20)
         rows = [
-            {"asset_id": asset, "time": t, "model_name": MODEL, "model_version": "1",
-             "score": float(s), "is_anomaly": bool(s > 3), "state": 0, "top_sensors": "[]",
-             "created_at": now}
+            {
+                "asset_id": asset,
+                "time": t,
+                "model_name": MODEL,
+                "model_version": "1",
+                "score": float(s),
+                "is_anomaly": bool(s > 3),
+                "state": 0,
+                "top_sensors": "[]",
+                "created_at": now,
+            }
             for t, s in zip(times, score, strict=True)
         ]
         with engine.begin() as conn:
             conn.execute(sa.insert(predictions), rows)
     start = times[40]
     with engine.begin() as conn:
-        ids = apply_transitions(conn, [
-            _transition("opened", "pump-03", "failure", start, peak_score=9.0, n_readings=20,
-                        first_top_sensors=["s2", "s4"], top_sensors=["s2", "s4"],
-                        last_time=times[-1], detail={"blame": {"s2": 0.81, "s4": 0.11}}),
-            _transition("opened", "pump-04", "flatline", times[30], sensor="s1",
-                        last_time=times[-1]),
-            _transition("closed", "pump-02", "failure", times[5], end_time=times[12],
-                        last_time=times[12], peak_score=4.2, top_sensors=["s0"],
-                        close_reason="returned"),
-        ])
+        ids = apply_transitions(
+            conn,
+            [
+                _transition(
+                    "opened",
+                    "pump-03",
+                    "failure",
+                    start,
+                    peak_score=9.0,
+                    n_readings=20,
+                    first_top_sensors=["s2", "s4"],
+                    top_sensors=["s2", "s4"],
+                    last_time=times[-1],
+                    detail={"blame": {"s2": 0.81, "s4": 0.11}},
+                ),
+                _transition(
+                    "opened", "pump-04", "flatline", times[30], sensor="s1", last_time=times[-1]
+                ),
+                _transition(
+                    "closed",
+                    "pump-02",
+                    "failure",
+                    times[5],
+                    end_time=times[12],
+                    last_time=times[12],
+                    peak_score=4.2,
+                    top_sensors=["s0"],
+                    close_reason="returned",
+                ),
+            ],
+        )
     return {"failure": ids[0], "flatline": ids[1], "closed": ids[2]}
 
 
@@ -108,14 +137,25 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     home = tmp_path_factory.mktemp("console-home")
     settings = Settings(home=home, model_name=MODEL)
+    from sensorguard.pipelines.lifecycle import promote
+
     register(settings, fit())
+    promote(
+        register(settings, fit(seed=1), alias=None),
+        settings=settings,
+        force=True,
+        reason="console test: second version",
+    )
     ids = seed_store(settings.resolved_store_url, datetime.now(UTC).replace(tzinfo=None))
     log = home / "serve.log"
     with predictor(
-        home, log, SENSORGUARD_API_TOKEN=TOKEN, SENSORGUARD_MODEL_NAME=MODEL,
+        home,
+        log,
+        SENSORGUARD_API_TOKEN=TOKEN,
+        SENSORGUARD_MODEL_NAME=MODEL,
         SENSORGUARD_CONSOLE_REFRESH_SECONDS="1",
     ) as (_, url):
-        httpx.get(f"{url}/readyz", timeout=30)
+        wait_http(f"{url}/readyz", timeout=90)
         yield url, ids, home
 
 
@@ -126,8 +166,14 @@ def browser() -> Any:
     with sync_playwright() as pw:
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         yield b
         b.close()
@@ -147,9 +193,10 @@ def _login(page: Any, url: str) -> None:
     page.wait_for_url(f"{url}/console")
 
 
-def test_overview_lists_the_alarm_first_and_updates_live(console: Any, browser: Any,
-                                                         tmp_path: Path) -> None:
-    url, ids, _ = console
+def test_overview_lists_the_alarm_first_and_updates_live(
+    console: Any, browser: Any, tmp_path: Path
+) -> None:
+    url, _, _ = console
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     _login(page, url)
     rows = page.locator("#assets tbody tr")
@@ -178,15 +225,18 @@ def test_overview_lists_the_alarm_first_and_updates_live(console: Any, browser: 
     now = datetime.now(UTC).replace(tzinfo=None)
     with ensure_schema(Settings(home=home).resolved_store_url).begin() as conn:
         apply_transitions(conn, [_transition("opened", "pump-01", "silent", now)])
-    page.wait_for_function(
-        "document.querySelector('#assets tr[data-asset=\"pump-01\"]')"
-        ".dataset.statusName === 'data-quality'", timeout=10_000,
+    from playwright.sync_api import expect
+
+    # (locator assertions, not wait_for_function: the page's CSP forbids eval)
+    expect(page.locator("#assets tr[data-asset='pump-01']")).to_have_attribute(
+        "data-status-name", "data-quality", timeout=10_000
     )
     page.close()
 
 
-def test_alarm_view_shows_sensors_and_labels_reach_the_api(console: Any, browser: Any,
-                                                            tmp_path: Path) -> None:
+def test_alarm_view_shows_sensors_and_labels_reach_the_api(
+    console: Any, browser: Any, tmp_path: Path
+) -> None:
     url, ids, _ = console
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     _login(page, url)
@@ -203,15 +253,20 @@ def test_alarm_view_shows_sensors_and_labels_reach_the_api(console: Any, browser
     page.fill("form[data-api$='/label'] input[name=by]", "ana")
     page.click("#label-button")
     page.wait_for_load_state("load")
-    body = httpx.get(f"{url}/v1/alarms/{ids['failure']}",
-                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()
+    body = httpx.get(
+        f"{url}/v1/alarms/{ids['failure']}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    ).json()
     label = body.get("label") or (body.get("alarm") or {}).get("label")
     assert label and label["label"] == "false_alarm" and label["by"] == "ana"
     assert "false_alarm" in page.locator("dl.facts").inner_text()
 
     page.fill("form[data-api$='/acknowledge'] input[name=by]", "ana")
     page.click("#ack-button")
-    page.wait_for_function("document.body.innerText.includes('by ana at')", timeout=10_000)
+    from playwright.sync_api import expect
+
+    expect(page.locator("dl.facts")).to_contain_text("by ana at", timeout=10_000)
     page.close()
 
 
@@ -227,8 +282,26 @@ def test_tablet_width_models_view_and_logout(console: Any, browser: Any, tmp_pat
     page.click("nav >> text=Models")
     page.wait_for_url(f"{url}/console/models")
     text = page.locator("main").inner_text()
-    assert MODEL in text and "v1" in text
+    assert MODEL in text and "console test: second version" in text  # the audit trail
+    assert page.locator("dl.facts").first.inner_text().split() == [
+        "Production",
+        "v2",
+        "Previous",
+        "v1",
+    ]
     page.screenshot(path=str(_shots(tmp_path) / "console-models.png"), full_page=True)
+
+    # one-click rollback, behind a confirmation
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.fill("input[name=reason]", "v2 alarms on every start-up")
+    page.click("button:has-text('Roll back to v1')")
+    page.wait_for_url("**/console/models?flash=*")
+    assert "production is now v1" in page.locator(".flash").inner_text()
+    from sensorguard.config import Settings
+    from sensorguard.registry.versions import version_at
+
+    settings = Settings(home=console[2], model_name=MODEL)
+    assert version_at(MODEL, "production", settings) == 1
 
     page.click("header form button:has-text('Log out')")
     page.wait_for_url(f"{url}/console/login")
@@ -256,6 +329,9 @@ def test_forms_without_csrf_or_login_are_refused(console: Any) -> None:
         # the API accepts the cookie only together with the CSRF header
         r = c.post(f"/v1/alarms/{ids['closed']}/acknowledge", json={"by": "eve"})
         assert r.status_code in (401, 403)
-        r = c.post(f"/v1/alarms/{ids['closed']}/acknowledge", json={"by": "eve"},
-                   headers={"X-CSRF-Token": csrf})
+        r = c.post(
+            f"/v1/alarms/{ids['closed']}/acknowledge",
+            json={"by": "eve"},
+            headers={"X-CSRF-Token": csrf},
+        )
         assert r.status_code == 200, r.text

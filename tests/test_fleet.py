@@ -421,6 +421,7 @@ def test_training_jobs_succeed_fail_with_reason_and_survive_a_killed_worker(
         _explained(proc),
     ):
         c = httpx.Client(base_url=url, timeout=60, headers=auth)
+        _wait(lambda: c.get("/healthz").status_code == 200, 60, proc)
         good = {"model": model, "asset_ids": ["pump-00", "pump-01"], "params": FAST, "holdout": 0.4}
         assert httpx.post(f"{url}/v1/training-jobs", json=good).status_code == 401
         bad = c.post("/v1/training-jobs", json={"model": model})
@@ -485,7 +486,7 @@ def test_training_jobs_succeed_fail_with_reason_and_survive_a_killed_worker(
         assert c.get("/v1/training-jobs/nope").status_code == 404
     out = subprocess.run(
         [SG, "jobs", "list"],
-        env=base_env(SENSORGUARD_HOME=str(fleet_env["home"]), **env),
+        env=base_env(SENSORGUARD_HOME=str(fleet_env["home"]), COLUMNS="200", **env),
         capture_output=True,
         text=True,
         timeout=120,

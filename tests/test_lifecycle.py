@@ -213,7 +213,7 @@ def test_training_run_registry_errors_forced_promotion_and_pickle_free_loading(
     assert int(t["rows_train"]) + int(t["rows_eval"]) == len(data)
     files = {f.path for f in MlflowClient(store.resolved_tracking_uri).list_artifacts(r.run_id)}
     assert {"state_profiles.json", "failure_types.json", "profiles.png",
-            "score_over_time.png", "schema.json", "evaluation"} <= files  # fmt: skip
+            "score_over_time.png", "schema.json", "evaluation", "drift"} <= files  # fmt: skip
     art = Path(run.info.artifact_uri.removeprefix("file://"))
     assert art.is_relative_to(store.home.resolve() / "artifacts")
     assert (art / "profiles.png").read_bytes()[:4] == b"\x89PNG"

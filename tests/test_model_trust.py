@@ -180,3 +180,43 @@ def _app() -> Any:
     from sensorguard.cli import app
 
     return app
+
+
+def test_a_version_registered_by_the_previous_code_loads_once_signed(
+    store: Settings, tmp_path: Path
+) -> None:
+    """A version registered before signing (the MLflow folder of an old-code version,
+    tests/fixtures/old_models/mlflow-operating-states, with its old model_code.py) is
+    refused as unsigned, loads after `models sign`, and scores as it did."""
+    import numpy as np
+    import pandas as pd
+
+    from sensorguard.registry import UntrustedModel, get_client
+
+    fixtures = Path(__file__).parent / "fixtures" / "old_models"
+    folder = tmp_path / "old-version"
+    shutil.copytree(fixtures / "mlflow-operating-states", folder)
+    client = get_client(store)
+    client.create_registered_model(store.model_name)
+    mv = client.create_model_version(store.model_name, folder.resolve().as_uri(), run_id=None)
+    version = int(mv.version)
+
+    with pytest.raises(UntrustedModel, match="carries no artifact signature"):
+        _load(store, version)
+    res = CliRunner().invoke(_app(), ["models", "sign", str(version)])
+    assert res.exit_code == 0, res.output
+    loaded = _load(store, version)
+    assert loaded.signed and loaded.training_profile is None  # older versions carry none
+    with np.load(fixtures / "operating-states" / "expected.npz", allow_pickle=False) as npz:
+        expected = {k: npz[k] for k in npz.files}
+    columns = json.loads((fixtures / "operating-states" / "columns.json").read_text())["columns"]
+    X = pd.DataFrame(expected["X"], columns=columns)
+    result = loaded.detector.detect(X)
+    np.testing.assert_array_equal(result.score, expected["score"])
+    np.testing.assert_array_equal(result.is_anomaly, expected["is_anomaly"])
+    # the same folder given as a path loads as data too (flavour checked, no code run)
+    from sensorguard.registry import load_model
+
+    local = load_model(folder, store)
+    assert local.version == "local"
+    np.testing.assert_array_equal(local.detector.score_samples(X), expected["score"])

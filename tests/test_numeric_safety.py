@@ -253,3 +253,22 @@ def test_an_infinite_reading_is_an_error_naming_the_cell(
     test.loc[7, "b"] = value
     with pytest.raises(DataValidationError, match=r"sensor 'b' has an infinite value .* at row 7"):
         fitted["pca"].detect(test)  # type: ignore[attr-defined]
+
+
+def test_an_infinite_cell_in_readings_names_source_sensor_time_and_asset(
+    fitted: dict[str, object],
+) -> None:
+    from sensorguard.data import Readings
+    from sensorguard.scoring.readings import detect_readings
+
+    frame = _readings(40, 5).assign(
+        timestamp=pd.date_range("2026-03-01", periods=40, freq="1min"),
+        asset_id=["p1"] * 20 + ["p2"] * 20,
+    )
+    frame.loc[25, "c"] = np.inf
+    readings = Readings.from_frame(frame, source="plant.csv")
+    with pytest.raises(
+        DataValidationError,
+        match=r"plant.csv: sensor 'c' has an infinite value inf at 2026-03-01 00:25:00 of asset p2",
+    ):
+        detect_readings(fitted["operating-states"], readings)  # type: ignore[arg-type]

@@ -308,19 +308,30 @@ def test_regime_check_on_arrays_profiles_and_gaps() -> None:
         regime_check(arr, ranges)  # an array needs the sensor names
 
 
-def test_suppress_head_alarms_keeps_later_alarms() -> None:
+def test_suppress_regime_alarms_keeps_later_alarms() -> None:
     from sensorguard.evaluation.regime import (
         RegimeVerdict,
         ranges_from_training,
         regime_check,
-        suppress_head_alarms,
+        suppress_regime_alarms,
     )
 
     flags = np.zeros(500, dtype=int)
     flags[0:450] = 1  # one alarm over (nearly) everything: the regime change
     flags[470:480] = 1  # a later alarm stays
     v = regime_check(shifted(0), ranges_from_training(frame(1000, 3)))
-    kept, removed = suppress_head_alarms(flags, v)
+    kept, removed = suppress_regime_alarms(flags, v)
     assert removed == 450 and kept[:450].sum() == 0 and kept[470:480].all()
     ok = RegimeVerdict("ok", 500, 60)
-    assert suppress_head_alarms(flags, ok)[1] == 0
+    assert suppress_regime_alarms(flags, ok)[1] == 0
+
+
+def test_a_lasting_shift_in_mid_stream_is_a_failure_not_a_regime_change() -> None:
+    from sensorguard.evaluation.regime import ranges_from_training, regime_check
+
+    ranges = ranges_from_training(frame(1000, 3))
+    # out from row 800 to the end: a sustained failure looks exactly like this
+    assert not regime_check(shifted(800, sensor="s0", by=-8.0, n=2000), ranges).regime_change
+    # out from the first reading: the verdict, since row 0
+    v = regime_check(shifted(0, sensor="s0", by=-8.0, n=2000), ranges)
+    assert v.regime_change and v.since == 0 and "first reading" in v.summary()

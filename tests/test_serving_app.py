@@ -679,3 +679,14 @@ def test_tampered_artifacts_are_refused_and_the_old_model_serves_on(
         assert p.status_code == 200 and p.json()["model"]["version"] == v1
         assert c.get("/readyz").json()["last_error"].startswith("load:")
     assert not marker.exists()  # nothing from the artifact ran
+
+
+def test_mlflow_http_client_settings_have_one_source() -> None:
+    """The predictor fails a check fast (its poll loop is the retry); commands retry."""
+    from sensorguard.config import Settings
+    from sensorguard.registry.setup import mlflow_http_env
+
+    serving = mlflow_http_env(ServingSettings(registry_timeout=2.0))
+    assert serving["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    assert serving["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "2"
+    assert mlflow_http_env(Settings())["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"

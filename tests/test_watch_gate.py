@@ -73,14 +73,20 @@ def test_gate_decision_gets_the_label_checks(labelled_store):
 
     det, url = labelled_store["detector"], labelled_store["url"]
     settings = SimpleNamespace(gate_label_days=30.0, store_url=url)
-    ok = GateDecision(passed=True, candidate_version=2, production_version=1, candidate={}, production={})
+    ok = GateDecision(
+        passed=True, candidate_version=2, production_version=1, candidate={}, production={}
+    )
     add_label_checks(ok, lambda: det, det, settings)
     assert ok.passed and ok.labels is not None
-    bad = GateDecision(passed=True, candidate_version=2, production_version=1, candidate={}, production={})
+    bad = GateDecision(
+        passed=True, candidate_version=2, production_version=1, candidate={}, production={}
+    )
     add_label_checks(bad, _blind(det), det, settings)
     assert not bad.passed
     assert any("operator-confirmed failures" in r for r in bad.reasons)
-    off = GateDecision(passed=True, candidate_version=2, production_version=1, candidate={}, production={})
+    off = GateDecision(
+        passed=True, candidate_version=2, production_version=1, candidate={}, production={}
+    )
     add_label_checks(off, _blind(det), det, SimpleNamespace(gate_label_days=0.0, store_url=url))
     assert off.passed and off.labels is None
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sensorguard.evaluation.explain import hit_rate, parse_interpretation, truth_matrix
-from sensorguard.evaluation.regime import ranges_from_training, regime_check, suppress_head_alarms
+from sensorguard.evaluation.regime import ranges_from_training, regime_check, suppress_regime_alarms
 from sensorguard.evaluation.suite import (
     Case,
     Scored,
@@ -95,8 +95,9 @@ def per_case(case: Case, scored: Scored) -> dict[str, Any]:
         verdict = regime_check(case.test, ranges_from_training(case.train))
         out["regime"] = verdict.verdict
         out["regime_sensors"] = [x.sensor for x in verdict.sensors]
+        out["regime_since"] = verdict.since
         if verdict.regime_change:
-            kept, removed = suppress_head_alarms(scored.flags, verdict)
+            kept, removed = suppress_regime_alarms(scored.flags, verdict)
             out["after_verdict"] = {**point_scores(case.y, kept), "alarm_rows_removed": removed}
         if scored.contributions is not None:
             T = case.meta["truth"]
@@ -158,9 +159,9 @@ def tables(res: dict[str, dict[str, Any]]) -> str:
     changed = [m for m in MACHINES if first[m].get("regime") == "regime_change"]
     for m in changed:
         out += (
-            f"\nregime-change verdict on {m} (sensors {', '.join(first[m]['regime_sensors'])}); "
-            "the alarms open from the first readings are replaced by the verdict: F1 / FAR % / "
-            "MAR % after it: "
+            f"\nregime-change verdict on {m} (sensors {', '.join(first[m]['regime_sensors'])}, "
+            f"since test row {first[m]['regime_since']}); the alarm rows carried by the new "
+            "regime are replaced by the verdict; F1 / FAR % / MAR % after it: "
             + ", ".join(
                 f"{n} {s['standard'][m]['after_verdict']['f1']:.3f} / "
                 f"{s['standard'][m]['after_verdict']['far_percent']:.1f} / "

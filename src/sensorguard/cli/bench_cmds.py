@@ -67,10 +67,11 @@ def register(app: typer.Typer) -> None:
         is_anomaly) plus summary.json with F1, FAR %, MAR % summed over all files and
         NAB-style changepoint scores (standard, low-FP, low-FN; perfect = 100, silent = 0).
 
-        Each file is scored as a recording: with the default `drift-robust` detector an
-        alarm counts once it has lasted its on-delay (`--param confirm=60` readings) and
-        starts where its score rose (at most `max_back=15` readings earlier);
-        `--param confirm=0` scores alarms as raised, without on-delay.
+        Each file is scored as a recording: with a detector that has an on-delay
+        (`drift-robust`, `--param confirm=60` readings) an alarm counts once it has lasted
+        it and starts where its score rose (at most `max_back=15` readings earlier);
+        `--param confirm=0` scores alarms as raised, without on-delay. The default detector
+        (`pca-smoothed`) has none.
         """
         from sensorguard.detectors import get_detector_class
         from sensorguard.evaluation import readers

@@ -72,7 +72,8 @@ def jobs_list(
     if state is not None and state not in STATES:
         raise fail(f"unknown state {state!r}: use one of {', '.join(STATES)}")
     table = Table(title="training jobs", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("id", "state", "model", "created", "version", "detail"):
+    table.add_column("id", no_wrap=True)  # scripts copy it
+    for col in ("state", "model", "created", "version", "detail"):
         table.add_column(col, overflow="fold")
     for j in list_jobs(state=state, model=model, limit=limit):
         r = j.result or {}

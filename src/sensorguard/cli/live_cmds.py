@@ -340,7 +340,8 @@ def live_demo(settings: object) -> None:
         if d["reason"] not in (None, "normal"):
             extra += f"  ({d['reason']})"
         console.print(
-            f"  [{colour}]{d['transition']:<9}[/] {what:<22} {when}{extra}  [dim]v{d['model_version']}[/]",
+            f"  [{colour}]{d['transition']:<9}[/] {what:<22} {when}{extra}"
+            f"  [dim]v{d['model_version']}[/]",
             highlight=False,
             soft_wrap=True,
         )

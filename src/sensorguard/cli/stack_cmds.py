@@ -196,7 +196,8 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Validate a readings file and store it (PostgreSQL: binary COPY). Idempotent:
-    readings already stored for the same asset and time are counted as duplicates."""
+    readings already stored for the same asset and time are counted as duplicates, new
+    sensors at a stored time are merged, a changed value is refused as a conflict."""
     from sensorguard.store import ingest_file, resolve_url
 
     target = resolve_url(url)
@@ -221,11 +222,14 @@ def ingest(
         return
     console.print(
         f"{result.rows:,} readings for {', '.join(result.assets)}: {result.inserted:,} "
-        f"inserted, {result.duplicates:,} already stored "
+        f"inserted, {result.merged:,} merged into stored readings, "
+        f"{result.duplicates:,} already stored "
         f"({result.seconds:.2f}s, {result.readings_per_second:,.0f} readings/s) "
         f"into {_safe_url(target)}",
         highlight=False,
     )
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------- store

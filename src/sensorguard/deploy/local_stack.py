@@ -17,6 +17,10 @@ MLflow runs lean: one uvicorn worker (the default of 4 plus the job runner's 7 h
 processes needs ~2.2 GB, and several workers per process add a keep-alive delay) and no
 job execution (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``; jobs serve GenAI features
 SensorGuard does not use). Scale out with several such processes behind a proxy.
+
+(About 500 lines on purpose: the pid-file record, its liveness and group checks and the
+stack plan that writes and reads it are one concept; split, each half would need the
+other's private format.)
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sensorguard import errors
 from sensorguard.detectors.alarm import AlarmRule
 from sensorguard.detectors.events import SCORE_CAP
+from sensorguard.detectors.names import detector_class
 from sensorguard.detectors.params import Rule, check_params
 from sensorguard.detectors.schema import MISSING_POLICY, SensorSchema
 
@@ -329,13 +330,21 @@ def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_detector(path: str | Path) -> BaseDetector:
-    """Load a saved detector; see :func:`sensorguard.detectors.catalog.load_detector`.
+    """Load any detector saved with ``save`` (dispatches on the stored detector name).
 
-    Kept here because the MLflow model code logged with every registered version so far
-    imports it from this module; those versions must keep loading."""
-    from sensorguard.detectors.catalog import load_detector as load
-
-    return load(path)
+    Defined here, not in the catalog, because the MLflow model code logged with every
+    registered version so far imports it from this module; those versions must keep
+    loading. The catalog re-exports it."""
+    path = Path(path)
+    meta_file = path / "detector.json"
+    if not meta_file.is_file():
+        raise errors.DataValidationError(
+            f"{path} does not hold a saved detector (no detector.json)",
+            "pass the folder written by `sensorguard train` or Detector.save()",
+        )
+    meta = json.loads(meta_file.read_text())
+    cls: type[BaseDetector] = detector_class(meta["detector"])
+    return cls._from_saved(path, meta)
 
 
 __all__ = [

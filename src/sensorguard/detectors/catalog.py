@@ -1,45 +1,22 @@
 """The catalog of detectors: find a detector class by name, build one, load a saved one.
 
-Add a detector: subclass :class:`~sensorguard.detectors.base.BaseDetector`, give it a
-unique ``name`` and list it in ``_REGISTRY`` below (imported lazily so
-``import sensorguard`` stays cheap).
+Add a detector: list it in :data:`sensorguard.detectors.names.DETECTORS` (the one
+table, below ``base`` so that loading a saved detector needs no catalog import).
 """
 
 from __future__ import annotations
 
-import importlib
-import json
-from pathlib import Path
 from typing import Any
 
-from sensorguard.detectors.base import BaseDetector
+from sensorguard.detectors.base import BaseDetector, load_detector
+from sensorguard.detectors.names import available_detectors, detector_class
 from sensorguard.detectors.params import check_params
-from sensorguard.errors import DataValidationError, SensorGuardError
-
-# name -> "module:Class"
-_REGISTRY: dict[str, str] = {
-    "operating-states": "sensorguard.detectors.states:OperatingStateDetector",
-    "pca": "sensorguard.detectors.pca:PCADetector",
-    "iforest": "sensorguard.detectors.iforest:IsolationForestDetector",
-    "drift-robust": "sensorguard.detectors.robust:DriftRobustDetector",
-    "asset-calibrated": "sensorguard.detectors.calibrated:AssetCalibrated",
-}
-
-
-def available_detectors() -> list[str]:
-    return sorted(_REGISTRY)
+from sensorguard.errors import SensorGuardError
 
 
 def get_detector_class(name: str) -> type[BaseDetector]:
-    try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise SensorGuardError(
-            f"unknown detector '{name}'",
-            f"choose one of: {', '.join(available_detectors())}",
-        ) from None
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    cls: type[BaseDetector] = detector_class(name)
+    return cls
 
 
 def make_detector(name: str, **params: Any) -> BaseDetector:
@@ -57,15 +34,4 @@ def make_detector(name: str, **params: Any) -> BaseDetector:
         ) from None
 
 
-def load_detector(path: str | Path) -> BaseDetector:
-    """Load any detector saved with ``save`` (dispatches on the stored detector name)."""
-    path = Path(path)
-    meta_file = path / "detector.json"
-    if not meta_file.is_file():
-        raise DataValidationError(
-            f"{path} does not hold a saved detector (no detector.json)",
-            "pass the folder written by `sensorguard train` or Detector.save()",
-        )
-    meta = json.loads(meta_file.read_text())
-    cls = get_detector_class(meta["detector"])
-    return cls._from_saved(path, meta)
+__all__ = ["available_detectors", "get_detector_class", "load_detector", "make_detector"]

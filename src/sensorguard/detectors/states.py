@@ -53,6 +53,7 @@ make sense together.)
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -327,10 +328,11 @@ class OperatingStateDetector(BaseDetector):
         z *= 0.5
         tot = np.einsum("ij->i", z)
         score = np.sqrt(tot / z.shape[1]).astype(np.float64)
+        if not math.isfinite(score[0]):  # a huge reading: the capped batch path
+            return self.compute(np.asarray(row, dtype=np.float64).reshape(1, -1))
         if tot[0] == 0:
             tot[0] = 1.0
-        out = Computed(score, z / tot[:, None], np.array([k], dtype=np.int64))
-        return out if np.isfinite(score[0]) else self.compute(np.asarray(row).reshape(1, -1))
+        return Computed(score, z / tot[:, None], np.array([k], dtype=np.int64))
 
     def describe_states(self) -> dict[str, Any]:
         """The learned operating states: size, centre, mean and scale of every sensor

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sensorguard.timeutil import to_utc_naive
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -75,15 +77,16 @@ def _transitions(flags: Any, n: int) -> np.ndarray:
 
 
 def _as_ns(times: Any) -> np.ndarray:
-    """Times as int64 nanoseconds; numbers are taken as seconds."""
-    if isinstance(times, pd.Series) and times.dtype.kind != "M" and times.dtype.kind not in "fiu":
-        times = pd.to_datetime(times)
-    arr = np.asarray(times)
-    if arr.dtype.kind == "M":
-        return arr.astype("datetime64[ns]").astype(np.int64)
+    """Times as int64 nanoseconds; numbers are taken as seconds.
+
+    Integer nanoseconds rather than :func:`~sensorguard.timeutil.to_seconds`' float
+    seconds: a float epoch second is exact only to ~0.2 µs today, and window membership
+    here is an exact comparison. Datetimes are read by the one time rule
+    (:func:`~sensorguard.timeutil.to_utc_naive`)."""
+    arr = times.to_numpy() if isinstance(times, pd.Series | pd.Index) else np.asarray(times)
     if arr.dtype.kind in "fiu":
         return np.round(arr.astype(np.float64) * 1e9).astype(np.int64)
-    return pd.to_datetime(pd.Series(arr)).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    return to_utc_naive(arr, what="times").asi8
 
 
 def windows_from_changepoints(true_cps: Any, window: int) -> list[tuple[int, int]]:

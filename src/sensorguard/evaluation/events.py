@@ -26,6 +26,7 @@ from sensorguard.detectors.events import flag_spans
 from sensorguard.errors import DataValidationError
 from sensorguard.evaluation.metrics import point_metrics
 from sensorguard.scoring.readings import detect_readings
+from sensorguard.timeutil import to_seconds
 
 _DAY_S = 86_400.0
 
@@ -34,16 +35,10 @@ def _seconds(times: Any, n: int) -> np.ndarray:
     """Times as float seconds (datetimes, timedeltas or plain numbers); None = row index."""
     if times is None:
         return np.arange(n, dtype=np.float64)
-    t = times.to_numpy() if isinstance(times, pd.Series | pd.Index) else np.asarray(times)
-    if t.shape[0] != n:
-        raise ValueError(f"{t.shape[0]} times for {n} flags")
-    if t.dtype.kind == "M":
-        return t.astype("datetime64[ns]").astype(np.int64) / 1e9
-    if t.dtype.kind == "m":
-        return t.astype("timedelta64[ns]").astype(np.int64) / 1e9
-    if t.dtype.kind == "O":
-        return _seconds(pd.to_datetime(pd.Series(t)), n)
-    return t.astype(np.float64)
+    secs = to_seconds(times)
+    if secs.shape[0] != n:
+        raise ValueError(f"{secs.shape[0]} times for {n} flags")
+    return secs
 
 
 def _counts(y_true: np.ndarray, y_pred: np.ndarray, secs: np.ndarray) -> dict[str, Any]:
@@ -119,23 +114,35 @@ def event_metrics(y_true: Any, y_pred: Any, times: Any = None, groups: Any = Non
     }
 
 
+_NO_MODE = ["", "none", "nan", "normal"]
+
+
+def event_mode(modes: Any, span: Any, default: str | None = "unknown") -> str | None:
+    """The failure mode of one event: the most common mode label among the rows ``span``
+    (a slice or row positions) of ``modes``. Missing labels and "", "none", "nan",
+    "normal" (any case, blanks stripped) are not modes; a tie goes to the first in sorted
+    order; ``default`` when no mode is left. The one rule for evaluation, demo and
+    failure types."""
+    seg = pd.Series(np.asarray(modes, dtype=object)[span])
+    txt = seg.astype(str).str.strip().str.lower()
+    seg = seg[seg.notna() & ~txt.isin(_NO_MODE)]
+    return str(seg.mode().iloc[0]) if len(seg) else default
+
+
 def event_metrics_by_mode(
     y_true: Any, y_pred: Any, modes: Any, times: Any = None, groups: Any = None
 ) -> dict[str, dict[str, Any]]:
-    """Event recall and delay per failure mode (the mode of each true event is the most
-    common non-empty mode label inside it)."""
+    """Event recall and delay per failure mode (the mode of each true event:
+    :func:`event_mode`)."""
     t = np.asarray(y_true).astype(bool).ravel()
     p = np.asarray(y_pred).astype(bool).ravel()
-    m = pd.Series(np.asarray(modes, dtype=object)).reset_index(drop=True)
+    m = np.asarray(modes, dtype=object).ravel()
     secs = _seconds(times, t.size)
     out: dict[str, dict[str, Any]] = {}
     for ix in _parts(t.size, groups):
-        tg, pg, mg, sg = t[ix], p[ix], m.iloc[ix].reset_index(drop=True), secs[ix]
+        tg, pg, mg, sg = t[ix], p[ix], m[ix], secs[ix]
         for s, e in zip(*flag_spans(tg), strict=True):
-            seg = mg.iloc[s : e + 1]
-            txt = seg.astype(str).str.strip().str.lower()
-            seg = seg[seg.notna() & ~txt.isin(["", "none", "nan", "normal"])]
-            mode = str(seg.mode().iloc[0]) if len(seg) else "unknown"
+            mode = str(event_mode(mg, slice(s, e + 1)))
             rec = out.setdefault(mode, {"events_total": 0, "events_detected": 0, "_d": []})
             rec["events_total"] += 1
             hit = np.flatnonzero(pg[s : e + 1])

@@ -116,10 +116,8 @@ def profile_failures(
         if modes is not None:
             counts: dict[str, int] = {}
             for i in members:
-                vals = modes.iloc[episodes[i]].astype(str)
-                vals = vals[vals.str.strip() != ""]
-                if len(vals):
-                    m = str(vals.mode().iloc[0])
+                m = event_mode(modes, episodes[i], default=None)
+                if m is not None:
                     counts[m] = counts.get(m, 0) + 1
             rec["labelled_modes"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
         types.append(rec)

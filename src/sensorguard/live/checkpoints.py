@@ -18,13 +18,14 @@ Rules of this room:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
 from sensorguard.store.schema import watch_checkpoints
+from sensorguard.timeutil import utc_now
 
 
 @dataclass
@@ -39,10 +40,6 @@ class Checkpoint:
     last_score: float | None = None
     is_anomaly: bool = False
     state: dict[str, Any] = field(default_factory=dict)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def load_checkpoints(conn: sa.Connection, assets: list[str]) -> dict[str, Checkpoint]:
@@ -81,7 +78,7 @@ def save_checkpoint(conn: sa.Connection, ck: Checkpoint) -> bool:
         "last_score": ck.last_score,
         "is_anomaly": ck.is_anomaly,
         "state": orjson.dumps(ck.state, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-        "updated_at": _now(),
+        "updated_at": utc_now(),
     }
     if ck.seq == 0:
         if conn.dialect.name == "postgresql":

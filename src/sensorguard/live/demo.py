@@ -56,7 +56,10 @@ def _payload(chunk: pd.DataFrame, sensors: list[str], asset: str) -> bytes:
     times = pd.to_datetime(chunk["timestamp"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
     values = chunk[sensors].to_numpy(dtype=np.float64)
     rows = [
-        {"timestamp": t, **{s: (None if np.isnan(v) else float(v)) for s, v in zip(sensors, row, strict=True)}}
+        {
+            "timestamp": t,
+            **{s: (None if np.isnan(v) else float(v)) for s, v in zip(sensors, row, strict=True)},
+        }
         for t, row in zip(times, values.tolist(), strict=True)
     ]
     return orjson.dumps({"asset_id": asset, "readings": rows})
@@ -70,11 +73,13 @@ def run_live_demo(
     chunk: int = 60,
     pause: float = 0.0,
     asset: str = DEMO_ASSET,
+    model: str | None = None,
     on_transition: Callable[[Transition], None] | None = None,
 ) -> LiveDemoReport:
     """Stream ``days`` of simulated readings with failures through the live path,
     ``chunk`` readings at a time (``pause`` seconds between chunks), calling
-    ``on_transition`` for every alarm transition as it is committed."""
+    ``on_transition`` for every alarm transition as it is committed. ``model``: a
+    model reference (default: the production alias)."""
     import sqlalchemy as sa
 
     from sensorguard.data.simulator import simulate_pump
@@ -91,11 +96,15 @@ def run_live_demo(
         last = conn.execute(
             sa.select(sa.func.max(readings.c.time)).where(readings.c.asset_id == asset)
         ).scalar_one()
-    start = pd.Timestamp("2026-02-01") if last is None else pd.Timestamp(last) + timedelta(minutes=1)
+    start = (
+        pd.Timestamp("2026-02-01") if last is None else pd.Timestamp(last) + timedelta(minutes=1)
+    )
     frame = simulate_pump(days=days, seed=seed, start=start, asset_id=asset, n_failures=2)
     injected = list(frame.attrs.get("failures", []))
 
-    config = WatchConfig.from_settings(settings, assets=[asset], late_check_s=3600.0)
+    config = WatchConfig.from_settings(
+        settings, assets=[asset], late_check_s=3600.0, model_ref=model
+    )
     seen: list[Transition] = []
 
     def forward(ts: list[Transition]) -> None:

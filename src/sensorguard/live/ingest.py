@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +47,7 @@ from sensorguard.live.mqtt import (
 from sensorguard.store.engine import StoreError
 from sensorguard.store.payload import PayloadError, ReadingGroup, parse_readings_payload
 from sensorguard.store.schema import dead_letters
+from sensorguard.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,6 @@ class BatchOutcome:
     parse_seconds: float = 0.0
     write_seconds: float = 0.0
     seconds: float = 0.0  # the whole batch: parse, write and commit
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def parse_message(msg: Message, max_batch: int = DEFAULT_MAX_BATCH) -> list[ReadingGroup]:
@@ -135,7 +132,7 @@ def parse_messages(
     """Validate ``messages``: one frame per (asset, sensor set) for the whole batch, and a
     dead-letter row per invalid payload (logged with its reason)."""
     out = BatchOutcome(messages=len(messages))
-    now = _utcnow()
+    now = utc_now()
     started = time.perf_counter()
     # one frame per (asset, sensor set): with small messages (one reading each) a frame
     # per message costs ~0.2 ms of checks per frame
@@ -352,7 +349,7 @@ class MqttIngester:
             err = PayloadError(422, _refusal_code(exc), reason, hint)
             with engine.begin() as conn:
                 conn.execute(
-                    sa.insert(dead_letters), [_dead_letter_row(msg, err, "mqtt", _utcnow())]
+                    sa.insert(dead_letters), [_dead_letter_row(msg, err, "mqtt", utc_now())]
                 )
             log.warning("dead letter from %s (%s): %s", msg.topic, err.code, reason)
             return BatchOutcome(messages=1, dead_letters=1, dead_letter_codes={err.code: 1})

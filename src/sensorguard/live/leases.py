@@ -25,20 +25,17 @@ import math
 import os
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from sensorguard.store.schema import watch_checkpoints, watch_leases, watch_workers
+from sensorguard.timeutil import utc_now
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -80,7 +77,7 @@ class Leases:
     def refresh(self, assets: list[str] | None = None) -> set[str]:
         """Heartbeat, renew, and claim or release leases towards the fair share of
         ``assets`` (default: every asset in the store). Returns the assets owned now."""
-        now = _now()
+        now = utc_now()
         ttl = timedelta(seconds=self.ttl)
         with self.engine.begin() as conn:
             if assets is None:

@@ -49,6 +49,7 @@ from sensorguard.jsonsafe import json_safe
 from sensorguard.live.metrics import LiveMetrics
 from sensorguard.store.schema import notification_deliveries as deliveries
 from sensorguard.store.schema import notifications
+from sensorguard.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,6 @@ class Transition:
     @property
     def key(self) -> str:
         return f"{self.event_id}:{self.transition}"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def configured_receivers(settings: Any = None) -> list[str]:
@@ -135,7 +132,7 @@ def enqueue(
 
     Returns the notification id, or None when this ``(event_id, transition)`` was
     enqueued before (nothing is added: a replayed transition is not sent twice)."""
-    now = now or _utcnow()
+    now = now or utc_now()
     if receivers is None:
         receivers = configured_receivers()
     body = notification_body(transition, now).decode()
@@ -411,7 +408,7 @@ class Notifier:
                         break
                     blocked = False
                     for row in rows:
-                        if row["next_attempt_at"] > _utcnow():
+                        if row["next_attempt_at"] > utc_now():
                             blocked = True  # the head waits for its backoff; so do the rest
                             break
                         result = self._deliver(conn, receiver, row)
@@ -435,7 +432,7 @@ class Notifier:
         return not result.ok and self.max_attempts > 0 and row["attempts"] + 1 >= self.max_attempts
 
     def _record(self, conn: sa.Connection, receiver: str, row: Any, result: DeliveryResult) -> None:
-        now = _utcnow()
+        now = utc_now()
         kind = "mqtt" if receiver == MQTT_RECEIVER else "webhook"
         attempts = row["attempts"] + 1
         values: dict[str, Any] = {

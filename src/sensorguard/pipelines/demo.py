@@ -25,7 +25,7 @@ from sensorguard.data import Readings
 from sensorguard.data.simulator import FAILURE_MODES, simulate_pump
 from sensorguard.detectors.events import flag_spans
 from sensorguard.errors import DataValidationError
-from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode
+from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode, event_mode
 from sensorguard.pipelines.lifecycle import gate_and_promote
 from sensorguard.pipelines.plots import score_plot
 from sensorguard.pipelines.training import StepCallback, train_and_register
@@ -87,10 +87,7 @@ def _blame(
     out: dict[str, list[Counter[str]]] = {}
     starts, ends = flag_spans(y.astype(bool))
     for s, e in zip(starts, ends, strict=True):
-        seg_modes = [
-            str(m) for m in modes[s : e + 1] if str(m) not in {"", "nan", "None", "normal"}
-        ]
-        mode = Counter(seg_modes).most_common(1)[0][0] if seg_modes else "unknown"
+        mode = str(event_mode(modes, slice(s, e + 1)))
         inside = alarm[s : e + 1]
         firsts = [
             str(t).split(";")[0] for t, a in zip(top.iloc[s : e + 1], inside, strict=True) if a

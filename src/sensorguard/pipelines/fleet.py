@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sensorguard.config import Settings, get_settings
-from sensorguard.errors import DataValidationError
+from sensorguard.errors import DataValidationError, SensorGuardError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from sensorguard.data import Readings
     from sensorguard.store.assets import Asset
+    from sensorguard.store.jobs import Job
 
 
 def settings_for(model: str | None, settings: Settings | None = None) -> Settings:
@@ -305,9 +306,17 @@ def plan_training(params: dict[str, Any], default_model: str) -> list[dict[str, 
 
     shared = {
         k: params.get(k)
-        for k in ("data_path", "asset", "window_end", "window_days", "eval_fraction",
-                  "detector", "detector_params", "job_id")
-    }  # fmt: skip
+        for k in (
+            "data_path",
+            "asset",
+            "window_end",
+            "window_days",
+            "eval_fraction",
+            "detector",
+            "detector_params",
+            "job_id",
+        )
+    }
     listed = params.get("models") or []
     if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
         raise DataValidationError(
@@ -338,7 +347,31 @@ def plan_training(params: dict[str, Any], default_model: str) -> list[dict[str, 
     return [{**shared, "model": default_model}]
 
 
-def extract_model_window(run_id: str, spec: dict[str, Any], run_after: Any = None) -> dict[str, Any]:
+def job_readings(job: Job, settings: Settings) -> Readings:
+    """The training readings of a job: its uploaded file, else its assets' store window."""
+    import tempfile
+    from pathlib import Path
+
+    from sensorguard.data import load_readings
+    from sensorguard.store.jobs import job_upload
+
+    spec = job.request
+    if job.upload_name:
+        data = job_upload(job.id, settings.resolved_store_url)
+        if not data:
+            raise SensorGuardError(f"job {job.id}: its uploaded file is missing")
+        with tempfile.TemporaryDirectory(prefix="sg-job-") as tmp:
+            path = Path(tmp) / job.upload_name
+            path.write_bytes(data)
+            return load_readings(path)
+    return fleet_readings(
+        list(spec["asset_ids"]), start=spec.get("start"), end=spec.get("end"), settings=settings
+    )
+
+
+def extract_model_window(
+    run_id: str, spec: dict[str, Any], run_after: Any = None
+) -> dict[str, Any]:
     """The training window of one planned model, saved for the next DAG steps.
 
     Sources, first match: an uploaded job file (``job_id``), ``asset_ids`` (several
@@ -357,13 +390,12 @@ def extract_model_window(run_id: str, spec: dict[str, Any], run_after: Any = Non
     readings: Readings
     job_id = spec.get("job_id")
     if job_id and spec.get("upload_name"):
-        from sensorguard.pipelines.jobs import _job_readings
         from sensorguard.store.jobs import get_job
 
         job = get_job(job_id, settings.resolved_store_url)
         if job is None:
             raise DataValidationError(f"no training job {job_id!r} in the store")
-        readings = _job_readings(job, settings)
+        readings = job_readings(job, settings)
     elif spec.get("asset_ids"):
         readings = fleet_readings(list(spec["asset_ids"]), start=start, end=end, settings=settings)
     else:

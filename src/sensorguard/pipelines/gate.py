@@ -53,6 +53,11 @@ class GateDecision:
     evaluation_source: str = ""
     labels: dict[str, Any] | None = None  # on operator-labelled alarms (live_gate)
 
+    def add_check(self, name: str, passed: bool, detail: str) -> None:
+        """Add a check to the verdict; a failed check rejects the candidate."""
+        self.checks.append(Check(name, passed, detail))
+        self.passed = self.passed and passed
+
     @property
     def reasons(self) -> list[str]:
         """Why it failed (the failed checks); ``[]`` when it passed."""

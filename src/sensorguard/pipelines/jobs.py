@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -165,35 +164,15 @@ def job_status(job_id: str, settings: Settings | None = None) -> Job:
 # ---------------------------------------------------------------- running one job
 
 
-def _job_readings(job: Job, settings: Settings) -> Any:
-    from sensorguard.pipelines.fleet import fleet_readings
-
-    spec = job.request
-    if job.upload_name:
-        from sensorguard.data import load_readings
-        from sensorguard.store.jobs import job_upload
-
-        data = job_upload(job.id, settings.resolved_store_url)
-        if not data:
-            raise SensorGuardError(f"job {job.id}: its uploaded file is missing")
-        with tempfile.TemporaryDirectory(prefix="sg-job-") as tmp:
-            path = Path(tmp) / job.upload_name
-            path.write_bytes(data)
-            return load_readings(path)
-    return fleet_readings(
-        list(spec["asset_ids"]), start=spec.get("start"), end=spec.get("end"), settings=settings
-    )
-
-
 def run_job(job: Job, settings: Settings | None = None) -> dict[str, Any]:
     """Train, register and gate one job; the result stored with a succeeded job."""
-    from sensorguard.pipelines.fleet import fleet_detector, settings_for
+    from sensorguard.pipelines.fleet import fleet_detector, job_readings, settings_for
     from sensorguard.pipelines.lifecycle import gate_and_promote
     from sensorguard.pipelines.training import train_and_register
 
     settings = settings_for(job.model, settings or get_settings())
     spec = job.request
-    readings = _job_readings(job, settings)
+    readings = job_readings(job, settings)
     detector, params = fleet_detector(readings, spec.get("detector"), spec.get("params"), settings)
     result = train_and_register(
         readings,

@@ -59,7 +59,9 @@ def _events(detector: BaseDetector, frame: pd.DataFrame) -> list[tuple[pd.Timest
         source="store",
     )
     result = detect_readings(detector, readings)
-    return [(pd.Timestamp(e["start"]), pd.Timestamp(e["end"])) for e in alarm_events(result, readings)]
+    return [
+        (pd.Timestamp(e["start"]), pd.Timestamp(e["end"])) for e in alarm_events(result, readings)
+    ]
 
 
 def label_evaluation(
@@ -136,7 +138,8 @@ def label_checks(
         (
             "operator false alarms",
             c_rep <= p_rep,
-            f"candidate repeats {c_rep}/{c_false} labelled false alarms, production {p_rep}/{c_false}",
+            f"candidate repeats {c_rep}/{c_false} labelled false alarms, "
+            f"production {p_rep}/{c_false}",
         ),
     ]
 
@@ -186,9 +189,9 @@ def add_label_checks(
     its checks to ``decision.checks`` (a failed check rejects). ``candidate``: the
     detector, or a function loading it (called only when labelled alarms exist).
     Off when ``settings.gate_label_days`` is 0; a store that cannot be read is noted,
-    never fatal (the held-out metrics still decide)."""
-    from sensorguard.pipelines.gate import Check
-
+    never fatal (the held-out metrics still decide). ``decision``: a
+    :class:`~sensorguard.pipelines.gate.GateDecision` (duck-typed: the gate imports
+    this module, not the other way round)."""
     days = float(getattr(settings, "gate_label_days", 0.0) or 0.0)
     if days <= 0:
         return
@@ -199,11 +202,10 @@ def add_label_checks(
         detector = candidate() if callable(candidate) else candidate
         report = evaluate_on_labels(detector, production, days=days, url=settings.store_url)
     except SensorGuardError as exc:
-        decision.checks.append(Check("operator labels", True, f"not evaluated: {exc}"))
+        decision.add_check("operator labels", True, f"not evaluated: {exc}")
         return
     if report is None:
         return
     decision.labels = report
     for name, ok, detail in report["checks"]:
-        decision.checks.append(Check(name, ok, detail))
-    decision.passed = decision.passed and all(ok for _n, ok, _d in report["checks"])
+        decision.add_check(name, ok, detail)

@@ -14,11 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from sensorguard.config import Settings, get_settings
 from sensorguard.data import Readings, load_readings
 from sensorguard.errors import ConfigurationError, DataValidationError
+from sensorguard.timeutil import to_utc_naive
 
 WINDOW_FILE = "window.parquet"
 KEEP_RUN_FOLDERS_DAYS = 7.0
@@ -50,19 +49,12 @@ def run_folder(run_id: str, settings: Settings | None = None) -> Path:
     return folder
 
 
-def as_time(value: datetime | str | None) -> datetime | None:
-    """A window bound from a datetime or an ISO string (as given in DAG params)."""
+def as_time(value: datetime | str | None, what: str = "window bound") -> datetime | None:
+    """A window bound from a datetime or an ISO string (as given in DAG params), as
+    naive UTC (:func:`~sensorguard.timeutil.to_utc_naive`); None or blank = open."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, datetime):
-        return value
-    try:
-        return pd.Timestamp(value).to_pydatetime()
-    except (ValueError, TypeError):
-        raise DataValidationError(
-            f"cannot read {value!r} as a date/time",
-            "use ISO format, e.g. 2026-01-15 or 2026-01-15T06:00:00+00:00",
-        ) from None
+    return to_utc_naive(value, what=what).to_pydatetime()
 
 
 def read_source(

@@ -310,6 +310,20 @@ def _load_folder(path: Path) -> LoadedModel:
             "pass a folder saved by a detector, or a registry URI such as "
             "models:/sensor-failure-detector@production",
         )
+    if (path / "MLmodel").is_file():
+        # a logged model copied out of a registry: read as data, like a registered version
+        check_flavour(path, f"model folder {path}")
+        profiles = path / "artifacts" / PROFILES_ARTIFACT
+        return LoadedModel(
+            name=path.resolve().name,
+            version="local",
+            alias=None,
+            run_id=None,
+            detector=load_detector(path / "artifacts" / DETECTOR_ARTIFACT),
+            input_example=_input_example(path),
+            training_profile=_optional_json(profiles / TRAINING_PROFILE_FILE),
+            failure_types=_optional_json(profiles / FAILURE_TYPES_FILE),
+        )
     return LoadedModel(
         name=path.resolve().name,
         version="local",

@@ -162,15 +162,6 @@ def load_run_dict(run_id: str, path: str, settings: Settings | None = None) -> d
         return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}"))
 
 
-def log_run_dict(
-    run_id: str, value: dict[str, Any], path: str, settings: Settings | None = None
-) -> None:
-    settings = settings or get_settings()
-    client = get_client(settings)
-    with registry_errors(f"run {run_id}", settings):
-        client.log_dict(run_id, value, path)
-
-
 def load_training_profile_artifact(
     run_id: str, settings: Settings | None = None
 ) -> dict[str, Any] | None:

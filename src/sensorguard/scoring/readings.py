@@ -16,7 +16,7 @@ import pandas as pd
 from sensorguard.data.contract import Readings
 from sensorguard.detectors.base import BaseDetector, DetectionResult
 from sensorguard.detectors.events import events_from_flags
-from sensorguard.errors import SchemaMismatchError
+from sensorguard.errors import DataValidationError, SchemaMismatchError
 
 
 def check_sensor_columns(detector: BaseDetector, readings: Readings) -> None:
@@ -41,10 +41,33 @@ def check_sensor_columns(detector: BaseDetector, readings: Readings) -> None:
     )
 
 
+def check_finite(readings: Readings) -> None:
+    """An infinite sensor value is an error naming the cell by source, sensor, time and
+    asset (it is no measurement; see docs/detector.md, numerically safe scoring)."""
+    if not readings.sensors or len(readings) == 0:
+        return
+    values = readings.X.to_numpy(dtype=np.float64, na_value=np.nan)
+    inf = np.isinf(values)
+    if not inf.any():
+        return
+    row, col = (int(v) for v in np.argwhere(inf)[0])
+    asset = readings.asset
+    where = f"at {readings.times.iloc[row]}"
+    if asset is not None:
+        where += f" of asset {asset.iloc[row]}"
+    raise DataValidationError(
+        f"{readings.source}: sensor '{readings.sensors[col]}' has an infinite value "
+        f"{values[row, col]} {where} ({int(inf.sum())} infinite value(s) in total)",
+        "infinite readings are not measurements: use an empty cell for a missing reading "
+        "or the value the sensor reported",
+    )
+
+
 def detect_readings(detector: BaseDetector, readings: Readings) -> DetectionResult:
     """``detector.detect`` asset by asset (smoothing and alarms never cross assets),
     results in the readings' row order."""
     check_sensor_columns(detector, readings)
+    check_finite(readings)
     X = readings.X
     blocks = readings.asset_blocks()
     bind = getattr(detector, "for_asset", None)  # per-asset calibration (asset-calibrated)

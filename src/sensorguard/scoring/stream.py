@@ -189,6 +189,8 @@ class AssetStreams:
         stream, readings of one asset keep their order. ``missing=False`` promises ``A``
         holds no NaN. ``A`` may be filled in place."""
         n = A.shape[0]
+        if n == 1 and not self.streaming:
+            return self._score_one(A, DEFAULT_ASSET if assets is None else assets[0], missing)
         blocks = _blocks(assets)
         with self._lock:
             states = {key: self._asset(key) for key in blocks}
@@ -197,7 +199,7 @@ class AssetStreams:
             if self.streaming:  # the filter state is read and written under the lock
                 c = self._score_stream(A, blocks, states)
         if not self.streaming:  # stateless arithmetic: concurrent requests overlap here
-            c = self.detector.score_one(A[0]) if n == 1 else self.detector.compute(A, True)
+            c = self.detector.compute(A, True)
         score = np.asarray(c.score, dtype=np.float64)
         flags = np.empty(n, dtype=bool)
         transitions: list[Transition] = []
@@ -222,6 +224,31 @@ class AssetStreams:
             state=c.states(),
             contributions=contrib,
             top=top_indices(contrib, self.top_k),
+            transitions=transitions,
+        )
+
+    def _score_one(self, A: np.ndarray, key: Any, missing: bool) -> StreamResult:
+        """One reading of one asset (the common live case): no grouping, no array
+        bookkeeping beyond the result's."""
+        with self._lock:
+            st = self._asset(key)
+            self._fill(A, None, st, missing)
+        c = self.detector.score_one(A[0])
+        score = float(c.score[0])
+        with self._lock:
+            flag = st.tracker.step(score)
+            transitions = []
+            if flag != st.flag:
+                transitions.append(Transition(key, "opened" if flag else "closed", 0))
+                st.flag = flag
+        assert c.contributions is not None
+        return StreamResult(
+            score=np.asarray(c.score, dtype=np.float64),
+            is_anomaly=np.array([flag]),
+            above=np.array([score > self.threshold]),
+            state=c.states(),
+            contributions=c.contributions,
+            top=top_indices(c.contributions, self.top_k),
             transitions=transitions,
         )
 

@@ -2,10 +2,14 @@
 
 The body is always ``{"error": {"code", "message", "hint"?, "path"?, ...}, "model"?}``;
 the served model is named in the body and the ``X-Model-*`` headers when one is loaded.
-Routes *raise* (:class:`RequestError`, a store :class:`~sensorguard.store.PayloadError`
-or :class:`~sensorguard.store.StoreError`) and :func:`install_handlers` answers; the raw
-ASGI predict path builds the same bytes with :func:`error_payload`. A 500 is only ever a
-server fault, and its body says nothing about the fault (the log does).
+Routes *raise* (:class:`RequestError`, the store's
+:class:`~sensorguard.store.payload.PayloadError`, ``StoreLimitError``,
+``ReadingConflictError`` or ``StoreError``, or a database error) and
+:func:`install_handlers` answers through :func:`error_response`; the raw ASGI predict path
+builds the same bytes with :func:`error_payload`. What the store cannot hold is a 4xx that
+names the limit (retrying cannot help), an outage a 503 with ``Retry-After``. A 500 is
+only ever a server fault, its body says nothing about the fault (the log does), and it
+keeps the keep-alive connection (:class:`ServerFaults`).
 """
 
 from __future__ import annotations

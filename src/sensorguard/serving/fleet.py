@@ -12,7 +12,8 @@ Rules of this module:
   model included): asking for one more unloads the least recently used other model
   (memory per loaded model is measured in ``benchmarks/bench_fleet.py``);
 * ``"asset_id"`` is routed through the asset registry (``store.assets.asset_models``),
-  cached and re-read every poll interval, and at once (at most once a second) on a miss;
+  cached, updated at once by ``PUT``/``DELETE /v1/assets`` of this process, re-read every
+  poll interval, and at once (at most once a second) for an asset it does not know;
   an unregistered asset or an unknown model is a 404 that says how to fix it.
 """
 
@@ -68,6 +69,7 @@ class ModelPool:
         self.evictions = 0
         self._assets: dict[str, str] = {}
         self._assets_at = 0.0
+        self._miss_at = 0.0
         self._lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -115,7 +117,7 @@ class ModelPool:
                 continue
             if 1 + len(self.extra) >= self.max_models:
                 return  # full: more models load on demand, replacing the least recently used
-            await self._load(name)
+            await self._load(name, "start")
 
     def _production_models(self) -> list[str]:
         from sensorguard.pipelines.fleet import model_names
@@ -170,10 +172,18 @@ class ModelPool:
         assert name is not None
         return await self.served(name)
 
+    def note_asset(self, asset: str, model: str | None) -> None:
+        """An asset registered (or removed, ``model=None``) through this process."""
+        if model is None:
+            self._assets.pop(asset, None)
+        else:
+            self._assets[asset] = model
+
     async def model_of(self, asset: str) -> str:
         model = self._assets.get(asset)
-        if model is None and time.monotonic() - self._assets_at > _MISS_REFRESH_S:
-            await self._refresh_assets()  # registered since the last refresh?
+        if model is None and time.monotonic() - self._miss_at > _MISS_REFRESH_S:
+            self._miss_at = time.monotonic()  # registered elsewhere since the last refresh?
+            await self._refresh_assets()
             model = self._assets.get(asset)
         if model is None:
             raise RequestError(
@@ -204,7 +214,7 @@ class ModelPool:
             raise _not_ready(name, holder.last_error)
         return model
 
-    async def _load(self, name: str) -> _ExtraHolder:
+    async def _load(self, name: str, trigger: str = "demand") -> _ExtraHolder:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -213,7 +223,7 @@ class ModelPool:
                 return holder
             source = RegistrySource(self.settings.model_copy(update={"model_name": name}))
             holder = _ExtraHolder(source, self.metrics, self.settings.poll_interval)
-            result = await holder.refresh("demand")
+            result = await holder.refresh(trigger)
             if holder.served is None:
                 raise RequestError(
                     404,

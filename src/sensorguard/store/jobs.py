@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from sensorguard.store.engine import ensure_schema
 from sensorguard.store.schema import training_jobs
+from sensorguard.timeutil import utc_now
 
 STATES = ("queued", "running", "succeeded", "failed")
 MAX_ATTEMPTS = 3
@@ -77,10 +78,6 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.replace(tzinfo=UTC).isoformat()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _job(r: Any) -> Job:
     return Job(
         id=r.id,
@@ -117,7 +114,7 @@ def enqueue_job(
     """A new ``queued`` job (the uploaded file, if any, is kept in the row)."""
     engine = ensure_schema(url)
     job_id = uuid.uuid4().hex
-    now = _now()
+    now = utc_now()
     with engine.begin() as conn:
         conn.execute(
             training_jobs.insert().values(
@@ -176,7 +173,7 @@ def requeue_stale(stale_seconds: float, url: str | None = None) -> list[str]:
     its worker).
     """
     engine = ensure_schema(url)
-    cutoff = _now() - timedelta(seconds=stale_seconds)
+    cutoff = utc_now() - timedelta(seconds=stale_seconds)
     t = training_jobs
     stale = (t.c.state == "running") & (t.c.backend == "local") & (t.c.heartbeat_at < cutoff)
     with engine.begin() as conn:
@@ -190,7 +187,7 @@ def requeue_stale(stale_seconds: float, url: str | None = None) -> list[str]:
                     .where(cond)
                     .values(
                         state="failed",
-                        finished_at=_now(),
+                        finished_at=utc_now(),
                         error=f"the worker running this job stopped {attempts} times "
                         f"(last: {worker})",
                         hint="check the worker's log for what killed it (memory?), then "
@@ -217,7 +214,7 @@ def claim_next_job(worker: str, url: str | None = None) -> Job | None:
             ).scalar()
             if job_id is None:
                 return None
-            now = _now()
+            now = utc_now()
             won = conn.execute(
                 t.update()
                 .where((t.c.id == job_id) & (t.c.state == "queued"))
@@ -242,7 +239,7 @@ def heartbeat(job_id: str, worker: str, url: str | None = None) -> bool:
         n = conn.execute(
             t.update()
             .where((t.c.id == job_id) & (t.c.worker == worker) & (t.c.state == "running"))
-            .values(heartbeat_at=_now())
+            .values(heartbeat_at=utc_now())
         ).rowcount
     return bool(n)
 
@@ -269,7 +266,7 @@ def finish_job(
             .where(cond)
             .values(
                 state="succeeded" if succeeded else "failed",
-                finished_at=_now(),
+                finished_at=utc_now(),
                 result=None if result is None else orjson.dumps(result).decode(),
                 error=None if succeeded else (error or "the job failed"),
                 hint=None if succeeded else hint,

@@ -8,12 +8,18 @@ Layout, chosen for bulk-load speed and cheap window reads:
   sensors (50+ on a pump), and a JSON object per row costs ~25 µs to serialise; an
   array is written with binary COPY straight from numpy. Missing values are stored as NaN.
 * ``sensor_sets``: each distinct ordered list of sensor names, so an asset can gain or lose
-  sensors over time without a migration; reads align columns by name.
+  sensors over time without a migration; reads align columns by name. Keyed by the
+  SHA-256 of the JSON list (migration 0002), so 1,000 sensors fit an index entry.
 * ``predictions``: one row per asset, time and model version (rescoring replaces it).
 * ``alarm_events``: one row per alarm (a run of consecutive anomalous readings).
 * ``dead_letters``: payloads that failed validation, raw bytes and reason (never dropped).
 * ``notifications`` / ``notification_deliveries``: the outbox of alarm transitions and,
   per receiver, its delivery log (attempts, last error), drained in order.
+* ``alarms`` / ``alarm_labels``: the watch service's live alarms (one row per event,
+  unique on asset, kind, sensor, start and model version) and the operators' labels.
+* ``watch_checkpoints`` / ``watch_leases`` / ``watch_workers``: where each asset's live
+  scoring stands (its stream state as JSON, fenced by ``seq``), and which watch
+  process scores it (migration 0004).
 
 Times are stored as UTC without a time zone. The tables are created by the Alembic
 migrations in ``sensorguard/store/migrations``, never by ``create_all``.

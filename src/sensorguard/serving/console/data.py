@@ -14,6 +14,7 @@ from typing import Any
 
 from sensorguard.config import Settings
 from sensorguard.serving.console.charts import sparkline
+from sensorguard.timeutil import utc_now
 
 # Overview order: what needs a person first. Ranks sort ascending.
 STATUS_RANK = {"alarm": 0, "data-quality": 1, "stale": 2, "normal": 3}
@@ -206,7 +207,7 @@ def _status(live: dict[str, Any] | None, last: datetime | None, stale_after: flo
     if last is None:
         return "stale"
     ref = last if last.tzinfo is None else last.astimezone(UTC).replace(tzinfo=None)
-    age = (datetime.now(UTC).replace(tzinfo=None) - ref).total_seconds()
+    age = (utc_now() - ref).total_seconds()
     return "stale" if age > stale_after else "normal"
 
 
@@ -365,10 +366,8 @@ def alarm_detail(
     shares = (a.get("detail") or {}).get("blame") or {}
     names = a.get("top_sensors") or a.get("first_top_sensors") or []
     out["top_sensors"] = [{"name": n, "share": shares.get(n)} for n in names]
-    out["failure_profile"] = [
-        {"sensor": k, "value": f"{v:+.2f}" if isinstance(v, (int, float)) else str(v)}
-        for k, v in ((a.get("detail") or {}).get("failure_profile") or {}).items()
-    ]
+    det = (detectors or {}).get(a.get("model_name") or "")
+    out["failure_type"], out["failure_profile"] = failure_type_view(det, a.get("failure_type"))
     out["score_chart"] = None
     out["sensor_charts"] = []
     if start is None:
@@ -381,7 +380,6 @@ def alarm_detail(
         times = scores["time"]
         idx = [i for i, t in enumerate(times) if start <= t <= (end or times.iloc[-1])]
         spans = [Span(idx[0], idx[-1])] if idx else []
-        det = (detectors or {}).get(a.get("model_name") or "")
         thr = float(det.threshold_) if det is not None and hasattr(det, "threshold_") else None
         out["score_chart"] = series_chart(
             scores["score"].to_numpy(dtype=float),
@@ -480,3 +478,30 @@ def normal_bands(detector: Any, before: Any, width: float = 3.0) -> dict[str, tu
         s: (best["mean"][s] - width * best["scale"][s], best["mean"][s] + width * best["scale"][s])
         for s in sensors
     }
+
+
+def failure_type_view(detector: Any, type_id: Any) -> tuple[str | None, list[dict[str, str]]]:
+    """The failure type's name and its profile (signature share and mean deviation per
+    sensor), from the failure types the model learned at training."""
+    if type_id is None:
+        return None, []
+    profiles = getattr(detector, "failure_types_", None) or {}
+    match = next((t for t in profiles.get("types", []) if t.get("type") == type_id), None)
+    if match is None:
+        return f"type {type_id}", []
+    modes = match.get("labelled_modes") or {}
+    name = f"type {type_id}"
+    if modes:
+        name += f" (labelled {next(iter(modes))} in {sum(modes.values())} training episodes)"
+    sig = match.get("signature") or {}
+    dev = match.get("mean_deviation") or {}
+    top = sorted(sig, key=lambda k: -float(sig[k]))[:5]
+    rows = [
+        {
+            "sensor": k,
+            "value": f"{float(sig[k]) * 100:.0f} % of the deviation, "
+            f"z {float(dev.get(k, 0.0)):+.1f}",
+        }
+        for k in top
+    ]
+    return name, rows

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -190,7 +190,7 @@ async def get_asset(asset_id: str, settings: SettingsDep, _: BearerDep) -> Respo
     },
 )
 async def put_asset(
-    asset_id: str, payload: AssetIn, settings: SettingsDep, _: BearerDep
+    asset_id: str, payload: AssetIn, request: Request, settings: SettingsDep, _: BearerDep
 ) -> Response:
     from sensorguard.pipelines.fleet import register_asset
     from sensorguard.store.assets import AssetError
@@ -218,6 +218,9 @@ async def put_asset(
         raise RequestError(status, exc.code, exc.message, exc.hint) from None
     except RegistryError as exc:
         raise RequestError(503, "registry_unavailable", exc.message, exc.hint) from None
+    pool = getattr(request.app.state, "pool", None)
+    if pool is not None:  # route predictions for it at once
+        pool.note_asset(body["asset_id"], body["model"])
     return _dump(body, 201 if created else 200)
 
 
@@ -227,11 +230,16 @@ async def put_asset(
     status_code=204,
     responses=error_responses(401, 403, 404, 503, e404="Not registered."),
 )
-async def delete_asset(asset_id: str, settings: SettingsDep, _: BearerDep) -> Response:
+async def delete_asset(
+    asset_id: str, request: Request, settings: SettingsDep, _: BearerDep
+) -> Response:
     from sensorguard.store.assets import remove_asset
 
     if not await run_in_threadpool(remove_asset, asset_id, settings.resolved_store_url):
         raise RequestError(
             404, "unknown_asset", f"asset {asset_id!r} is not registered", "see GET /v1/assets"
         )
+    pool = getattr(request.app.state, "pool", None)
+    if pool is not None:
+        pool.note_asset(asset_id, None)
     return Response(status_code=204)

@@ -1,0 +1,77 @@
+"""``sensorguard.scoring.stream.AssetStreams``: per-asset live scoring shared by the
+predictor and the watch service (alarm transitions, checkpoints, bounds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sensorguard.data.simulator import SENSORS, simulate_pump
+from sensorguard.detectors import make_detector
+from sensorguard.detectors.events import flag_spans
+from sensorguard.errors import SchemaMismatchError, SensorGuardError
+from sensorguard.scoring.stream import AssetStreams
+
+
+@pytest.fixture(scope="module")
+def detector():  # type: ignore[no-untyped-def]
+    train = simulate_pump(days=2, seed=1, failures=False)
+    return make_detector("operating-states", max_states=4, silhouette_sample=2000).fit(
+        train[list(SENSORS)]
+    )
+
+
+@pytest.fixture(scope="module")
+def stream() -> pd.DataFrame:
+    return simulate_pump(days=1, seed=10, n_failures=1)
+
+
+def test_transitions_are_reported_once_with_their_times(detector, stream) -> None:  # type: ignore[no-untyped-def]
+    expected = detector.detect(stream[list(SENSORS)]).is_anomaly
+    starts, ends = flag_spans(expected)
+    assert len(starts) >= 1
+    streams = AssetStreams(detector)
+    opened, closed, i = [], [], 0
+    rng = np.random.default_rng(0)
+    while i < len(stream):
+        n = int(rng.choice([1, 3, 40, 200]))
+        part = stream.iloc[i : i + n]
+        res = streams.update("pump-1", part["timestamp"].tolist(), part[list(SENSORS)])
+        for t in res.transitions:
+            assert t.asset == "pump-1" and t.time == part["timestamp"].iloc[t.row]
+            (opened if t.kind == "opened" else closed).append(i + t.row)
+        i += n
+    assert opened == starts.tolist()
+    still_on = bool(expected[-1])
+    assert closed == [e + 1 for e in ends.tolist()][: len(ends) - int(still_on)]
+
+
+def test_a_checkpoint_belongs_to_its_alarm_rule(detector, stream) -> None:  # type: ignore[no-untyped-def]
+    streams = AssetStreams(detector)
+    streams.update("a", None, stream[list(SENSORS)].iloc[:50])
+    state = json.loads(json.dumps(streams.state_of("a"), allow_nan=False))
+    other = make_detector("operating-states", max_states=4, silhouette_sample=2000, margin=2.0)
+    other.fit(simulate_pump(days=2, seed=1, failures=False)[list(SENSORS)])
+    with pytest.raises(SensorGuardError, match="another model or alarm rule"):
+        AssetStreams(other).restore("a", state)
+    assert streams.state_of("nobody") is None
+    streams.drop("a")
+    assert "a" not in streams and len(streams) == 0
+
+
+def test_unbounded_and_bounded_assets(detector) -> None:  # type: ignore[no-untyped-def]
+    row = np.asarray([detector.schema_.fill_values], dtype=np.float64)
+    unbounded, bounded = AssetStreams(detector, max_assets=None), AssetStreams(detector, 3)
+    for i in range(20):
+        unbounded.score(row.copy(), [f"m{i}"])
+        bounded.score(row.copy(), [f"m{i}"])
+    assert len(unbounded) == 20 and unbounded.evicted == 0
+    assert len(bounded) == 3 and bounded.evicted == 17
+
+
+def test_a_frame_without_a_sensor_is_a_clear_error(detector, stream) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SchemaMismatchError, match="flow_rate"):
+        AssetStreams(detector).update("a", None, stream[list(SENSORS)].drop(columns="flow_rate"))
