@@ -1,14 +1,15 @@
 """Memory per model a predictor holds (one model per machine type), and the cost of routing.
 
-    .venv/bin/python benchmarks/bench_fleet.py [--models 8] [--sensors 9] [--rows 20000]
+    .venv/bin/python benchmarks/bench_fleet.py [--models 8] [--rows 20000] [--home DIR]
 
-Trains one detector per simulated machine type into a temporary embedded MLflow store,
-then loads each model's production version the way the predictor does
-(``RegistrySource.load`` + warm-up, one ``ServedModel`` each) and reports per model: the
-Python/numpy heap it adds (``tracemalloc``) and the growth of the process' resident set
-(RSS). The first load also pays for importing MLflow and friends; it is reported apart.
-Then the predict path: one reading per request through the default model vs. routed by
-``"model"`` (an in-process ASGI call, no network), median of many requests.
+A child process trains one detector per simulated machine type into an embedded MLflow
+store (kept with ``--home``, reused when it exists). This process then loads each
+model's production version the way the predictor does (``RegistrySource.load`` +
+warm-up, one ``ServedModel`` each) and reports per model the Python/numpy heap it adds
+(``tracemalloc``) and the growth of the resident set (RSS); the first load also pays for
+importing MLflow and friends and is reported apart. Then the predict path: one reading
+per request through the default model vs. routed by ``"model"`` (in-process ASGI calls,
+no network), median of ``--requests`` requests each.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import asyncio
 import gc
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -131,33 +134,48 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="training rows per model")
     parser.add_argument("--detector", default="operating-states")
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--home", help="SensorGuard home to keep (default: a temporary one)")
+    parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sg-bench-fleet-") as tmp:
-        os.environ["SENSORGUARD_HOME"] = str(Path(tmp) / "home")
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        names = [f"type-{i:02d}" for i in range(args.models)]
-        t0 = time.perf_counter()
+    names = [f"type-{i:02d}" for i in range(args.models)]
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if args.train_only:
         _train(names, args.rows, args.detector)
-        print(f"trained and registered {args.models} models in {time.perf_counter() - t0:.1f} s")
+        return
+    with tempfile.TemporaryDirectory(prefix="sg-bench-fleet-") as tmp:
+        home = Path(args.home or Path(tmp) / "home")
+        os.environ["SENSORGUARD_HOME"] = str(home)
+        if not (home / "mlflow.db").exists():
+            # trained in a child process: this one then holds only what a predictor holds
+            t0 = time.perf_counter()
+            cmd = [
+                sys.executable,
+                __file__,
+                "--train-only",
+                "--models",
+                str(args.models),
+                "--rows",
+                str(args.rows),
+                "--detector",
+                args.detector,
+            ]
+            subprocess.run(cmd, check=True)
+            print(f"trained {args.models} models in {time.perf_counter() - t0:.1f} s", flush=True)
         tracemalloc.start()
         _served, costs = _load_all(names)
         tracemalloc.stop()
         first, rest = costs[0], costs[1:]
         print(
-            f"\nfirst load (includes importing MLflow): heap +{first[0]:.1f} MiB, "
-            f"RSS +{first[1]:.1f} MiB"
+            f"\nfirst load (includes importing MLflow, pandas, scikit-learn): heap "
+            f"+{first[0]:.1f} MiB, RSS +{first[1]:.1f} MiB (process RSS now {_rss_mb():.0f} MiB)"
         )
         if rest:
             heap = statistics.median(c[0] for c in rest)
             rss = statistics.median(c[1] for c in rest)
             print(
-                f"each further model ({args.detector}, 9 sensors): heap +{heap:.2f} MiB, "
+                f"each further model ({args.detector}, 9 sensors): heap +{heap:.3f} MiB, "
                 f"RSS +{rss:.2f} MiB (median of {len(rest)})"
-            )
-            print(
-                f"a full pool of {args.models} models: heap {sum(c[0] for c in costs):.1f} MiB, "
-                f"RSS {sum(c[1] for c in costs):.1f} MiB"
             )
         if args.models >= 2:
             lat = asyncio.run(_routing(names, args.requests))

@@ -152,7 +152,7 @@ class Watch:
     """``sensorguard watch`` in a subprocess."""
 
     def __init__(
-        self, model: Path, store: str, mqtt: str, home: Path, *args: str, **env: str
+        self, model: Path | None, store: str, mqtt: str, home: Path, *args: str, **env: str
     ) -> None:
         self.log = home / f"watch-{uuid.uuid4().hex[:6]}.log"
         home.mkdir(parents=True, exist_ok=True)
@@ -170,22 +170,17 @@ class Watch:
             SENSORGUARD_LOG_LEVEL="warning",
             **env,
         )
+        # model None: the ingester alone (`sensorguard ingest-mqtt`)
+        cmd = ["watch", "--model", str(model)] if model is not None else ["ingest-mqtt"]
+        ready = "watching with" if model is not None else "ingesting"
         self.p = subprocess.Popen(
-            [
-                str(BIN / "sensorguard"),
-                "watch",
-                "--model",
-                str(model),
-                "--log-level",
-                "warning",
-                *args,
-            ],
+            [str(BIN / "sensorguard"), *cmd, "--log-level", "warning", *args],
             stdout=self.fh,
             stderr=subprocess.STDOUT,
             env=base,
         )
         deadline = time.monotonic() + 60
-        while "watching with" not in self.log.read_text(errors="replace"):
+        while ready not in self.log.read_text(errors="replace"):
             if self.p.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(self.log.read_text(errors="replace"))
             time.sleep(0.1)
@@ -216,19 +211,30 @@ def _start_publisher(
 
 
 def run_throughput(
-    broker: Any, model: Path, args: argparse.Namespace, every: int, tmp: Path
+    broker: Any, model: Path, args: argparse.Namespace, every: int, tmp: Path, split: bool = False
 ) -> dict[str, Any]:
+    """``split``: the ingester in its own process (``sensorguard ingest-mqtt``) and
+    ``sensorguard watch --no-ingest``, so the two do not share one interpreter lock."""
     from _pg import temp_database
 
     total = args.assets * args.readings
     msgs = messages(args.assets, args.sensors, args.readings, args.batch)
     with temp_database("bench_watch") as (_n, url):
+        extra = ("--no-ingest",) if split else ()
+        ing = Watch(None, url, broker.url, tmp / "home") if split else None
         w = Watch(
-            model, url, broker.url, tmp / "home", "--predictions-every", str(every), "--no-notify"
+            model,
+            url,
+            broker.url,
+            tmp / "home",
+            "--predictions-every",
+            str(every),
+            "--no-notify",
+            *extra,
         )
         try:
             proc, q, go = _start_publisher(broker.url, msgs, None, args.batch)
-            cpu0 = w.cpu()
+            cpu0 = w.cpu() + (ing.cpu() if ing else 0.0)
             t0 = time.perf_counter()
             go.set()
             stored_at = None
@@ -243,19 +249,22 @@ def run_throughput(
                     raise TimeoutError(f"scored {scored}/{total} after 600 s")
                 time.sleep(0.1)
             wall = time.perf_counter() - t0
-            cpu = w.cpu() - cpu0
+            cpu = w.cpu() + (ing.cpu() if ing else 0.0) - cpu0
             pub_s, _sent = q.get(timeout=60)
             proc.join(30)
         finally:
             w.stop()
+            if ing is not None:
+                ing.stop()
     return {
         "readings": total,
+        "ingester_in_own_process": split,
         "predictions_every": every,
         "publish_s": round(pub_s, 2),
         "stored_s": round(stored_at or wall, 2),
         "scored_s": round(wall, 2),
         "readings_per_s": round(total / wall),
-        "watch_cpu_us_per_reading": round(cpu / total * 1e6, 1),
+        "cpu_us_per_reading": round(cpu / total * 1e6, 1),
     }
 
 
@@ -550,6 +559,9 @@ def main() -> None:
         results["end_to_end_all_predictions"] = run_throughput(broker, tmp / "model", args, 1, tmp)
         print(json.dumps(results, indent=2), flush=True)
         results["end_to_end_no_predictions"] = run_throughput(broker, tmp / "model", args, 0, tmp)
+        results["end_to_end_ingester_apart"] = run_throughput(
+            broker, tmp / "model", args, 1, tmp, split=True
+        )
         print(json.dumps(results, indent=2), flush=True)
         results["watch_loop_only"] = run_scoring_only(tmp / "model", args, tmp, broker.url)
         print(json.dumps(results, indent=2), flush=True)

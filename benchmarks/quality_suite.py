@@ -64,11 +64,15 @@ def run_dataset(
     for name in detectors:
         base, variant = split_variant(name)
         holdout = variant.pop("_holdout", None)
-        runner = (
-            CaseRunner(base, {**params.get(base, {}), **variant})
-            if holdout is None
-            else HoldoutRunner(base, {**params.get(base, {}), **variant}, float(holdout))
-        )
+        adapt = variant.pop("_adapt", None)
+        merged = {**params.get(base, {}), **variant}
+        runner: CaseRunner
+        if holdout is not None:
+            runner = HoldoutRunner(base, merged, float(holdout))
+        elif adapt is not None:
+            runner = AdaptRunner(base, merged, float(adapt))
+        else:
+            runner = CaseRunner(base, merged)
         rows = []
         t1 = time.perf_counter()
         fit_s = score_s = 0.0
@@ -139,6 +143,37 @@ class HoldoutRunner(CaseRunner):
             fit_seconds=fit_s,
             score_seconds=time.perf_counter() - t0,
         )
+
+
+class AdaptRunner(CaseRunner):
+    """Experiment: each sensor re-centred on a slow running mean of the readings before it.
+
+    ``x' = x − (m[t−1] − mean_train)`` with ``m`` an exponentially weighted mean that
+    starts at the training mean and has a time constant of ``k`` × the training length
+    (scale-free across sampling rates). Not gated by alarms, so a slow failure is
+    absorbed too; vectorised (``scipy.signal.lfilter``)."""
+
+    def __init__(self, detector: str, params: dict[str, Any] | None, k: float) -> None:
+        super().__init__(detector, params)
+        self.k = k
+
+    def run(self, case: Any, *, contributions: bool = False) -> Any:
+        import numpy as np
+        import pandas as pd
+        from scipy.signal import lfilter
+
+        X = case.test
+        mu = case.train.mean().to_numpy()
+        a = 1.0 / max(1.0, self.k * len(case.train))
+        v = X.to_numpy(dtype=np.float64)
+        v = np.where(np.isfinite(v), v, mu)
+        # m[t] = (1 - a) m[t-1] + a v[t], m[-1] = mu; use m[t-1] for reading t
+        zi = ((1 - a) * mu)[None, :]
+        m = lfilter([a], [1, -(1 - a)], v, axis=0, zi=zi)[0]
+        prev = np.vstack([mu[None, :], m[:-1]])
+        shifted = pd.DataFrame(v - (prev - mu), columns=X.columns)
+        moved = type(case)(**{**case.__dict__, "test": shifted})
+        return super().run(moved, contributions=contributions)
 
 
 def regime_line(info: dict[str, Any]) -> str:

@@ -143,3 +143,29 @@ def test_missing_folder(tmp_path: Path) -> None:
         app, ["benchmark", str(tmp_path / "none"), "--output-dir", str(tmp_path / "o")]
     )
     assert res.exit_code == 2 and "is not a folder" in res.output
+
+
+def test_benchmark_reports_a_regime_change(tmp_path: Path) -> None:
+    # the readings after the training rows sit far outside the training range from the
+    # first predicted row on: a regime change, reported per file and in the summary
+    rng = np.random.default_rng(0)
+    n = 500
+    times = pd.date_range("2026-01-01", periods=n, freq="s")
+    x = rng.normal(0, 1, (n, 2))
+    x[200:, 1] += 50
+    frame = pd.DataFrame({"datetime": times, "a": x[:, 0], "b": x[:, 1], "anomaly": 0})
+    data = tmp_path / "bench"
+    data.mkdir()
+    frame.to_csv(data / "moved.csv", index=False)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        ["benchmark", str(data), "-o", str(out), "--time-column", "datetime",
+         "--label-column", "anomaly", "--train-rows", "200"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "regime change (b outside the training range" in res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["regime_changes"] == ["moved.csv"]
+    verdict = summary["files"][0]["regime"]
+    assert verdict["verdict"] == "regime_change" and verdict["sensors"][0]["sensor"] == "b"

@@ -199,3 +199,16 @@ def test_help_mentions_examples() -> None:
         result = runner.invoke(app, [cmd, "--help"])
         assert result.exit_code == 0
         assert "models:/" in result.output
+
+
+def test_shared_file_options_map_onto_load_readings() -> None:
+    from sensorguard.cli._common import read_options, split_csv_list
+
+    assert split_csv_list(None) == [] and split_csv_list(" a, ,b ") == ["a", "b"]
+    assert split_csv_list(["a,b", "c"]) == ["a", "b", "c"]  # a repeatable option
+    # unset options are left out, so load_readings' own defaults apply
+    assert read_options(sep=None, time_column="ts", ignore_columns=None) == {"time_column": "ts"}
+    assert read_options(ignore_columns="note, x", duplicates="last") == {
+        "ignore_columns": ["note", "x"],
+        "duplicates": "last",
+    }

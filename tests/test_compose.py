@@ -202,9 +202,12 @@ def test_trainer_uses_existing_cli_options(config: dict[str, Any]) -> None:
 def test_grafana_dashboard_queries_metrics_the_predictor_exports() -> None:
     from prometheus_client import generate_latest
 
+    from sensorguard.live.watch import WatchMetrics
     from sensorguard.serving.metrics import ServingMetrics
 
+    # the predictor's metrics, and the watch service's (ingestion, notify, watch loop)
     exported = generate_latest(ServingMetrics().registry).decode()
+    exported += generate_latest(WatchMetrics().live.registry).decode()
     names = set(re.findall(r"^# TYPE (\S+) (\w+)", exported, re.M))
     series = set()
     for name, kind in names:

@@ -594,3 +594,18 @@ def test_training_refuses_more_sensors_than_it_can_learn() -> None:
     huge = pd.DataFrame({"timestamp": pd.date_range("2026", periods=10, freq="1min"), **cols})
     with pytest.raises(DataValidationError, match=f"at most {MAX_TRAIN_SENSORS:,} sensors"):
         validate_for_training(Readings.from_frame(huge), min_rows=5)
+
+
+def test_a_sliced_or_shuffled_frame_keeps_its_values() -> None:
+    # A frame whose index is not 0..n-1 (a slice, shuffled rows) used to realign every
+    # column on the new row numbers: all sensors empty, or NaT times.
+    from sensorguard.data.simulator import simulate_pump
+
+    full = simulate_pump(days=1, seed=4)
+    part = Readings.from_frame(full.iloc[100:150])
+    assert part.X.shape == (50, len(part.sensors)) and not part.X.isna().to_numpy().any()
+    assert part.X.iloc[0].tolist() == full[part.sensors].iloc[100].tolist()
+    rows = full.sample(frac=1.0, random_state=0).iloc[:80]
+    shuffled = Readings.from_frame(rows)
+    expected = rows.sort_values("timestamp", kind="stable")[shuffled.sensors].to_numpy()
+    np.testing.assert_array_equal(shuffled.X.to_numpy(), expected)  # NaN where the file had gaps

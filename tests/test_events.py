@@ -18,7 +18,7 @@ from sensorguard.detectors.events import (
     rolling_mean,
     run_length,
 )
-from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode
+from sensorguard.evaluation.events import event_metrics, event_metrics_by_mode, event_mode
 
 
 def test_rolling_mean_is_causal_and_counts_missing_history_as_zero() -> None:
@@ -249,3 +249,16 @@ def test_event_metrics_by_mode() -> None:
     }
     assert out["spike"]["events_detected"] == 0
     assert out["spike"]["mean_detection_delay_s"] is None
+
+
+def test_event_mode_is_the_most_common_real_label() -> None:
+    modes = np.array(
+        ["", "leak", " None ", "leak", "NaN", "Normal", None, np.nan, "wear"], dtype=object
+    )
+    assert event_mode(modes, slice(0, 9)) == "leak"
+    assert event_mode(modes, [5, 6, 7, 8]) == "wear"  # row positions work too
+    assert event_mode(modes, slice(4, 8)) == "unknown"  # only non-modes inside
+    assert event_mode(modes, slice(4, 8), default=None) is None
+    assert (
+        event_mode(np.array(["wear", "leak"], dtype=object), slice(0, 2)) == "leak"
+    )  # tie: sorted

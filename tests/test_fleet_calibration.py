@@ -150,3 +150,31 @@ def test_plan_training_per_machine_type(sg_home: Path) -> None:
         plan_training({**base, "models": [{"model": "m"}, {"model": "m"}]}, "dflt")
     with pytest.raises(SensorGuardError, match="model name"):
         plan_training({**base, "models": [{"data_path": "a.csv"}]}, "dflt")
+
+
+def test_live_scoring_calibrates_each_asset_like_one_batch_pass(fleet: Any) -> None:
+    from sensorguard.data import Readings
+    from sensorguard.scoring.readings import detect_readings
+    from sensorguard.scoring.stream import AssetStreams
+
+    det = _fit(fleet)
+    part = fleet[fleet["asset_id"].isin(["pump-01", "pump-02"])].reset_index(drop=True)
+    readings = Readings.from_frame(part, source="two pumps")
+    batch = detect_readings(det, readings)
+    A = det.prepare(readings.X)
+    assets = readings.asset.tolist()
+    streams = AssetStreams(det)
+    score = np.empty(len(A))
+    flags = np.empty(len(A), dtype=bool)
+    # interleave the two pumps in chunks of 7 readings, as a predictor would receive them
+    order = np.argsort(np.arange(len(A)) % (len(A) // 2), kind="stable")
+    for lo in range(0, len(order), 7):
+        rows = order[lo : lo + 7]
+        res = streams.score(A[rows].copy(), [assets[i] for i in rows])
+        score[rows], flags[rows] = res.score, res.is_anomaly
+    np.testing.assert_allclose(score, batch.score, rtol=1e-6)
+    np.testing.assert_array_equal(flags, batch.is_anomaly)
+    one = streams.score(A[:1].copy(), ["pump-02"])  # the one-reading path binds too
+    bound = det.for_asset("pump-02").compute(A[:1].copy(), True).score
+    np.testing.assert_allclose(one.score, bound, rtol=1e-6)
+    assert not np.allclose(bound, det.compute(A[:1].copy(), True).score)

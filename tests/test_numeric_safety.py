@@ -196,7 +196,7 @@ def fitted() -> dict[str, object]:
     params = {"operating-states": {"max_states": 4, "silhouette_sample": 600}}
     return {
         name: make_detector(name, **params.get(name, {})).fit(train)
-        for name in ("pca", "operating-states", "iforest", "drift-robust")
+        for name in ("pca", "operating-states", "iforest", "drift-robust", "pca-smoothed")
     }
 
 
@@ -206,7 +206,9 @@ def _with_failure(seed: int) -> pd.DataFrame:
     return test
 
 
-@pytest.mark.parametrize("name", ["pca", "operating-states", "iforest", "drift-robust"])
+@pytest.mark.parametrize(
+    "name", ["pca", "operating-states", "iforest", "drift-robust", "pca-smoothed"]
+)
 @pytest.mark.parametrize("bad", [1e308, 3.4e38, -1e308])
 def test_a_huge_reading_alarms_and_the_later_failure_is_still_flagged(
     fitted: dict[str, object], name: str, bad: float

@@ -134,7 +134,9 @@ def test_stream_tracker_equals_one_pass_for_any_chunking(params: dict[str, Any])
         np.testing.assert_array_equal(np.concatenate(got), expected, err_msg=str(sizes))
 
 
-@pytest.mark.parametrize("name", ["operating-states", "pca", "iforest", "drift-robust"])
+@pytest.mark.parametrize(
+    "name", ["operating-states", "pca", "iforest", "drift-robust", "pca-smoothed"]
+)
 def test_every_detector_gets_its_own_smoothing(name: str) -> None:
     X = simulate_pump(days=0.5, seed=3, failures=False)[list(SENSORS)]
     det = make_detector(name).fit(X)

@@ -690,3 +690,28 @@ def test_mlflow_http_client_settings_have_one_source() -> None:
     assert serving["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
     assert serving["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "2"
     assert mlflow_http_env(Settings())["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+
+
+def test_an_unexpected_fault_is_a_json_500_that_does_not_escape() -> None:
+    """Starlette's last-resort handler answers and then re-raises, and uvicorn closes a
+    connection whose app raised; the predictor's handler answers and stops there."""
+    from fastapi import FastAPI
+
+    from sensorguard.serving.errors import install_handlers
+
+    app = FastAPI()
+    install_handlers(app, lambda: None)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=True) as c:  # an escape would raise here
+        r = c.get("/boom")
+    assert r.status_code == 500
+    assert r.json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "internal server error; the details are in the server log",
+        }
+    }

@@ -400,3 +400,41 @@ def test_alarm_api_lists_labels_and_acknowledges(trained, store_url, monkeypatch
         r = c.post(f"/v1/alarms/{first['id']}/label", json={"label": "broken"})
         assert r.status_code == 422
         assert c.get("/v1/alarms", params={"state": "maybe"}).status_code == 422
+
+
+def test_alarm_api_needs_the_token_when_one_is_configured(store_url, monkeypatch, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from sensorguard.serving.app import create_app
+    from sensorguard.serving.settings import ServingSettings
+
+    monkeypatch.setenv("SENSORGUARD_HOME", str(tmp_path / "home"))
+    app = create_app(ServingSettings(store_url=store_url, poll_interval=3600, api_token="s3cret"))
+    with TestClient(app) as c:
+        assert c.get("/v1/alarms").status_code == 401
+        assert c.post("/v1/alarms/1/label", json={"label": "failure"}).status_code == 401
+        auth = {"Authorization": "Bearer s3cret"}
+        assert c.get("/v1/alarms", headers=auth).json()["total"] == 0
+        assert c.post("/v1/alarms/1/acknowledge", headers=auth).status_code == 404
+
+
+def test_watch_follows_the_production_alias(sg_home, store_url):
+    """A promotion moves the watch loop to the new version at its next model check."""
+    from _serving_support import fit, register, set_alias
+
+    from sensorguard.config import get_settings
+    from sensorguard.live.watch import WatchConfig, Watcher
+
+    settings = get_settings()
+    v1 = register(settings, fit(seed=0))
+    v2 = register(settings, fit(seed=1), alias=None)
+    w = Watcher(
+        WatchConfig(store_url=store_url, model_ref=f"models:/{settings.model_name}@production"),
+        settings=settings,
+    )
+    assert w.check_model(force=True) and w.model is not None
+    assert w.model.version == str(v1)
+    assert not w.check_model(force=True)  # alias unchanged: no reload
+    set_alias(settings, v2)
+    assert w.check_model(force=True)
+    assert w.model.version == str(v2)

@@ -1,7 +1,8 @@
 """The ``sensorguard`` command line: wiring only, every command calls library functions.
 
-Each command group lives in its own module and registers itself on ``app`` in
-``_register``; heavy libraries are imported inside the commands so ``--help`` is fast.
+Each command group lives in its own module: plain functions, and a ``register(app)``
+that adds each one wrapped in :func:`~sensorguard.cli._common.guarded` (one-line errors).
+Heavy libraries are imported inside the commands so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -57,13 +58,7 @@ def _root(
 
 def _register() -> None:
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # group not written yet
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 _register()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+import threading
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +25,83 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print ``error: message`` on one line and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+# ---------------------------------------------------------------- reading a readings file
+# One spelling of each file-reading option for every command that reads a readings file
+# (`sep: SepOpt = None`); the default stays in the command's signature.
+SepOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sep", help="CSV separator (',', ';', tab, '|', whitespace); default: detected."
+    ),
+]
+TimeColumnOpt = Annotated[
+    str | None,
+    typer.Option("--time-column", help="Time column (default: timestamp/time/datetime/date)."),
+]
+LabelColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-column",
+        help="Label column: 0/1 or NORMAL/BROKEN/RECOVERING "
+        "(default: machine_status/label/anomaly/status).",
+    ),
+]
+AssetColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--asset-column", help="Asset column (default: asset_id/asset/machine_id/machine)."
+    ),
+]
+IgnoreColumnsOpt = Annotated[
+    str | None,
+    typer.Option("--ignore-columns", help="Comma-separated columns to drop before anything else."),
+]
+DuplicatesOpt = Annotated[
+    str,
+    typer.Option(
+        "--duplicates",
+        help="Duplicated timestamps of an asset: error (default), last or first (row kept).",
+    ),
+]
+EncodingOpt = Annotated[str, typer.Option("--encoding", help="Text encoding of a CSV file.")]
+
+
+def split_csv_list(value: str | Iterable[str] | None) -> list[str]:
+    """Comma-separated names as a list, blanks dropped; the items of a repeatable option
+    are split one by one (``--x a,b --x c`` -> ``[a, b, c]``)."""
+    if not value:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
+
+
+def read_options(
+    *,
+    sep: str | None = None,
+    time_column: str | None = None,
+    label_column: str | None = None,
+    asset_column: str | None = None,
+    ignore_columns: str | None = None,
+    duplicates: str | None = None,
+    encoding: str | None = None,
+) -> dict[str, Any]:
+    """A command's file-reading options as keyword arguments of
+    :func:`~sensorguard.data.load_readings`: unset ones are left out (the library's
+    defaults apply), ``--ignore-columns`` is split on commas."""
+    given = {
+        "sep": sep,
+        "time_column": time_column,
+        "label_column": label_column,
+        "asset_column": asset_column,
+        "duplicates": duplicates,
+        "encoding": encoding,
+    }
+    out: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if ignore_columns:
+        out["ignore_columns"] = split_csv_list(ignore_columns)
+    return out
 
 
 def parse_params(items: list[str] | None, example: str) -> dict[str, Any]:
@@ -75,6 +153,33 @@ def guarded(fn: F) -> F:
             raise fail("interrupted", code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def quiet_mlflow() -> None:
+    """MLflow logs INFO lines (migrations, validation) that are noise on a terminal."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def stop_on_signals(stopping: str | None = None) -> threading.Event:
+    """An event that SIGTERM and SIGINT (Ctrl-C) set, for the commands that run until
+    stopped; with ``stopping``, each signal prints ``SIGTERM: <stopping>`` to stderr."""
+    import signal
+
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        if stopping:
+            err_console.print(f"{signal.Signals(signum).name}: {stopping}")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return stop
 
 
 def progress() -> Any:

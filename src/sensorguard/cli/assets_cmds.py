@@ -30,8 +30,6 @@ def _tags(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-@assets_app.command("add")
-@guarded
 def assets_add(
     asset_id: str = typer.Argument(..., help="Asset id, as the readings name it (e.g. pump-01)."),
     model: str = typer.Option(
@@ -61,8 +59,6 @@ def assets_add(
     )
 
 
-@assets_app.command("list")
-@guarded
 def assets_list(
     model: str | None = typer.Option(None, "--model", "-m", help="Only assets of this model."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -109,8 +105,6 @@ def assets_list(
             )
 
 
-@assets_app.command("show")
-@guarded
 def assets_show(asset_id: str = typer.Argument(..., help="Asset id.")) -> None:
     """One asset's registry entry (JSON)."""
     from sensorguard.store.assets import get_asset
@@ -121,8 +115,6 @@ def assets_show(asset_id: str = typer.Argument(..., help="Asset id.")) -> None:
     typer.echo(json.dumps(asset.to_dict(), indent=2))
 
 
-@assets_app.command("remove")
-@guarded
 def assets_remove(asset_id: str = typer.Argument(..., help="Asset id.")) -> None:
     """Remove an asset's registry entry (its readings, predictions and alarms stay)."""
     from sensorguard.store.assets import remove_asset
@@ -133,4 +125,8 @@ def assets_remove(asset_id: str = typer.Argument(..., help="Asset id.")) -> None
 
 
 def register(app: typer.Typer) -> None:
+    assets_app.command("add")(guarded(assets_add))
+    assets_app.command("list")(guarded(assets_list))
+    assets_app.command("show")(guarded(assets_show))
+    assets_app.command("remove")(guarded(assets_remove))
     app.add_typer(assets_app, name="assets")

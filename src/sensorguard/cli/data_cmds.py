@@ -6,11 +6,20 @@ from pathlib import Path
 
 import typer
 
-from sensorguard.cli._common import console, err_console, guarded
-
-
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+from sensorguard.cli._common import (
+    AssetColumnOpt,
+    DuplicatesOpt,
+    EncodingOpt,
+    IgnoreColumnsOpt,
+    LabelColumnOpt,
+    SepOpt,
+    TimeColumnOpt,
+    console,
+    err_console,
+    guarded,
+    read_options,
+    split_csv_list,
+)
 
 
 def _short_time(iso: str) -> str:
@@ -80,7 +89,7 @@ def simulate(
             days=days,
             freq=freq,
             seed=seed,
-            failure_modes=_split(failure_modes) if failure_modes else None,
+            failure_modes=split_csv_list(failure_modes) if failure_modes else None,
             n_failures=n_failures,
             start=start,
             asset_id=asset_id,
@@ -119,32 +128,13 @@ def simulate(
 
 def validate(
     file: Path = typer.Argument(..., help="Readings file: CSV (any separator) or Parquet."),
-    sep: str | None = typer.Option(
-        None, "--sep", help="CSV separator (',', ';', tab, '|', whitespace); default: detected."
-    ),
-    time_column: str | None = typer.Option(
-        None, "--time-column", help="Time column (default: timestamp/time/datetime/date)."
-    ),
-    label_column: str | None = typer.Option(
-        None,
-        "--label-column",
-        help=(
-            "Label column: 0/1 or NORMAL/BROKEN/RECOVERING "
-            "(default: machine_status/label/anomaly/status)."
-        ),
-    ),
-    asset_column: str | None = typer.Option(
-        None, "--asset-column", help="Asset column (default: asset_id/asset/machine_id/machine)."
-    ),
-    ignore_columns: str | None = typer.Option(
-        None, "--ignore-columns", help="Comma-separated columns to drop before anything else."
-    ),
-    duplicates: str = typer.Option(
-        "error",
-        "--duplicates",
-        help="Duplicated timestamps of an asset: error (default), last or first (row kept).",
-    ),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of a CSV file."),
+    sep: SepOpt = None,
+    time_column: TimeColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    asset_column: AssetColumnOpt = None,
+    ignore_columns: IgnoreColumnsOpt = None,
+    duplicates: DuplicatesOpt = "error",
+    encoding: EncodingOpt = "utf-8",
     for_training: bool = typer.Option(
         False,
         "--for-training",
@@ -179,13 +169,15 @@ def validate(
     with err_console.status(f"reading {file}…"):
         readings = load_readings(
             file,
-            sep=sep,
-            time_column=time_column,
-            label_column=label_column,
-            asset_column=asset_column,
-            ignore_columns=_split(ignore_columns),
-            duplicates=duplicates,
-            encoding=encoding,
+            **read_options(
+                sep=sep,
+                time_column=time_column,
+                label_column=label_column,
+                asset_column=asset_column,
+                ignore_columns=ignore_columns,
+                duplicates=duplicates,
+                encoding=encoding,
+            ),
         )
         if for_training:
             validate_for_training(readings, min_rows=min_rows or DEFAULT_MIN_TRAIN_ROWS)

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from sensorguard.cli._common import console, err_console, fail, guarded, parse_params
+from sensorguard.cli._common import (
+    console,
+    err_console,
+    fail,
+    guarded,
+    parse_params,
+    quiet_mlflow,
+    stop_on_signals,
+)
 
 jobs_app = typer.Typer(
     help="Training jobs: queue a training of one model on some assets' readings (or a "
@@ -27,8 +33,6 @@ def _echo(job: Any) -> None:
     typer.echo(json.dumps(job.to_dict(), indent=2, default=str))
 
 
-@jobs_app.command("submit")
-@guarded
 def jobs_submit(
     model: str = typer.Option(..., "--model", "-m", help="Registered model to train."),
     asset: list[str] | None = typer.Option(
@@ -56,8 +60,6 @@ def jobs_submit(
     console.print(f"job [bold]{job.id}[/] {job.state} ({job.backend})", highlight=False)
 
 
-@jobs_app.command("list")
-@guarded
 def jobs_list(
     state: str | None = typer.Option(None, "--state", help="queued, running, succeeded, failed"),
     model: str | None = typer.Option(None, "--model", "-m", help="Only jobs of this model."),
@@ -89,8 +91,6 @@ def jobs_list(
     console.print(table)
 
 
-@jobs_app.command("show")
-@guarded
 def jobs_show(job_id: str = typer.Argument(..., help="Job id.")) -> None:
     """One job as JSON (Airflow jobs: the DAG run's state, read now)."""
     from sensorguard.pipelines.jobs import job_status
@@ -98,8 +98,6 @@ def jobs_show(job_id: str = typer.Argument(..., help="Job id.")) -> None:
     _echo(job_status(job_id))
 
 
-@jobs_app.command("worker")
-@guarded
 def jobs_worker(
     once: bool = typer.Option(False, "--once", help="Exit when the queue is empty."),
     poll: float = typer.Option(1.0, "--poll", min=0.05, help="Seconds between queue checks."),
@@ -112,11 +110,8 @@ def jobs_worker(
     from sensorguard.pipelines.jobs import run_worker, worker_name
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    quiet_mlflow()
+    stop = stop_on_signals()
     name = worker_name()
     err_console.print(f"training-job worker {name} waiting for jobs", highlight=False)
     done = run_worker(stop, poll=poll, once=once, name=name)
@@ -124,4 +119,8 @@ def jobs_worker(
 
 
 def register(app: typer.Typer) -> None:
+    jobs_app.command("submit")(guarded(jobs_submit))
+    jobs_app.command("list")(guarded(jobs_list))
+    jobs_app.command("show")(guarded(jobs_show))
+    jobs_app.command("worker")(guarded(jobs_worker))
     app.add_typer(jobs_app, name="jobs")

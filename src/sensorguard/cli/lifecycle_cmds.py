@@ -6,7 +6,6 @@ Wiring only: every command calls :mod:`sensorguard.pipelines.training`,
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,20 @@ import typer
 
 from sensorguard.cli._common import (
     EXIT_REJECTED,
+    AssetColumnOpt,
+    DuplicatesOpt,
+    IgnoreColumnsOpt,
+    LabelColumnOpt,
+    SepOpt,
+    TimeColumnOpt,
     console,
     err_console,
     fail,
     guarded,
     parse_params,
     progress,
+    quiet_mlflow,
+    read_options,
 )
 
 models_app = typer.Typer(
@@ -35,20 +42,11 @@ _FAIL_ON_REJECT = typer.Option(
 )
 
 
-def _quiet_mlflow() -> None:
-    """MLflow logs INFO lines (migrations, validation) that are noise on a terminal."""
-    import os
-
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _settings(model: str | None = None) -> Any:
     """The settings, for registered model ``model`` when given (``--model``)."""
     from sensorguard.pipelines.fleet import settings_for
 
-    _quiet_mlflow()
+    quiet_mlflow()
     return settings_for(model)
 
 
@@ -118,7 +116,6 @@ def _report_outcome(outcome: Any, fail_on_reject: bool) -> None:
 # ---------------------------------------------------------------- train
 
 
-@guarded
 def train(
     data: Path = typer.Argument(..., help="Readings to train on: CSV (any separator) or Parquet."),
     detector: str | None = typer.Option(
@@ -135,18 +132,12 @@ def train(
     holdout: float = typer.Option(
         0.3, "--holdout", help="Fraction of the (time-ordered) tail held out for evaluation."
     ),
-    sep: str | None = typer.Option(None, "--sep", help="CSV separator (default: sniffed)."),
-    time_column: str | None = typer.Option(None, "--time-column", help="Time column name."),
-    label_column: str | None = typer.Option(None, "--label-column", help="Label column name."),
-    asset_column: str | None = typer.Option(None, "--asset-column", help="Asset column name."),
-    ignore_columns: str | None = typer.Option(
-        None, "--ignore-columns", help="Comma-separated columns to drop before anything else."
-    ),
-    duplicates: str = typer.Option(
-        "error",
-        "--duplicates",
-        help="Duplicated timestamps of an asset: error (default), last or first (row kept).",
-    ),
+    sep: SepOpt = None,
+    time_column: TimeColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    asset_column: AssetColumnOpt = None,
+    ignore_columns: IgnoreColumnsOpt = None,
+    duplicates: DuplicatesOpt = "error",
     fail_on_reject: bool = _FAIL_ON_REJECT,
     model: str | None = _MODEL,
 ) -> None:
@@ -167,12 +158,14 @@ def train(
     params = parse_params(param, "max_states=6")
     readings = load_readings(
         data,
-        sep=sep,
-        time_column=time_column,
-        label_column=label_column,
-        asset_column=asset_column,
-        ignore_columns=[c.strip() for c in (ignore_columns or "").split(",") if c.strip()],
-        duplicates=duplicates,
+        **read_options(
+            sep=sep,
+            time_column=time_column,
+            label_column=label_column,
+            asset_column=asset_column,
+            ignore_columns=ignore_columns,
+            duplicates=duplicates,
+        ),
     )
     for note in readings.notes:  # e.g. a column left out of the sensors: never silently
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
@@ -239,8 +232,6 @@ def train(
 # ---------------------------------------------------------------- models
 
 
-@models_app.command("list")
-@guarded
 def models_list(
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many versions."),
     model: str | None = _MODEL,
@@ -315,8 +306,6 @@ def models_list(
     console.print(table)
 
 
-@models_app.command("show")
-@guarded
 def models_show(
     version: int = typer.Argument(..., help="Version number."), model: str | None = _MODEL
 ) -> None:
@@ -343,8 +332,6 @@ def models_show(
         console.print(table)
 
 
-@models_app.command("history")
-@guarded
 def models_history(
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many events."),
     model: str | None = _MODEL,
@@ -386,8 +373,6 @@ def models_history(
     console.print(table)
 
 
-@models_app.command("promote")
-@guarded
 def models_promote(
     version: int = typer.Argument(..., help="Version to promote to production."),
     data: Path | None = typer.Option(
@@ -439,8 +424,6 @@ def models_promote(
     _report_outcome(outcome, fail_on_reject)
 
 
-@models_app.command("rollback")
-@guarded
 def models_rollback(
     reason: str = typer.Option("", "--reason", help="Why (recorded in the audit trail)."),
     model: str | None = _MODEL,
@@ -458,8 +441,6 @@ def models_rollback(
     )
 
 
-@models_app.command("sign")
-@guarded
 def models_sign(
     version: int = typer.Argument(..., help="Version whose current artifacts are signed."),
     model: str | None = _MODEL,
@@ -482,7 +463,6 @@ def models_sign(
 # ---------------------------------------------------------------- demo / ui
 
 
-@guarded
 def demo(
     days: float = typer.Option(14.0, "--days", help="Days of simulated history to train on."),
     new_days: float = typer.Option(3.0, "--new-days", help="Days of new readings to score."),
@@ -590,16 +570,15 @@ def demo(
         live_demo(settings)
 
 
-@guarded
 def ui(
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port of the MLflow UI."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
 ) -> None:
     """Serve the MLflow UI on the embedded store (runs, registry, artifacts)."""
-    import shutil
+    import os
     import subprocess
-    import sys
 
+    from sensorguard.deploy.local_stack import lean_mlflow_env, mlflow_server_command
     from sensorguard.registry import configure_mlflow, ensure_experiment
 
     settings = _settings()
@@ -610,43 +589,34 @@ def ui(
         return
     configure_mlflow(settings)
     ensure_experiment(settings.experiment, settings)  # creates the store on first use
-    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    cmd = [
-        exe,
-        "server",
-        "--backend-store-uri",
-        settings.resolved_tracking_uri,
-        "--serve-artifacts",
-        "--artifacts-destination",
-        settings.artifact_root.as_uri(),
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    cmd = mlflow_server_command(settings.artifact_root.as_uri(), host, port)
     err_console.print(
         f"MLflow UI on http://{host}:{port} (store {settings.resolved_tracking_uri}); "
         "Ctrl+C stops it",
         highlight=False,
     )
-    import os
-
-    # MLflow's job runner (GenAI features) would start seven extra worker processes
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    # the backend by environment, as for the stack's server (argv is visible to every user)
+    env = {
+        **lean_mlflow_env(),
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": settings.resolved_tracking_uri,
+    }
     try:
         code = subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         code = 0
-    except FileNotFoundError:
-        raise fail("the `mlflow` command is not installed in this environment") from None
     if code:
         raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
-    app.command("demo")(demo)
-    app.command("ui")(ui)
+    app.command("train")(guarded(train))
+    app.command("demo")(guarded(demo))
+    app.command("ui")(guarded(ui))
+    models_app.command("list")(guarded(models_list))
+    models_app.command("show")(guarded(models_show))
+    models_app.command("history")(guarded(models_history))
+    models_app.command("promote")(guarded(models_promote))
+    models_app.command("rollback")(guarded(models_rollback))
+    models_app.command("sign")(guarded(models_sign))
     app.add_typer(models_app, name="models")

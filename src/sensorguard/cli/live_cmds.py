@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import typer
 
-from sensorguard.cli._common import console, err_console, guarded
+from sensorguard.cli._common import (
+    AssetColumnOpt,
+    DuplicatesOpt,
+    SepOpt,
+    TimeColumnOpt,
+    console,
+    guarded,
+    read_options,
+    split_csv_list,
+    stop_on_signals,
+)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("watch", rich_help_panel="Serving")(watch)
-    app.command("replay", rich_help_panel="Serving")(replay)
-    app.command("ingest-mqtt", rich_help_panel="Serving")(ingest_mqtt)
-    app.command("dead-letters", rich_help_panel="Serving")(dead_letters)
+    app.command("watch", rich_help_panel="Serving")(guarded(watch))
+    app.command("replay", rich_help_panel="Serving")(guarded(replay))
+    app.command("ingest-mqtt", rich_help_panel="Serving")(guarded(ingest_mqtt))
+    app.command("dead-letters", rich_help_panel="Serving")(guarded(dead_letters))
 
 
-@guarded
 def watch(
     model: str | None = typer.Option(
         None,
@@ -73,8 +82,6 @@ def watch(
       SENSORGUARD_STORE_URL=postgresql://…/readings sensorguard watch -m models:/pump@production
     """
     import logging
-    import signal
-    import threading
 
     from sensorguard.cli._common import fail
     from sensorguard.live.watch import WatchConfig, run_service
@@ -84,19 +91,12 @@ def watch(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        err_console.print(f"{signal.Signals(signum).name}: stopping (checkpoints are committed)")
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals("stopping (checkpoints are committed)")
     config = WatchConfig.from_settings(
         model_ref=model,
         start=start,
         predictions_every=predictions_every,
-        assets=[a.strip() for a in assets.split(",") if a.strip()] if assets else None,
+        assets=split_csv_list(assets) if assets else None,
     )
 
     def ready(w: object) -> None:
@@ -121,7 +121,6 @@ def watch(
     )
 
 
-@guarded
 def replay(
     path: str = typer.Argument(..., help="Readings file (CSV or Parquet), as for `validate`."),
     asset: str | None = typer.Option(
@@ -145,15 +144,10 @@ def replay(
     mqtt_url: str | None = typer.Option(
         None, "--mqtt-url", help="Broker [default: SENSORGUARD_MQTT_URL, mqtt://127.0.0.1:1883]."
     ),
-    sep: str | None = typer.Option(None, "--sep", help="CSV separator [default: sniffed]."),
-    time_column: str | None = typer.Option(None, "--time-column", help="Time column."),
-    asset_column: str | None = typer.Option(None, "--asset-column", help="Asset column."),
-    duplicates: str = typer.Option(
-        "error",
-        "--duplicates",
-        help="Repeated timestamps of one asset: 'error' (refuse the file) or 'last' "
-        "(keep the last).",
-    ),
+    sep: SepOpt = None,
+    time_column: TimeColumnOpt = None,
+    asset_column: AssetColumnOpt = None,
+    duplicates: DuplicatesOpt = "error",
     timeout: float = typer.Option(
         60.0, "--timeout", help="Seconds to wait for the broker's acknowledgements."
     ),
@@ -175,7 +169,10 @@ def replay(
     from sensorguard.live.replay import replay as run_replay
 
     readings = load_readings(
-        path, sep=sep, time_column=time_column, asset_column=asset_column, duplicates=duplicates
+        path,
+        **read_options(
+            sep=sep, time_column=time_column, asset_column=asset_column, duplicates=duplicates
+        ),
     )
     verb = "posting" if http else "publishing"
     with progress() as bar:
@@ -208,7 +205,6 @@ def replay(
     )
 
 
-@guarded
 def ingest_mqtt(
     client_id: str | None = typer.Option(
         None,
@@ -235,8 +231,6 @@ def ingest_mqtt(
       SENSORGUARD_MQTT_URL=mqtt://ingest:secret@broker:1883 sensorguard ingest-mqtt
     """
     import logging
-    import signal
-    import threading
 
     from sensorguard.live.ingest import MqttIngester
     from sensorguard.live.metrics import LiveMetrics, serve_metrics
@@ -244,14 +238,7 @@ def ingest_mqtt(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        err_console.print(f"{signal.Signals(signum).name}: stopping after the current batch")
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals("stopping after the current batch")
     metrics = LiveMetrics()
     if metrics_port is not None:
         serve_metrics(metrics, metrics_port, host="0.0.0.0")
@@ -273,7 +260,6 @@ def ingest_mqtt(
     )
 
 
-@guarded
 def dead_letters(
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many, newest first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines (payload as text)."),

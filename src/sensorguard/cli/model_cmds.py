@@ -8,17 +8,24 @@ from typing import Any
 
 import typer
 
-from sensorguard.cli._common import console, err_console, guarded, progress
+from sensorguard.cli._common import (
+    AssetColumnOpt,
+    IgnoreColumnsOpt,
+    LabelColumnOpt,
+    SepOpt,
+    TimeColumnOpt,
+    console,
+    err_console,
+    guarded,
+    progress,
+    read_options,
+)
 
 _MODEL_HELP = (
     "Model: a registered model name (its production version), a folder saved by a detector, "
     "or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION "
     "(default: models:/<model_name>@<production_alias> from settings)."
 )
-
-
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
 def _default_model(model: str | None) -> str:
@@ -48,11 +55,13 @@ def _load(
     task = bar.add_task(f"reading {data.name}", total=None)
     readings = load_readings(
         data,
-        sep=sep,
-        time_column=time_column,
-        label_column=label_column,
-        asset_column=asset_column,
-        ignore_columns=_split(ignore_columns),
+        **read_options(
+            sep=sep,
+            time_column=time_column,
+            label_column=label_column,
+            asset_column=asset_column,
+            ignore_columns=ignore_columns,
+        ),
     )
     bar.update(task, total=1, completed=1)
     ref = _default_model(model)
@@ -68,26 +77,6 @@ def _fmt_time(t: Any) -> str:
     return str(t)[:19]
 
 
-# shared options (Typer needs them spelled out per command)
-_SEP = typer.Option(
-    None, "--sep", help="CSV separator (',', ';', tab, '|', whitespace); default: detected."
-)
-_TIME = typer.Option(
-    None, "--time-column", help="Time column (default: timestamp/time/datetime/date)."
-)
-_LABEL = typer.Option(
-    None,
-    "--label-column",
-    help="Label column: 0/1 or NORMAL/BROKEN/RECOVERING (default: machine_status/label/…).",
-)
-_ASSET = typer.Option(
-    None, "--asset-column", help="Asset column (default: asset_id/asset/machine_id/machine)."
-)
-_IGNORE = typer.Option(
-    None, "--ignore-columns", help="Comma-separated columns to drop before anything else."
-)
-
-
 def score(
     data: Path = typer.Argument(..., help="Readings file to score: CSV or Parquet."),
     output: Path = typer.Option(
@@ -101,11 +90,11 @@ def score(
     plot: Path | None = typer.Option(
         None, "--plot", help="Also draw score, threshold and alarms over time to a .png/.svg."
     ),
-    sep: str | None = _SEP,
-    time_column: str | None = _TIME,
-    label_column: str | None = _LABEL,
-    asset_column: str | None = _ASSET,
-    ignore_columns: str | None = _IGNORE,
+    sep: SepOpt = None,
+    time_column: TimeColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    asset_column: AssetColumnOpt = None,
+    ignore_columns: IgnoreColumnsOpt = None,
 ) -> None:
     """Score a readings file with a fitted model and write one output row per reading.
 
@@ -216,11 +205,11 @@ def evaluate(
     plot: Path | None = typer.Option(
         None, "--plot", help="Also draw score, alarms and labelled failures to a .png/.svg."
     ),
-    sep: str | None = _SEP,
-    time_column: str | None = _TIME,
-    label_column: str | None = _LABEL,
-    asset_column: str | None = _ASSET,
-    ignore_columns: str | None = _IGNORE,
+    sep: SepOpt = None,
+    time_column: TimeColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    asset_column: AssetColumnOpt = None,
+    ignore_columns: IgnoreColumnsOpt = None,
 ) -> None:
     """Evaluate a fitted model on labelled readings: point and event metrics.
 

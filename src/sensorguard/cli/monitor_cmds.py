@@ -68,103 +68,99 @@ def _drift_plot(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("drift")
-    @guarded
-    def drift(
-        data: Path = typer.Argument(..., help="Recent readings (CSV or Parquet)."),
-        reference: Path | None = typer.Option(
-            None,
-            "--reference",
-            "-r",
-            help="Compare with these readings instead of the production model's training "
-            "profile (no registry needed, nothing logged).",
-        ),
-        metric: str = typer.Option(
-            "mean_shift",
-            "--metric",
-            "-m",
-            help="What decides: mean_shift (σ, default threshold 0.75) or psi (default 1.0).",
-        ),
-        threshold: float | None = typer.Option(
-            None, "--threshold", "-t", help="Overall value above which it is drift."
-        ),
-        plot: Path | None = typer.Option(
-            None, "--plot", help="Write a bar chart of the deciding metric per sensor (PNG)."
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-        fail_on_drift: bool = typer.Option(
-            False, "--fail-on-drift", help=f"Exit {EXIT_REJECTED} when drift is detected."
-        ),
-    ) -> None:
-        """Drift of DATA against the production model's training data, per sensor.
+def drift(
+    data: Path = typer.Argument(..., help="Recent readings (CSV or Parquet)."),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        "-r",
+        help="Compare with these readings instead of the production model's training "
+        "profile (no registry needed, nothing logged).",
+    ),
+    metric: str = typer.Option(
+        "mean_shift",
+        "--metric",
+        "-m",
+        help="What decides: mean_shift (σ, default threshold 0.75) or psi (default 1.0).",
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", "-t", help="Overall value above which it is drift."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a bar chart of the deciding metric per sensor (PNG)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    fail_on_drift: bool = typer.Option(
+        False, "--fail-on-drift", help=f"Exit {EXIT_REJECTED} when drift is detected."
+    ),
+) -> None:
+    """Drift of DATA against the production model's training data, per sensor.
 
-        Without --reference the report is also logged to MLflow (experiment
-        `<experiment>-monitoring`), as the monitor DAG does.
-        """
-        from sensorguard.pipelines import monitor
+    Without --reference the report is also logged to MLflow (experiment
+    `<experiment>-monitoring`), as the monitor DAG does.
+    """
+    from sensorguard.pipelines import monitor
 
-        if plot is not None:  # a bad file name fails before any work, not after
-            from sensorguard.data.plotting import check_plot_path
+    if plot is not None:  # a bad file name fails before any work, not after
+        from sensorguard.data.plotting import check_plot_path
 
-            check_plot_path(plot)
-        with err_console.status("measuring drift"):
-            if reference is not None:
-                rep = monitor.drift_against_reference(
-                    data, reference, threshold=threshold, metric=metric
-                )
-                report = {**rep.to_dict(), "summary": rep.summary()}
-            else:
-                report = monitor.measure_drift(
-                    data, threshold=threshold, metric=metric, trigger="cli"
-                )
-        if report.get("note"):  # sensors left out of the comparison: never silently
-            err_console.print(
-                f"[yellow]warning:[/] {report['note']}", highlight=False, soft_wrap=True
+        check_plot_path(plot)
+    with err_console.status("measuring drift"):
+        if reference is not None:
+            rep = monitor.drift_against_reference(
+                data, reference, threshold=threshold, metric=metric
             )
-        if as_json:
-            typer.echo(json.dumps(report, indent=2))
+            report = {**rep.to_dict(), "summary": rep.summary()}
         else:
-            console.print(_drift_table(report))
-            console.print(report["summary"], highlight=False)
-            if report.get("mlflow_run_id"):
-                console.print(
-                    f"logged to MLflow: run {report['mlflow_run_id']} (model v{report['version']})"
-                )
-        if plot is not None:
-            err_console.print(f"plot: {_drift_plot(report, plot)}")
-        if fail_on_drift and report["drifted"]:
-            raise typer.Exit(EXIT_REJECTED)
+            report = monitor.measure_drift(data, threshold=threshold, metric=metric, trigger="cli")
+    if report.get("note"):  # sensors left out of the comparison: never silently
+        err_console.print(f"[yellow]warning:[/] {report['note']}", highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console.print(_drift_table(report))
+        console.print(report["summary"], highlight=False)
+        if report.get("mlflow_run_id"):
+            console.print(
+                f"logged to MLflow: run {report['mlflow_run_id']} (model v{report['version']})"
+            )
+    if plot is not None:
+        err_console.print(f"plot: {_drift_plot(report, plot)}")
+    if fail_on_drift and report["drifted"]:
+        raise typer.Exit(EXIT_REJECTED)
 
-    @monitor_app.command("check")
-    @guarded
-    def check(
-        data: Path | None = typer.Option(
-            None,
-            "--data",
-            help="Labelled readings to vet new versions on (default: held-out data "
-            "stored with the training runs).",
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    ) -> None:
-        """Vet versions without a gate verdict, then check production passed the gate.
 
-        Exits 3 when the production alias points at a version that did not pass.
-        """
-        from sensorguard.pipelines import monitor
+def check(
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Labelled readings to vet new versions on (default: held-out data "
+        "stored with the training runs).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Vet versions without a gate verdict, then check production passed the gate.
 
-        with err_console.status("checking the registry"):
-            result = monitor.monitor_check(data)
-        if as_json:
-            typer.echo(json.dumps(result, indent=2))
-        else:
-            for v in result["vetted"]:
-                console.print(f"v{v['version']}: {v['gate']} — {v['reason']}", highlight=False)
-            if result["production"] is not None:
-                console.print(result["production"]["message"], highlight=False)
-            if result["alert"]:
-                err_console.print(f"[bold red]alert:[/] {result['alert']}", highlight=False)
+    Exits 3 when the production alias points at a version that did not pass.
+    """
+    from sensorguard.pipelines import monitor
+
+    with err_console.status("checking the registry"):
+        result = monitor.monitor_check(data)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for v in result["vetted"]:
+            console.print(f"v{v['version']}: {v['gate']} — {v['reason']}", highlight=False)
+        if result["production"] is not None:
+            console.print(result["production"]["message"], highlight=False)
         if result["alert"]:
-            raise typer.Exit(EXIT_REJECTED)
+            err_console.print(f"[bold red]alert:[/] {result['alert']}", highlight=False)
+    if result["alert"]:
+        raise typer.Exit(EXIT_REJECTED)
 
+
+def register(app: typer.Typer) -> None:
+    app.command("drift")(guarded(drift))
+    monitor_app.command("check")(guarded(check))
     app.add_typer(monitor_app, name="monitor")

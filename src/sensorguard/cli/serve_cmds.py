@@ -10,10 +10,9 @@ from sensorguard.cli._common import err_console, guarded
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve", rich_help_panel="Serving")(serve)
+    app.command("serve", rich_help_panel="Serving")(guarded(serve))
 
 
-@guarded
 def serve(
     host: str | None = typer.Option(
         None, "--host", help="Bind address [default: SENSORGUARD_HOST or 127.0.0.1]."

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import typer
 
-from sensorguard.cli._common import console, err_console, guarded, progress
+from sensorguard.cli._common import (
+    LabelColumnOpt,
+    SepOpt,
+    TimeColumnOpt,
+    console,
+    err_console,
+    guarded,
+    progress,
+    read_options,
+)
 
 PANEL = "Deployment and readings store"
 
@@ -46,8 +55,6 @@ def _safe_url(url: str) -> str:
 # ------------------------------------------------------------------------- stack
 
 
-@stack_app.command("up")
-@guarded
 def stack_up(
     pg_url: str = typer.Option(
         ...,
@@ -122,8 +129,6 @@ def _print_status(infos: list) -> None:  # type: ignore[type-arg]
     console.print(table)
 
 
-@stack_app.command("status")
-@guarded
 def stack_status(
     home: Path | None = typer.Option(None, "--home", help="SensorGuard home of the stack."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -140,8 +145,6 @@ def stack_status(
         raise typer.Exit(1)
 
 
-@stack_app.command("down")
-@guarded
 def stack_down(
     home: Path | None = typer.Option(None, "--home", help="SensorGuard home of the stack."),
     timeout: float = typer.Option(15.0, help="Seconds between SIGTERM and SIGKILL."),
@@ -156,8 +159,6 @@ def stack_down(
 # ------------------------------------------------------------------------- db
 
 
-@db_app.command("upgrade")
-@guarded
 def db_upgrade(
     url: str | None = typer.Option(None, "--url", help=_URL_HELP),
     revision: str = typer.Option("head", help="Target migration revision."),
@@ -170,8 +171,6 @@ def db_upgrade(
     console.print(f"readings store at {_safe_url(target)} is at revision {rev}", highlight=False)
 
 
-@db_app.command("current")
-@guarded
 def db_current(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> None:
     """Show the applied migration revision and the newest one shipped."""
     from sensorguard.store import current_revision, head_revision
@@ -189,9 +188,9 @@ def ingest(
         None, "--asset", help="Asset id of every reading (else the file's asset column)."
     ),
     url: str | None = typer.Option(None, "--url", help=_URL_HELP),
-    sep: str | None = typer.Option(None, "--sep", help="CSV separator (default: detected)."),
-    time_column: str | None = typer.Option(None, "--time-column", help="Time column."),
-    label_column: str | None = typer.Option(None, "--label-column", help="Status column."),
+    sep: SepOpt = None,
+    time_column: TimeColumnOpt = None,
+    label_column: LabelColumnOpt = None,
     chunk_rows: int = typer.Option(100_000, min=1, help="Readings per COPY batch."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -213,9 +212,7 @@ def ingest(
             url=target,
             chunk_rows=chunk_rows,
             on_progress=on_progress,
-            sep=sep,
-            time_column=time_column,
-            label_column=label_column,
+            **read_options(sep=sep, time_column=time_column, label_column=label_column),
         )
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
@@ -235,8 +232,6 @@ def ingest(
 # ------------------------------------------------------------------------- store
 
 
-@store_app.command("status")
-@guarded
 def store_status(
     url: str | None = typer.Option(None, "--url", help=_URL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -259,8 +254,6 @@ def store_status(
     console.print(table)
 
 
-@store_app.command("export")
-@guarded
 def store_export(
     asset: str = typer.Option(..., "--asset", help="Asset to export."),
     output: Path = typer.Option(..., "--output", "-o", help="File to write: .csv or .parquet."),
@@ -281,8 +274,6 @@ def store_export(
     )
 
 
-@store_app.command("score")
-@guarded
 def store_score(
     asset: str = typer.Option(..., "--asset", help="Asset whose readings are scored."),
     start: str | None = typer.Option(None, "--start", help="Window start (ISO 8601, UTC)."),
@@ -308,8 +299,6 @@ def store_score(
     )
 
 
-@store_app.command("alarms")
-@guarded
 def store_alarms(
     asset: str | None = typer.Option(None, "--asset", help="Only this asset."),
     url: str | None = typer.Option(None, "--url", help=_URL_HELP),
@@ -342,6 +331,15 @@ def store_alarms(
 
 
 def register(app: typer.Typer) -> None:
+    stack_app.command("up")(guarded(stack_up))
+    stack_app.command("status")(guarded(stack_status))
+    stack_app.command("down")(guarded(stack_down))
+    db_app.command("upgrade")(guarded(db_upgrade))
+    db_app.command("current")(guarded(db_current))
+    store_app.command("status")(guarded(store_status))
+    store_app.command("export")(guarded(store_export))
+    store_app.command("score")(guarded(store_score))
+    store_app.command("alarms")(guarded(store_alarms))
     app.add_typer(stack_app, name="stack", rich_help_panel=PANEL)
     app.add_typer(db_app, name="db", rich_help_panel=PANEL)
     app.add_typer(store_app, name="store", rich_help_panel=PANEL)

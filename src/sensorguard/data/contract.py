@@ -554,6 +554,9 @@ def _validate(
         name = str(df.index.name or "timestamp")
         if name not in {str(c) for c in df.columns}:
             df = df.reset_index(names=name)
+    if not (isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1):
+        # a slice or a shuffled frame: the row labels would realign every column below
+        df = df.reset_index(drop=True)
     columns = [str(c) for c in df.columns]
     if len(set(columns)) != len(columns):
         dup = sorted({c for c in columns if columns.count(c) > 1})

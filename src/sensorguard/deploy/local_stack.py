@@ -149,23 +149,32 @@ def allowed_hosts(port: int) -> str:
 
 def mlflow_command(cfg: StackConfig) -> list[str]:
     """The MLflow server's argv; the backend URI goes in :func:`mlflow_env` (a secret)."""
-    return [
+    return mlflow_server_command(
+        cfg.artifacts_dir, cfg.host, cfg.mlflow_port, allowed=allowed_hosts(cfg.mlflow_port)
+    )
+
+
+def mlflow_server_command(
+    artifacts: str | Path, host: str, port: int, *, allowed: str | None = None
+) -> list[str]:
+    """``mlflow server`` serving artifacts from ``artifacts``, one worker (the stack and
+    ``sensorguard ui``); ``allowed``: its ``--allowed-hosts`` (None: MLflow's default)."""
+    cmd = [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--serve-artifacts",
         "--artifacts-destination",
-        str(cfg.artifacts_dir),
+        str(artifacts),
         "--host",
-        cfg.host,
+        host,
         "--port",
-        str(cfg.mlflow_port),
+        str(port),
         "--workers",
         "1",
-        "--allowed-hosts",
-        allowed_hosts(cfg.mlflow_port),
     ]
+    return cmd if allowed is None else [*cmd, "--allowed-hosts", allowed]
 
 
 def lean_mlflow_env() -> dict[str, str]:

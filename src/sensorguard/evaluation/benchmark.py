@@ -32,6 +32,7 @@ from sensorguard.errors import DataValidationError
 from sensorguard.evaluation.changepoint import RawScore, changepoint_score
 from sensorguard.evaluation.metrics import Confusion, confusion
 from sensorguard.evaluation.readers import LabelledSeries, Skipped
+from sensorguard.evaluation.regime import REGIME_CHANGE, ranges_from_training, regime_check
 from sensorguard.jsonsafe import json_safe
 
 # Chosen by the real-data quality suite as a whole (TEP, NAB, RoSA, hydraulic rig, SMD):
@@ -107,6 +108,9 @@ def evaluate_series(
         "threshold": float(det.threshold_),
         "fit_seconds": round(fit_s, 4),
         "predict_seconds": round(predict_s, 4),
+        # data outside the training range from the first reading: the model does not
+        # apply (reported, the flags are left as the detector gave them)
+        "regime": regime_check(test_X, ranges_from_training(train_X)).to_dict(),
     }
     return out, conf, cp, info
 
@@ -174,6 +178,7 @@ def run_benchmark(
         "files": files,
         "skipped": skipped,
         "notes": notes,
+        "regime_changes": [f["file"] for f in files if f["regime"]["verdict"] == REGIME_CHANGE],
     }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

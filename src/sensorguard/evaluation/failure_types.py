@@ -20,7 +20,9 @@ import numpy as np
 from sensorguard.data.contract import Readings
 from sensorguard.detectors.base import BaseDetector, DetectionResult
 from sensorguard.detectors.events import flag_spans
+from sensorguard.evaluation.events import event_mode
 from sensorguard.scoring.readings import detect_readings
+from sensorguard.timeutil import to_seconds
 
 
 def _named(sensors: list[str], values: np.ndarray) -> dict[str, float]:
@@ -86,9 +88,10 @@ def profile_failures(
     labels_k, sil = _cluster(signatures, max_types, random_state)
     out["silhouette"] = sil
     times = readings.times.reset_index(drop=True)
-    secs = times.to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
+    secs = to_seconds(times)
     step = float(np.median(np.diff(secs))) if secs.size > 1 else 0.0
-    modes = readings.frame.get("failure_mode")
+    mode_col = readings.frame.get("failure_mode")
+    modes = None if mode_col is None else np.asarray(mode_col, dtype=object)
     types = []
     for t in range(int(labels_k.max()) + 1):
         members = [i for i in range(len(episodes)) if labels_k[i] == t]

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sensorguard.detectors.events import flag_spans
 from sensorguard.errors import DataValidationError
 
 OK = "ok"
@@ -195,9 +196,8 @@ def suppress_regime_alarms(flags: Any, verdict: RegimeVerdict) -> tuple[np.ndarr
         return f, 0
     since = int(verdict.since or 0)
     removed = 0
-    d = np.diff(np.concatenate([[0], f.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    for s, e in zip(starts, ends, strict=True):
+    starts, last = flag_spans(f)
+    for s, e in zip(starts, last + 1, strict=True):
         if s <= since < e or (since <= s < since + verdict.head):
             a = max(int(s), since)
             removed += int(e - a)

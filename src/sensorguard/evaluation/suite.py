@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sensorguard.detectors import make_detector
+from sensorguard.detectors.events import flag_spans
 from sensorguard.errors import DataValidationError
 from sensorguard.evaluation.metrics import confusion
 
@@ -126,9 +127,8 @@ def spread_pick(items: Sequence[Any], sizes: Sequence[int], budget: int) -> list
 
 def segments(y: Any) -> np.ndarray:
     """Runs of ones as ``(k, 2)`` half-open ``[start, end)`` row ranges."""
-    v = np.asarray(y).astype(bool).astype(np.int8).ravel()
-    d = np.diff(np.concatenate([[0], v, [0]]))
-    return np.stack([np.flatnonzero(d == 1), np.flatnonzero(d == -1)], axis=1)
+    starts, last = flag_spans(np.asarray(y).astype(bool))
+    return np.stack([starts, last + 1], axis=1)
 
 
 def merge_gaps(y: Any, max_gap: int) -> np.ndarray:

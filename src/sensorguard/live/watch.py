@@ -55,12 +55,12 @@ from sensorguard.live.leases import Leases
 from sensorguard.live.quality_alarms import QualityMonitor, QualityRules, training_ranges
 from sensorguard.store.alarms import apply_transitions
 from sensorguard.store.engine import ensure_schema
+from sensorguard.store.ingest import PG_EPOCH_US, float8_array_fields
 from sensorguard.store.schema import predictions, readings, sensor_sets
 from sensorguard.timeutil import utc_now
 
 log = logging.getLogger("sensorguard.watch")
 
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds (COPY binary times)
 _COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4)
 
 
@@ -434,13 +434,7 @@ class Watcher:
                 ("time", ">i8"),
                 ("len_set", ">i4"),
                 ("set_id", ">i4"),
-                ("len_array", ">i4"),
-                ("ndim", ">i4"),
-                ("has_null", ">i4"),
-                ("elem_oid", ">i4"),
-                ("dim", ">i4"),
-                ("lower_bound", ">i4"),
-                ("elems", [("len", ">i4"), ("value", ">f8")], (k,)),
+                *float8_array_fields(k),
             ]
         )
         rec = np.frombuffer(body, dtype=row)
@@ -453,7 +447,7 @@ class Watcher:
         set_ids = rec["set_id"]
         if (set_ids != set_ids[0]).any():
             return None
-        times = (rec["time"] + _PG_EPOCH_US).astype("datetime64[us]")
+        times = (rec["time"] + PG_EPOCH_US).astype("datetime64[us]")
         values = rec["elems"]["value"].astype(np.float64)
         src, dst = self._sensor_map(conn, int(set_ids[0]))
         X = np.full((len(rec), p), np.nan)

@@ -179,6 +179,23 @@ def evaluate_on_labels(
     }
 
 
+def _store_exists(settings: Any) -> bool:
+    """An embedded (SQLite) store that was never created holds no labels: do not create
+    it just to find that out."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(
+        settings.resolved_store_url
+        if hasattr(settings, "resolved_store_url")
+        else settings.store_url
+    )
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return True
+    return Path(url.database).expanduser().exists()
+
+
 def add_label_checks(
     decision: Any,
     candidate: Any,
@@ -193,7 +210,7 @@ def add_label_checks(
     :class:`~sensorguard.pipelines.gate.GateDecision` (duck-typed: the gate imports
     this module, not the other way round)."""
     days = float(getattr(settings, "gate_label_days", 0.0) or 0.0)
-    if days <= 0:
+    if days <= 0 or not _store_exists(settings):
         return
     try:
         alarms, _s, _e = labelled_window(days=days, url=settings.store_url)

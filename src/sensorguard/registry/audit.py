@@ -10,12 +10,12 @@ are searchable, visible in the MLflow UI, and work the same against a remote ser
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sensorguard.config import Settings, get_settings
+from sensorguard.jsonsafe import finite_metrics
 from sensorguard.registry.setup import ensure_experiment, get_client, registry_errors
 from sensorguard.registry.versions import _quote
 
@@ -79,9 +79,8 @@ def record_event(event: AuditEvent, settings: Settings | None = None) -> str:
     metrics: list[Metric] = []
     if event.gate:
         for side in ("candidate", "production"):
-            for k, v in (event.gate.get(side) or {}).items():
-                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                    metrics.append(Metric(f"{side}_{k}", float(v), ms, 0))
+            finite = finite_metrics(event.gate.get(side) or {}, prefix=f"{side}_")
+            metrics += [Metric(k, v, ms, 0) for k, v in finite.items()]
     with registry_errors("the audit trail", settings):
         run = client.create_run(
             exp_id,

@@ -100,6 +100,8 @@ class AssetStreams:
         self.top_k = max(1, min(int(top_k), len(detector.schema_.sensors)))
         self.max_assets = None if max_assets is None else max(1, int(max_assets))
         self.streaming = isinstance(detector, StreamingDetector)
+        # a detector calibrated per asset (asset-calibrated) scores each asset bound to it
+        self.bound = hasattr(detector, "for_asset") and not self.streaming
         self._assets: OrderedDict[Any, AssetState] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
@@ -199,7 +201,7 @@ class AssetStreams:
             if self.streaming:  # the filter state is read and written under the lock
                 c = self._score_stream(A, blocks, states)
         if not self.streaming:  # stateless arithmetic: concurrent requests overlap here
-            c = self.detector.compute(A, True)
+            c = self._score_bound(A, blocks) if self.bound else self.detector.compute(A, True)
         score = np.asarray(c.score, dtype=np.float64)
         flags = np.empty(n, dtype=bool)
         transitions: list[Transition] = []
@@ -233,7 +235,8 @@ class AssetStreams:
         with self._lock:
             st = self._asset(key)
             self._fill(A, None, st, missing)
-        c = self.detector.score_one(A[0])
+        det = self.detector.for_asset(key) if self.bound else self.detector  # type: ignore[attr-defined]
+        c = det.score_one(A[0])
         score = float(c.score[0])
         with self._lock:
             flag = st.tracker.step(score)
@@ -266,6 +269,20 @@ class AssetStreams:
             else:
                 A[rows] = sub
         st.last = sub[-1].copy()
+
+    def _score_bound(self, A: np.ndarray, blocks: dict[Any, list[int] | None]) -> Computed:
+        """Each asset's rows through the detector bound to that asset (its baseline)."""
+        det: Any = self.detector
+        if len(blocks) == 1:
+            return det.for_asset(next(iter(blocks))).compute(A, True)  # type: ignore[no-any-return]
+        score = np.empty(A.shape[0])
+        contrib = np.empty(A.shape)
+        state = np.full(A.shape[0], -1, dtype=np.int64)
+        for key, rows in blocks.items():
+            idx = np.asarray(rows, dtype=np.intp)
+            c = det.for_asset(key).compute(A[idx], True)
+            score[idx], contrib[idx], state[idx] = c.score, c.contributions, c.states()
+        return Computed(score, contrib, state)
 
     def _score_stream(
         self, A: np.ndarray, blocks: dict[Any, list[int] | None], states: dict[Any, AssetState]

@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from sensorguard.config import redact
 from sensorguard.serving.errors import RequestError
 from sensorguard.serving.holder import ModelHolder, RegistrySource
 from sensorguard.serving.metrics import ServingMetrics
@@ -102,12 +103,19 @@ class ModelPool:
             await asyncio.sleep(0.05)
         async with self.default._lock:  # the first check has finished (or failed)
             pass
+        failing = False
         while True:
             try:
                 await self._refresh_assets()
                 await self._discover()
+                if failing:
+                    log.info("model pool refresh works again")
+                failing = False
             except Exception as exc:
-                log.warning("model pool refresh failed: %s", exc)
+                # the first failure of a streak loudly, repeats quietly; never a password
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "model pool refresh failed: %s", redact(str(exc)))
+                failing = True
             await asyncio.sleep(self.settings.poll_interval)
 
     async def _discover(self) -> None:
@@ -228,7 +236,7 @@ class ModelPool:
                 raise RequestError(
                     404,
                     "unknown_model",
-                    f"model '{name}' cannot be served: {result.error or 'no version'}",
+                    f"model '{name}' cannot be served: {redact(result.error or 'no version')}",
                     f"train it (`sensorguard train FILE --model {name}`) and promote a version "
                     f"to '{self.settings.alias}'; see `sensorguard models list`",
                     path="model",
@@ -266,7 +274,7 @@ class ModelPool:
                     "idle_seconds": None
                     if default
                     else round(now - getattr(holder, "last_used", now), 1),
-                    "last_error": holder.last_error,
+                    "last_error": None if holder.last_error is None else redact(holder.last_error),
                 }
             )
         return {
@@ -282,5 +290,5 @@ def _not_ready(name: str, error: str | None) -> RequestError:
         503,
         "not_ready",
         f"model '{name}' is not loaded yet",
-        f"check GET /v1/models; last registry error: {error or 'none'}",
+        f"check GET /v1/models; last registry error: {redact(error or 'none')}",
     )

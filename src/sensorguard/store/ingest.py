@@ -54,7 +54,7 @@ from sensorguard.timeutil import to_utc_naive
 if TYPE_CHECKING:
     from sensorguard.data import Readings
 
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds (COPY binary times)
 _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PG_COPY_TRAILER = struct.pack(">h", -1)
 _FLOAT8_OID = 701
@@ -180,7 +180,7 @@ def _sensor_names(conn: sa.Connection, ids: Sequence[int]) -> dict[int, list[str
     return {int(i): orjson.loads(s) for i, s in rows}
 
 
-def _float8_array_fields(k: int) -> list[tuple[str, Any] | tuple[str, Any, Any]]:
+def float8_array_fields(k: int) -> list[tuple[str, Any] | tuple[str, Any, Any]]:
     """Record fields of one ``float8[]`` value of ``k`` elements in COPY binary format."""
     return [
         ("len_array", ">i4"),
@@ -194,7 +194,7 @@ def _float8_array_fields(k: int) -> list[tuple[str, Any] | tuple[str, Any, Any]]
 
 
 def _fill_float8_array(rec: np.ndarray, values: np.ndarray) -> None:
-    """Fill the :func:`_float8_array_fields` of ``rec`` with the rows of ``values``."""
+    """Fill the :func:`float8_array_fields` of ``rec`` with the rows of ``values``."""
     k = values.shape[1]
     rec["len_array"] = 20 + 12 * k
     rec["ndim"] = 1
@@ -216,13 +216,13 @@ def _pg_copy_payload(times_us: np.ndarray, status_codes: np.ndarray, values: np.
             ("time", ">i8"),
             ("len_status", ">i4"),
             ("status", ">i2"),
-            *_float8_array_fields(k),
+            *float8_array_fields(k),
         ]
     )
     rec = np.empty(n, dtype=row)
     rec["nfields"] = 3
     rec["len_time"] = 8
-    rec["time"] = times_us - _PG_EPOCH_US
+    rec["time"] = times_us - PG_EPOCH_US
     rec["len_status"] = 2
     rec["status"] = status_codes
     _fill_float8_array(rec, values)
@@ -532,7 +532,7 @@ def _readings_copy_payload(
             ("time", ">i8"),
             ("len_sid", ">i4"),
             ("sid", ">i4"),
-            *_float8_array_fields(k),
+            *float8_array_fields(k),
             ("len_status", ">i4"),
         ]
         if status_b:
@@ -543,7 +543,7 @@ def _readings_copy_payload(
         if asset_b:
             rec["asset"] = asset_b
         rec["len_time"] = 8
-        rec["time"] = times_us[pos] - _PG_EPOCH_US
+        rec["time"] = times_us[pos] - PG_EPOCH_US
         rec["len_sid"] = 4
         rec["sid"] = sid
         _fill_float8_array(rec, values[pos])

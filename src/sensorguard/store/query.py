@@ -100,7 +100,7 @@ def _pg_values(
     -> about 1 s for 5,000 readings x 1,000 sensors, where psycopg2 builds Python floats)."""
     import io
 
-    from sensorguard.store.ingest import _float8_array_fields
+    from sensorguard.store.ingest import float8_array_fields
 
     where = ["asset_id = %(asset)s", "sensor_set_id = %(sid)s"]
     where += [w for w, v in (("time >= %(lo)s", lo), ("time < %(hi)s", hi)) if v is not None]
@@ -113,7 +113,7 @@ def _pg_values(
         buf = io.BytesIO()
         cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buf)
     body = buf.getbuffer()[19:-2]  # the 19-byte header and the 2-byte trailer
-    rec = np.dtype([("nfields", ">i2"), *_float8_array_fields(k)])
+    rec = np.dtype([("nfields", ">i2"), *float8_array_fields(k)])
     if len(body) % rec.itemsize:
         raise StoreError(f"unexpected array layout in the readings of {asset!r}")
     out = np.frombuffer(body, dtype=rec)
