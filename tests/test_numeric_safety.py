@@ -224,7 +224,11 @@ def test_a_huge_reading_alarms_and_the_later_failure_is_still_flagged(
     assert res.score[50] >= clean.score[50] and res.score[50] > det.threshold_  # type: ignore[attr-defined]
     assert res.top_sensors(1)[50] == ["a"]  # the impossible sensor is blamed
     assert res.is_anomaly[150:282].mean() > 0.5  # not blinded
-    if name != "drift-robust":  # stateless scores: only the glitch row changes
+    if name == "pca-smoothed":  # its running mean ignores a one-reading glitch (median)
+        later = np.r_[0:50, 51:300]
+        atol = 0.01 * det.threshold_  # type: ignore[attr-defined]
+        np.testing.assert_allclose(res.score[later], clean.score[later], rtol=0.01, atol=atol)
+    elif name != "drift-robust":  # stateless scores: only the glitch row changes
         changed = np.flatnonzero(res.score != clean.score)
         assert changed.tolist() == [50]
         assert (res.is_anomaly | ~clean.is_anomaly).all()

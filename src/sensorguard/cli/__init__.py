@@ -30,7 +30,9 @@ app = typer.Typer(
 _COMMAND_MODULES = [
     "sensorguard.cli.data_cmds",
     "sensorguard.cli.model_cmds",
-    "sensorguard.cli.lifecycle_cmds",
+    "sensorguard.cli.train_cmds",
+    "sensorguard.cli.ui_cmds",
+    "sensorguard.cli.models_cmds",
     "sensorguard.cli.serve_cmds",
     "sensorguard.cli.stack_cmds",
     "sensorguard.cli.bench_cmds",

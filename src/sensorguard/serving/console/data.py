@@ -120,80 +120,6 @@ def order_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
 
 
-def _settings_for(settings: Settings, name: str) -> Settings:
-    return settings.model_copy(update={"model_name": name})
-
-
-def model_views(settings: Settings) -> list[dict[str, Any]]:
-    """Per registered model: production/previous, versions with gate verdicts, audit trail."""
-    from sensorguard.registry import tags as T
-    from sensorguard.registry.audit import history
-    from sensorguard.registry.versions import list_versions, version_at
-
-    names = _model_names(settings)
-    ui = (settings.mlflow_ui_url or "").rstrip("/") if hasattr(settings, "mlflow_ui_url") else ""
-    out = []
-    for name in names:
-        s = _settings_for(settings, name)
-        prod = version_at(name, settings.production_alias, s)
-        prev = version_at(name, settings.previous_alias, s)
-        versions = []
-        for v in list_versions(s, with_metrics=False, limit=20):
-            gate = v.tags.get(T.GATE, "not gated")
-            reasons = [r for r in v.tags.get(T.GATE_REASONS, "").split("; ") if r]
-            versions.append(
-                {
-                    "version": v.version,
-                    "aliases": ", ".join(v.aliases) or "—",
-                    "gate": gate,
-                    "checks": reasons,
-                    "created": time_text(v.created),
-                    "run_id": v.run_id,
-                    "run_url": f"{ui}/#/runs/{v.run_id}" if ui and v.run_id else None,
-                }
-            )
-        audit = []
-        for e in history(s, limit=20, model=name):
-            change = f"v{e.from_version or '—'} → v{e.to_version or '—'}"
-            audit.append(
-                {
-                    "when": time_text(e.time),
-                    "action": e.action,
-                    "change": change,
-                    "reason": e.reason or e.trigger,
-                }
-            )
-        out.append(
-            {
-                "name": name,
-                "production": prod,
-                "previous": prev,
-                "production_text": f"v{prod}" if prod is not None else "none",
-                "previous_text": f"v{prev}" if prev is not None else "none",
-                "versions": versions,
-                "audit": audit,
-            }
-        )
-    return out
-
-
-def _model_names(settings: Settings) -> list[str]:
-    from sensorguard.registry.versions import list_model_names
-
-    return list_model_names(settings)
-
-
-def rollback(name: str, reason: str, settings: Settings) -> str:
-    from sensorguard.pipelines.lifecycle import rollback as do_rollback
-
-    result = do_rollback(
-        settings=_settings_for(settings, name),
-        trigger="console",
-        reason=reason or "rollback from the console",
-    )
-    return f"{name}: production is now v{result.to_version} (was v{result.from_version})."
-
-
 # ---------------------------------------------------------------------- assets
 DQ_KINDS = ("silent", "sensor_missing", "flatline", "out_of_range")
 
@@ -298,7 +224,7 @@ def asset_detail(
     )
     row["chart"] = series_chart(values, label=f"score of {asset_id}", x_labels=labels)
     alarms, _ = list_alarms(asset=asset_id, limit=50, url=url)
-    return row, [_alarm_summary(a) for a in alarms]
+    return row, [alarm_summary(a) for a in alarms]
 
 
 # ---------------------------------------------------------------------- alarms
@@ -313,7 +239,7 @@ def _label_text(label: dict[str, Any] | None) -> str:
     return text
 
 
-def _alarm_summary(a: dict[str, Any]) -> dict[str, Any]:
+def alarm_summary(a: dict[str, Any]) -> dict[str, Any]:
     top = a.get("top_sensors") or a.get("first_top_sensors") or []
     if a.get("sensor") and not top:
         top = [a["sensor"]]
@@ -330,106 +256,7 @@ def alarm_rows(settings: Settings, state: str | None, asset: str | None) -> list
     from sensorguard.store.alarms import list_alarms
 
     alarms, _ = list_alarms(asset=asset, state=state, limit=200, url=settings.resolved_store_url)
-    return [_alarm_summary(a) for a in alarms]
-
-
-def alarm_detail(
-    alarm_id: int, settings: Settings, detectors: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """The alarm with its score chart and its top sensors against their normal bands."""
-    from datetime import timedelta
-
-    from sensorguard.serving.console.charts import Span, series_chart
-    from sensorguard.store.alarms import AlarmNotFound, get_alarm, read_scores
-    from sensorguard.store.engine import StoreError
-    from sensorguard.store.query import read_window_frame
-
-    url = settings.resolved_store_url
-    try:
-        a = get_alarm(alarm_id, url=url)
-    except AlarmNotFound:
-        return None
-    out = _alarm_summary(a)
-    start, end = _as_dt(a.get("start")), _as_dt(a.get("end") or a.get("last_time"))
-    dur = a.get("duration_s")
-    out["duration_text"] = duration_text(dur) if dur is not None else "—"
-    out["peak_text"] = "—" if a.get("peak_score") is None else f"{a['peak_score']:.4g}"
-    out["model_text"] = (
-        f"{a.get('model_name')} v{a.get('model_version')}" if a.get("model_version") else "—"
-    )
-    out["ack_text"] = (
-        f"by {a.get('acknowledged_by') or 'someone'} at {time_text(a.get('acknowledged_at'))}"
-        if a.get("acknowledged")
-        else "not yet"
-    )
-    out["reason"] = a.get("close_reason")
-    shares = (a.get("detail") or {}).get("blame") or {}
-    names = a.get("top_sensors") or a.get("first_top_sensors") or []
-    out["top_sensors"] = [{"name": n, "share": shares.get(n)} for n in names]
-    det = (detectors or {}).get(a.get("model_name") or "")
-    out["failure_type"], out["failure_profile"] = failure_type_view(det, a.get("failure_type"))
-    out["score_chart"] = None
-    out["sensor_charts"] = []
-    if start is None:
-        return out
-    span = (end or start) - start
-    pad = max(span, timedelta(minutes=10))
-    lo, hi = start - pad, (end or start) + pad
-    scores = read_scores(a["asset_id"], lo, hi, url=url)
-    if len(scores):
-        times = scores["time"]
-        idx = [i for i, t in enumerate(times) if start <= t <= (end or times.iloc[-1])]
-        spans = [Span(idx[0], idx[-1])] if idx else []
-        thr = float(det.threshold_) if det is not None and hasattr(det, "threshold_") else None
-        out["score_chart"] = series_chart(
-            scores["score"].to_numpy(dtype=float),
-            threshold=thr,
-            spans=spans,
-            label=f"score of {a['asset_id']}",
-            x_labels=(time_text(times.iloc[0]), time_text(times.iloc[-1])),
-        )
-    try:
-        frame = read_window_frame(a["asset_id"], lo, hi, url=url)
-    except StoreError:  # no readings kept around the alarm (pruned, or never stored)
-        frame = None
-    if frame is not None and len(frame):
-        tvals = list(frame["timestamp"])
-        idx = [i for i, t in enumerate(tvals) if start <= t <= (end or tvals[-1])]
-        before = frame[[t < start for t in tvals]]
-        bands = normal_bands((detectors or {}).get(a.get("model_name") or ""), before)
-        for name in names[:3]:
-            if name not in frame.columns:
-                continue
-            band = bands.get(name)
-            cap = (
-                f"normal band {band[0]:.4g} to {band[1]:.4g} (the model's operating-state profile)"
-                if band
-                else "no normal band stored for this sensor"
-            )
-            out["sensor_charts"].append(
-                {
-                    "name": name,
-                    "svg": series_chart(
-                        frame[name].to_numpy(dtype=float),
-                        band=(float(band[0]), float(band[1])) if band else None,
-                        spans=[Span(idx[0], idx[-1])] if idx else [],
-                        label=name,
-                        x_labels=(time_text(tvals[0]), time_text(tvals[-1])),
-                    ),
-                    "caption": cap,
-                }
-            )
-    return out
-
-
-def _as_dt(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value if isinstance(value, datetime) else None
+    return [alarm_summary(a) for a in alarms]
 
 
 def acknowledge(alarm_id: int, by: str, settings: Settings) -> None:
@@ -451,57 +278,3 @@ def label(
         by=by or None,
         url=settings.resolved_store_url,
     )
-
-
-def normal_bands(detector: Any, before: Any, width: float = 3.0) -> dict[str, tuple[float, float]]:
-    """Per sensor, mean ± ``width`` scales of the operating state the asset was in before
-    the alarm (the state whose centre is nearest the median of those readings)."""
-    import numpy as np
-
-    if detector is None or not hasattr(detector, "describe_states") or before is None:
-        return {}
-    profile = detector.describe_states()
-    sensors = [s for s in profile["sensors"] if s in getattr(before, "columns", [])]
-    if not sensors or not len(before):
-        return {}
-    med = before[sensors].median().to_numpy(dtype=float)
-    best, best_d = None, float("inf")
-    for st in profile["states"]:
-        c = np.array([st["center"][s] for s in sensors], dtype=float)
-        sc = np.array([st["scale"][s] or 1.0 for s in sensors], dtype=float)
-        d = float(np.nansum(((med - c) / sc) ** 2))
-        if d < best_d:
-            best, best_d = st, d
-    if best is None:
-        return {}
-    return {
-        s: (best["mean"][s] - width * best["scale"][s], best["mean"][s] + width * best["scale"][s])
-        for s in sensors
-    }
-
-
-def failure_type_view(detector: Any, type_id: Any) -> tuple[str | None, list[dict[str, str]]]:
-    """The failure type's name and its profile (signature share and mean deviation per
-    sensor), from the failure types the model learned at training."""
-    if type_id is None:
-        return None, []
-    profiles = getattr(detector, "failure_types_", None) or {}
-    match = next((t for t in profiles.get("types", []) if t.get("type") == type_id), None)
-    if match is None:
-        return f"type {type_id}", []
-    modes = match.get("labelled_modes") or {}
-    name = f"type {type_id}"
-    if modes:
-        name += f" (labelled {next(iter(modes))} in {sum(modes.values())} training episodes)"
-    sig = match.get("signature") or {}
-    dev = match.get("mean_deviation") or {}
-    top = sorted(sig, key=lambda k: -float(sig[k]))[:5]
-    rows = [
-        {
-            "sensor": k,
-            "value": f"{float(sig[k]) * 100:.0f} % of the deviation, "
-            f"z {float(dev.get(k, 0.0)):+.1f}",
-        }
-        for k in top
-    ]
-    return name, rows

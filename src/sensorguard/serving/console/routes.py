@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from sensorguard.errors import SensorGuardError
-from sensorguard.serving.console import data, session
+from sensorguard.serving.console import alarm_view, data, models_view, session
 
 ROOT = "/console"
 STATIC = f"{ROOT}/static"
@@ -240,7 +240,7 @@ async def alarm_page(request: Request, alarm_id: int) -> Response:
     if (r := _guard(request)) is not None:
         return r
     alarm = await run_in_threadpool(
-        data.alarm_detail, alarm_id, request.app.state.settings, _detectors(request)
+        alarm_view.alarm_detail, alarm_id, request.app.state.settings, _detectors(request)
     )
     if alarm is None:
         return _render(
@@ -300,7 +300,7 @@ async def label(
 async def models_page(request: Request) -> Response:
     if (r := _guard(request)) is not None:
         return r
-    models = await run_in_threadpool(data.model_views, request.app.state.settings)
+    models = await run_in_threadpool(models_view.model_views, request.app.state.settings)
     return _render(request, "models.html", page="models", models=models)
 
 
@@ -313,7 +313,9 @@ async def rollback(
     if _token(request) is None:
         return _back(f"{ROOT}/models", "Rollback needs SENSORGUARD_API_TOKEN (admin).", "error")
     try:
-        text = await run_in_threadpool(data.rollback, name, reason, request.app.state.settings)
+        text = await run_in_threadpool(
+            models_view.rollback, name, reason, request.app.state.settings
+        )
     except SensorGuardError as exc:
         return _back(f"{ROOT}/models", exc.message, "error")
     return _back(f"{ROOT}/models", text)
