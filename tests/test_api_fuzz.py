@@ -38,6 +38,35 @@ ST = Path(sys.executable).with_name("st")
 TOKEN = "fuzz-token-0123456789abcdef"
 
 
+def _seed_alarm(url: str) -> None:
+    """One open alarm (id 1), so the alarm operations get past their 404 to their logic."""
+    from datetime import datetime
+
+    from sensorguard.live.events import Transition
+    from sensorguard.store.alarms import apply_transitions
+    from sensorguard.store.engine import ensure_schema
+
+    start = datetime(2026, 1, 1)
+    row = {
+        "asset_id": "pump-01",
+        "kind": "failure",
+        "sensor": "",
+        "state": "open",
+        "start_time": start,
+        "last_time": start,
+        "model_name": "sensor-failure-detector",
+        "model_version": "1",
+        "peak_score": 9.0,
+        "n_readings": 3,
+        "top_sensors": ["temperature"],
+    }
+    with ensure_schema(url).begin() as conn:
+        ids = apply_transitions(
+            conn, [Transition("opened", "pump-01", "failure", "", start, "1", row, at=start)]
+        )
+    assert ids == [1]
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     if not ST.exists():
@@ -46,7 +75,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     home = work / "home"
     seed_store(home)
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    register(ServingSettings(home=home, tracking_uri=uri, registry_uri=uri), fit(seed=0))
+    settings = ServingSettings(home=home, tracking_uri=uri, registry_uri=uri)
+    register(settings, fit(seed=0))
+    _seed_alarm(settings.resolved_store_url)
     with predictor(
         home,
         work / "serve.log",

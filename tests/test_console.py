@@ -136,7 +136,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from sensorguard.config import Settings
 
     home = tmp_path_factory.mktemp("console-home")
-    settings = Settings(home=home, model_name=MODEL)
+    # explicit URIs: an earlier test in the session may have pointed MLflow elsewhere
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    settings = Settings(home=home, model_name=MODEL, tracking_uri=uri, registry_uri=uri)
     from sensorguard.pipelines.lifecycle import promote
 
     register(settings, fit())
@@ -300,7 +302,8 @@ def test_tablet_width_models_view_and_logout(console: Any, browser: Any, tmp_pat
     from sensorguard.config import Settings
     from sensorguard.registry.versions import version_at
 
-    settings = Settings(home=console[2], model_name=MODEL)
+    uri = f"sqlite:///{console[2] / 'mlflow.db'}"
+    settings = Settings(home=console[2], model_name=MODEL, tracking_uri=uri, registry_uri=uri)
     assert version_at(MODEL, "production", settings) == 1
 
     page.click("header form button:has-text('Log out')")

@@ -583,7 +583,7 @@ def test_files_above_the_size_limit_are_refused_with_the_reason(
 
 
 def test_training_refuses_more_sensors_than_it_can_learn() -> None:
-    from sensorguard.data.contract import MAX_TRAIN_SENSORS
+    from sensorguard.data.readings import MAX_TRAIN_SENSORS
 
     rng = np.random.default_rng(0)
     wide = pd.DataFrame(rng.normal(size=(300, 400)), columns=[f"s{i}" for i in range(400)])

@@ -118,6 +118,9 @@ def test_live_equals_batch_for_any_step_size(trained, store_url, batch_rows):
     assert _as_spans(live) == expected
     assert all(a["state"] == "closed" or a is live[-1] for a in live)
     assert {a["model_version"] for a in live} == {"1"}
+    for a in live:  # the console shows each top sensor's share of the deviation
+        blame = a["detail"]["blame"]
+        assert list(blame) == a["top_sensors"] and 0 < sum(blame.values()) <= 1.0 + 1e-9
 
 
 def test_arrival_in_chunks_and_any_order_within_a_batch(trained, store_url):

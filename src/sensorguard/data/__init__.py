@@ -6,13 +6,13 @@
 simulator lives in :mod:`sensorguard.data.simulator` (imported lazily by callers).
 """
 
-from sensorguard.data.contract import (
+from sensorguard.data.loading import load_readings, read_table, sniff_separator, write_frame
+from sensorguard.data.readings import (
     DEFAULT_MIN_TRAIN_ROWS,
     Readings,
     label_to_binary,
     validate_for_training,
 )
-from sensorguard.data.loading import load_readings, read_table, sniff_separator, write_frame
 
 __all__ = [
     "DEFAULT_MIN_TRAIN_ROWS",

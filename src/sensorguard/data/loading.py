@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from sensorguard.data.contract import Readings
+from sensorguard.data.readings import Readings
 from sensorguard.errors import DataValidationError
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".dat")

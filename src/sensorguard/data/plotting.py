@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sensorguard.data.contract import Readings
+from sensorguard.data.readings import Readings
 from sensorguard.errors import DataValidationError
 
 _MAX_POINTS = 3000

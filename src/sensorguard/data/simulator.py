@@ -25,6 +25,10 @@ identical frame, and the normal process (regimes, noise, drift, dropouts) comes 
 own stream, so ``failures=False`` with the same seed shows the same pump without them
 (apart from setpoint changes forced into stuck-sensor episodes). Seven days at
 one-minute resolution (~10,000 rows) take a few milliseconds.
+
+(About 500 lines on purpose: one generator. The schedule, the normal process and the
+failure profiles draw from their seeded streams in a fixed order, and that order is what
+makes a seed give an identical frame; split, it would be easy to change by accident.)
 """
 
 from __future__ import annotations

@@ -80,6 +80,15 @@ def _peak(peak: float, score: np.ndarray) -> float:
     return max(float(peak), float(s.max())) if s.size else float(peak)
 
 
+def _blame(share: np.ndarray, sensors: list[str], k: int) -> dict[str, float]:
+    """The top sensors' share of the event's mean contribution (0..1), for the console."""
+    total = float(np.nansum(share))
+    if not np.isfinite(total) or total <= 0:
+        return {}
+    order = np.argsort(-np.nan_to_num(share), kind="stable")[:k]
+    return {sensors[j]: round(float(share[j]) / total, 4) for j in order}
+
+
 def _top(share: np.ndarray, sensors: list[str], k: int) -> list[str]:
     order = np.argsort(-share, kind="stable")[: max(1, k)]
     return [sensors[int(j)] for j in order]
@@ -138,7 +147,10 @@ class FailureEvents:
             "top_sensors": top,
             "failure_type": self._failure_type(share),
             "close_reason": reason if closed else None,
-            "detail": {"duration_s": (last - start).total_seconds()} if closed else {},
+            "detail": {
+                "blame": _blame(share, self.sensors, self.top_k),
+                **({"duration_s": (last - start).total_seconds()} if closed else {}),
+            },
         }
         at_time = to_datetime(at)
         return Transition(action, self.asset_id, FAILURE, "", start, ev["version"], alarm, at_time)

@@ -17,6 +17,11 @@ Rules of this room:
 * Throughput comes from batching: the messages that arrived during one commit are
   parsed and written together (one transaction, one binary COPY per asset), and
   acknowledged together.
+
+(About 540 lines on purpose: the ack-after-commit rule is one concept. The batch
+functions at the top (parse, write, dead letters in the same transaction) and
+:class:`MqttIngester`, which batches messages and acknowledges them only after their
+commit, are the two halves of that rule.)
 """
 
 from __future__ import annotations

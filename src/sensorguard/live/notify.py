@@ -26,6 +26,11 @@ Rules of this room:
 * **MQTT.** The receiver ``"mqtt"`` publishes each transition to
   ``<root>/<asset_id>/alarms`` (QoS 1, waits for the broker's PUBACK) and then the
   asset's current state, retained, to ``<root>/<asset_id>/status``.
+
+(About 570 lines on purpose: the outbox is one concept. :func:`enqueue`, the
+:class:`Notifier`'s drain (per-receiver lock, order, backoff) and the delivery log read
+and write the same two tables and delivery states; split, the exactly-once rule would
+live in two rooms.)
 """
 
 from __future__ import annotations

@@ -29,39 +29,46 @@ Rules of this room:
   Data-quality alarms stay open (``out_of_range`` then uses the new version's range).
 * **Predictions**: every ``predictions_every``-th reading of an asset and every
   reading in alarm (1 = all, 0 = none), in the ``predictions`` table.
+
+Around 550 lines on purpose: the per-asset step and the loop around it (leases, wake-up
+hints, sweeps, model polls, rollback of a failed step) share the service's state, and
+each step's transaction spans them. What a step reads and writes is in
+:mod:`~sensorguard.live.watch_store`, the per-asset state it continues from in
+:mod:`~sensorguard.live.watch_state`, the metrics in :mod:`~sensorguard.live.watch_metrics`.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
-import orjson
 import sqlalchemy as sa
 
 from sensorguard.config import Settings, get_settings
 from sensorguard.errors import SensorGuardError
-from sensorguard.live.checkpoints import Checkpoint, load_checkpoints, save_checkpoint
-from sensorguard.live.events import FAILURE, FailureEvents, Transition, iso, to_datetime
+from sensorguard.live.checkpoints import load_checkpoints, save_checkpoint
+from sensorguard.live.events import FAILURE, Transition, iso, to_datetime
 from sensorguard.live.leases import Leases
-from sensorguard.live.quality_alarms import QualityMonitor, QualityRules, training_ranges
+from sensorguard.live.quality_alarms import QualityRules
+from sensorguard.live.watch_metrics import WatchMetrics
+from sensorguard.live.watch_state import _Asset, _Model, new_asset, swap
+from sensorguard.live.watch_store import (
+    SensorSets,
+    assets_with_new_readings,
+    count_stored,
+    read_new,
+    write_predictions,
+)
 from sensorguard.store.alarms import apply_transitions
 from sensorguard.store.engine import ensure_schema
-from sensorguard.store.ingest import PG_EPOCH_US, float8_array_fields
-from sensorguard.store.schema import predictions, readings, sensor_sets
-from sensorguard.timeutil import utc_now
 
 log = logging.getLogger("sensorguard.watch")
-
-_COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4)
 
 
 @dataclass
@@ -113,47 +120,8 @@ class StepStats:
     backlog: bool = False  # some asset had more new readings than one step takes
 
 
-# ---------------------------------------------------------------- model + stream
-
-
-def _copy_escape(text: str) -> str:
-    """A value for COPY's text format (backslash, tab, newline, carriage return)."""
-    if not any(c in text for c in "\\\t\n\r"):
-        return text
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 class _Fenced(Exception):
     """The asset's checkpoint moved under this process (rolls the step back)."""
-
-
-class _Model:
-    """One loaded model version and the per-asset stream scorer built on it."""
-
-    def __init__(self, loaded: Any, quality: QualityRules, top_k: int = 3) -> None:
-        from sensorguard.scoring.stream import AssetStreams
-
-        self.loaded = loaded
-        self.name = str(loaded.name)
-        self.version = str(loaded.version)
-        self.detector = loaded.detector
-        self.sensors = list(self.detector.schema_.sensors)
-        self.streams = AssetStreams(self.detector, max_assets=None, top_k=top_k)
-        self.failure_types = getattr(loaded, "failure_types", None) or getattr(
-            self.detector, "failure_types_", None
-        )
-        self.ranges = training_ranges(
-            getattr(loaded, "training_profile", None), quality.range_margin
-        )
-
-
-@dataclass
-class _Asset:
-    ck: Checkpoint
-    events: FailureEvents
-    quality: QualityMonitor
-    last_arrival: float | None = None
-    late_checked: float = 0.0
 
 
 # ---------------------------------------------------------------- the service
@@ -182,8 +150,7 @@ class Watcher:
         self.model: _Model | None = None
         self.assets: dict[str, _Asset] = {}
         self.totals = {"readings": 0, "late": 0, "transitions": 0, "fenced": 0, "steps": 0}
-        self._sets: dict[int, list[str]] = {}
-        self._set_index: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._sensor_sets = SensorSets()
         self._wake = threading.Event()
         self._last_lease = 0.0
         self._new_assets = False
@@ -298,7 +265,9 @@ class Watcher:
             return [a for a in owned if a in todo or a not in self.assets]
         wall = time.time()
         known = [a for a in owned if a in self.assets]
-        fresh = self._with_new_readings(known)
+        fresh = assets_with_new_readings(
+            self.engine, known, [self.assets[a].ck.last_time for a in known]
+        )
         return [
             a
             for a in owned
@@ -315,207 +284,9 @@ class Watcher:
             and wall - a.last_arrival >= self.config.quality.silent_after_s
         )
 
-    def _with_new_readings(self, assets: list[str]) -> set[str]:
-        """Which of ``assets`` have readings newer than their checkpoint: one index
-        probe per asset, one round trip."""
-        if not assets:
-            return set()
-        after = [self.assets[a].ck.last_time for a in assets]
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                rows = conn.exec_driver_sql(
-                    "SELECT v.a FROM unnest(%(a)s::varchar[], %(t)s::timestamp[]) AS v(a, t) "
-                    "WHERE EXISTS (SELECT 1 FROM readings r WHERE r.asset_id = v.a "
-                    "AND (v.t IS NULL OR r.time > v.t))",
-                    {"a": assets, "t": after},
-                ).all()
-                return {r[0] for r in rows}
-            out = set()
-            for asset, t in zip(assets, after, strict=True):
-                q = sa.select(sa.literal(1)).where(readings.c.asset_id == asset)
-                if t is not None:
-                    q = q.where(readings.c.time > t)
-                if conn.execute(q.limit(1)).first() is not None:
-                    out.add(asset)
-            return out
-
     # -- readings
-    def _sensor_map(self, conn: sa.Connection, set_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """For a stored sensor set: (positions in the stored array, positions in the
-        model's sensor order) of the sensors both have."""
-        assert self.model is not None
-        key = (set_id, self.model.version)
-        got = self._set_index.get(key)
-        if got is None:
-            names = self._sets.get(set_id)
-            if names is None:
-                text = conn.execute(
-                    sa.select(sensor_sets.c.sensors).where(sensor_sets.c.id == set_id)
-                ).scalar_one()
-                names = self._sets[set_id] = list(orjson.loads(text))
-            pos = {s: i for i, s in enumerate(names)}
-            pairs = [(pos[s], j) for j, s in enumerate(self.model.sensors) if s in pos]
-            src = np.array([p[0] for p in pairs], dtype=np.intp)
-            dst = np.array([p[1] for p in pairs], dtype=np.intp)
-            got = self._set_index[key] = (src, dst)
-        return got
-
-    def _read_new(
-        self, conn: sa.Connection, asset: str, after: datetime | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(times as datetime64[us], X in model sensor order with NaN = missing)."""
-        assert self.model is not None
-        if conn.dialect.name == "postgresql":
-            got = self._read_new_copy(conn, asset, after)
-            if got is not None:
-                return got
-        q = sa.select(readings.c.time, readings.c.sensor_set_id, readings.c.sensor_values).where(
-            readings.c.asset_id == asset
-        )
-        if after is not None:
-            q = q.where(readings.c.time > after)
-        q = q.order_by(readings.c.time).limit(self.config.batch_rows)
-        rows = conn.execute(q).all()
-        p = len(self.model.sensors)
-        if not rows:
-            return np.zeros(0, dtype="datetime64[us]"), np.zeros((0, p))
-        times = np.array([r[0] for r in rows], dtype="datetime64[us]")
-        X = np.full((len(rows), p), np.nan)
-        set_ids = np.array([r[1] for r in rows])
-        for sid in np.unique(set_ids).tolist():
-            idx = np.flatnonzero(set_ids == sid)
-            block = np.array([rows[int(i)][2] for i in idx], dtype=np.float64)
-            src, dst = self._sensor_map(conn, int(sid))
-            if src.size:
-                X[np.ix_(idx, dst)] = block[:, src]
-        return times, X
-
-    def _read_new_copy(
-        self, conn: sa.Connection, asset: str, after: datetime | None
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """PostgreSQL: the same rows through ``COPY ... TO STDOUT (FORMAT binary)``, laid
-        out by numpy. Measured 8x faster than a SELECT of the float8[] column, whose
-        per-value parsing into Python floats dominated a step (12 s of 13 s for 200k
-        readings). ``None`` when the rows are not uniform (several sensor sets in the
-        step, NULL elements): the caller takes the SELECT path."""
-        assert self.model is not None
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            where = cur.mogrify(
-                "asset_id = %s" + ("" if after is None else " AND time > %s"),
-                (asset,) if after is None else (asset, after),
-            ).decode()
-            sql = (
-                "COPY (SELECT time, sensor_set_id, sensor_values FROM readings WHERE "
-                f"{where} ORDER BY time LIMIT {int(self.config.batch_rows)}) "
-                "TO STDOUT (FORMAT binary)"
-            )
-            buf = io.BytesIO()
-            cur.copy_expert(sql, buf)
-        finally:
-            cur.close()
-        data = buf.getvalue()
-        p = len(self.model.sensors)
-        body = data[_COPY_HEADER:-2]
-        if not body:
-            return np.zeros(0, dtype="datetime64[us]"), np.zeros((0, p))
-        if len(body) < 46:
-            return None
-        k = int.from_bytes(body[38:42], "big", signed=True)  # the array's dimension
-        size = 46 + 12 * k
-        if k <= 0 or len(body) % size:
-            return None
-        row = np.dtype(
-            [
-                ("nfields", ">i2"),
-                ("len_time", ">i4"),
-                ("time", ">i8"),
-                ("len_set", ">i4"),
-                ("set_id", ">i4"),
-                *float8_array_fields(k),
-            ]
-        )
-        rec = np.frombuffer(body, dtype=row)
-        if (
-            (rec["nfields"] != 3).any()
-            or (rec["dim"] != k).any()
-            or (rec["elems"]["len"] != 8).any()
-        ):
-            return None
-        set_ids = rec["set_id"]
-        if (set_ids != set_ids[0]).any():
-            return None
-        times = (rec["time"] + PG_EPOCH_US).astype("datetime64[us]")
-        values = rec["elems"]["value"].astype(np.float64)
-        src, dst = self._sensor_map(conn, int(set_ids[0]))
-        X = np.full((len(rec), p), np.nan)
-        if src.size:
-            X[:, dst] = values[:, src]
-        return times, X
-
-    def _count_stored(self, conn: sa.Connection, asset: str, lo: datetime, hi: datetime) -> int:
-        q = sa.select(sa.func.count()).where(
-            readings.c.asset_id == asset, readings.c.time >= lo, readings.c.time <= hi
-        )
-        return int(conn.execute(q).scalar_one())
 
     # -- per-asset state
-    def _new_asset(self, conn: sa.Connection, asset: str, ck: Checkpoint | None) -> _Asset:
-        assert self.model is not None
-        m = self.model
-        if ck is None:
-            ck = Checkpoint(asset_id=asset, model_name=m.name, model_version=m.version)
-            if self.config.start == "latest":
-                ck.last_time = conn.execute(
-                    sa.select(sa.func.max(readings.c.time)).where(readings.c.asset_id == asset)
-                ).scalar_one()
-        events = FailureEvents(
-            asset,
-            m.name,
-            ck.model_version,
-            m.sensors,
-            top_k=self.config.top_k,
-            failure_profiles=m.failure_types,
-        )
-        quality = QualityMonitor(
-            asset,
-            m.sensors,
-            rules=self.config.quality,
-            ranges=m.ranges,
-            model_name=m.name,
-            model_version=m.version,
-        )
-        st = ck.state or {}
-        events.restore(st.get("event"))
-        quality.restore(st.get("quality"))
-        if ck.model_version == m.version and st.get("stream") is not None:
-            m.streams.restore(asset, st["stream"])
-        else:
-            m.streams.drop(asset)
-        return _Asset(ck=ck, events=events, quality=quality, last_arrival=st.get("last_arrival"))
-
-    def _swap(self, a: _Asset) -> list[Transition]:
-        """The asset's checkpoint belongs to another version: close its open failure
-        event with reason ``model_changed`` and start its stream afresh."""
-        assert self.model is not None
-        m = self.model
-        out = a.events.close("model_changed")
-        a.events = FailureEvents(
-            a.ck.asset_id,
-            m.name,
-            m.version,
-            m.sensors,
-            top_k=self.config.top_k,
-            failure_profiles=m.failure_types,
-        )
-        a.quality.ranges = m.ranges
-        a.quality.model_name, a.quality.model_version = m.name, m.version
-        m.streams.drop(a.ck.asset_id)
-        a.ck.model_name, a.ck.model_version = m.name, m.version
-        a.ck.is_anomaly = False
-        return out
 
     # -- one asset
     def _step_asset(self, asset: str, stats: StepStats) -> None:
@@ -530,11 +301,27 @@ class Watcher:
                     # another process may already follow a newer alias: check first
                     self.check_model(force=True)
                     m = self.model
-                a = self._new_asset(conn, asset, ck)
+                a = new_asset(
+                    conn,
+                    asset,
+                    ck,
+                    m,
+                    top_k=self.config.top_k,
+                    rules=self.config.quality,
+                    start=self.config.start,
+                )
             transitions: list[Transition] = []
             if a.ck.model_version != m.version:
-                transitions += self._swap(a)
-            times, X = self._read_new(conn, asset, a.ck.last_time)
+                transitions += swap(a, m, self.config.top_k)
+            times, X = read_new(
+                conn,
+                asset,
+                a.ck.last_time,
+                sensors=m.sensors,
+                version=m.version,
+                batch_rows=self.config.batch_rows,
+                sets=self._sensor_sets,
+            )
             n = times.size
             if n >= self.config.batch_rows:
                 stats.backlog = True
@@ -550,7 +337,18 @@ class Watcher:
                 contrib = np.asarray(res.contributions, dtype=np.float64)
                 transitions += a.events.feed(times, flags, score, contrib)
                 transitions += a.quality.feed(times, X)
-                self._predictions(conn, asset, times, res, flags, a.ck.n_scored)
+                write_predictions(
+                    conn,
+                    asset,
+                    times,
+                    res,
+                    flags,
+                    a.ck.n_scored,
+                    every=self.config.predictions_every,
+                    model_name=m.name,
+                    model_version=m.version,
+                    sensors=m.sensors,
+                )
                 if a.ck.state.get("first_time") is None:
                     a.ck.state["first_time"] = iso(times[0])
                 a.ck.last_time = to_datetime(times[-1])
@@ -569,7 +367,7 @@ class Watcher:
                 and wall - a.late_checked >= self.config.late_check_s
             ):
                 a.late_checked = wall
-                stored = self._count_stored(
+                stored = count_stored(
                     conn, asset, to_datetime(a.ck.state["first_time"]), a.ck.last_time
                 )
                 late = max(0, stored - a.ck.n_scored)
@@ -600,110 +398,6 @@ class Watcher:
             # committed: send now, not after the rest of the step (measured: the
             # webhook came ~0.5 s after the alarm was written with one wake per step)
             self.notifier.wake()
-
-    def _predictions(
-        self,
-        conn: sa.Connection,
-        asset: str,
-        times: np.ndarray,
-        res: Any,
-        flags: np.ndarray,
-        offset: int,
-    ) -> None:
-        every = self.config.predictions_every
-        if every <= 0:
-            return
-        n = times.size
-        keep = (
-            np.ones(n, dtype=bool) if every == 1 else ((np.arange(n) + offset) % every == 0) | flags
-        )
-        idx = np.flatnonzero(keep)
-        if not idx.size:
-            return
-        assert self.model is not None
-        names = np.asarray(self.model.sensors, dtype=object)
-        top = np.asarray(res.top)[idx]
-        tops = [";".join(r) for r in names[top].tolist()]
-        state = np.asarray(getattr(res, "state", np.full(n, -1)))[idx]
-        now = utc_now()
-        score = np.asarray(res.score, dtype=np.float64)[idx]
-        score = np.nan_to_num(score, nan=0.0, posinf=1e308, neginf=-1e308)
-        rows = [
-            {
-                "asset_id": asset,
-                "time": t,
-                "model_name": self.model.name,
-                "model_version": self.model.version,
-                "score": s,
-                "is_anomaly": f,
-                "state": st,
-                "top_sensors": tp,
-                "created_at": now,
-            }
-            for t, s, f, st, tp in zip(
-                times[idx].astype(datetime).tolist(),
-                score.tolist(),
-                flags[idx].tolist(),
-                state.astype(np.int64).tolist(),
-                tops,
-                strict=True,
-            )
-        ]
-        if conn.dialect.name == "postgresql":
-            self._copy_predictions(conn, rows)
-            return
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        conn.execute(sqlite_insert(predictions).on_conflict_do_nothing(), rows)
-
-    def _copy_predictions(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        """PostgreSQL: ``COPY`` (text) straight into ``predictions`` when none is stored
-        yet for this asset, version and time span (the live case), else through a
-        temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` (a span scored before,
-        e.g. by ``sensorguard store score``). Measured on 20k rows: about 140k rows/s
-        direct and 64k rows/s through the temporary table, against 15k rows/s for one
-        multi-row INSERT over arrays."""
-        first, last = rows[0], rows[-1]
-        overlap = conn.execute(
-            sa.select(sa.literal(1))
-            .where(
-                predictions.c.asset_id == first["asset_id"],
-                predictions.c.model_name == first["model_name"],
-                predictions.c.model_version == first["model_version"],
-                predictions.c.time >= first["time"],
-                predictions.c.time <= last["time"],
-            )
-            .limit(1)
-        ).first()
-        cols = list(first)
-        esc = _copy_escape
-        const = {c: esc(str(first[c])) for c in ("asset_id", "model_name", "model_version")}
-        created = first["created_at"].isoformat(sep=" ")
-        lines = "".join(
-            f"{const['asset_id']}\t{r['time'].isoformat(sep=' ')}\t{const['model_name']}\t"
-            f"{const['model_version']}\t{r['score']!r}\t{'t' if r['is_anomaly'] else 'f'}\t"
-            f"{r['state']}\t{esc(r['top_sensors'])}\t{created}\n"
-            for r in rows
-        )
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            target = "predictions"
-            if overlap is not None:
-                cur.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS sg_watch_predictions (LIKE predictions)"
-                )
-                cur.execute("TRUNCATE sg_watch_predictions")
-                target = "sg_watch_predictions"
-            cur.copy_expert(f"COPY {target} ({', '.join(cols)}) FROM STDIN", io.StringIO(lines))
-            if overlap is not None:
-                cur.execute(
-                    "INSERT INTO predictions SELECT * FROM sg_watch_predictions "
-                    "ON CONFLICT DO NOTHING"
-                )
-        finally:
-            cur.close()
 
     def _enqueue(self, conn: sa.Connection, transitions: list[Transition], ids: list[int]) -> None:
         if not transitions:
@@ -780,111 +474,6 @@ class Watcher:
                 self.leases.release_all()
             except sa.exc.DBAPIError as exc:
                 log.warning("watch: could not release leases: %s", str(exc).splitlines()[0])
-
-
-# ---------------------------------------------------------------- metrics
-
-
-class WatchMetrics:
-    """The watch loop's Prometheus metrics, on the live metrics registry.
-
-    ``lag`` is event-time lag: wall-clock now minus the time of the asset's newest
-    scored reading (readings carry the sensors' clock), so it also shows a sensor that
-    stopped sending; replaying old history shows how far behind real time it is."""
-
-    def __init__(self, live: Any = None) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
-        from sensorguard.live.metrics import LiveMetrics
-
-        self.live = live or LiveMetrics()
-        r = self.live.registry
-        self.scored = Counter(
-            "sensorguard_watch_readings_scored",
-            "Readings scored by the watch loop; rate() of it is readings/s.",
-            registry=r,
-        )
-        self.lag = Gauge(
-            "sensorguard_watch_lag_seconds",
-            "Now minus the time of the newest scored reading, per asset.",
-            ["asset"],
-            registry=r,
-        )
-        self.open = Gauge(
-            "sensorguard_watch_alarms_open",
-            "Open alarms of the assets this process scores, by kind.",
-            ["kind"],
-            registry=r,
-        )
-        self.transitions = Counter(
-            "sensorguard_watch_alarm_transitions",
-            "Alarm transitions written, by kind and transition (opened, updated, closed).",
-            ["kind", "transition"],
-            registry=r,
-        )
-        self.late = Counter(
-            "sensorguard_watch_late_readings",
-            "Readings stored too late to be scored (older than the asset's last scored one).",
-            registry=r,
-        )
-        self.fenced = Counter(
-            "sensorguard_watch_fenced_steps",
-            "Steps rolled back because another process had moved the asset's checkpoint.",
-            registry=r,
-        )
-        self.owned = Gauge(
-            "sensorguard_watch_assets", "Assets whose lease this process holds.", registry=r
-        )
-        self.workers = Gauge(
-            "sensorguard_watch_workers", "Live watch processes sharing the assets.", registry=r
-        )
-        self.version = Gauge(
-            "sensorguard_watch_model_version",
-            "Version of the model scoring (0 for a local folder).",
-            registry=r,
-        )
-        self.step_seconds = Histogram(
-            "sensorguard_watch_step_seconds",
-            "Time of one pass over the owned assets.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-            registry=r,
-        )
-        self._kinds: set[str] = set()
-        self._assets: set[str] = set()
-        self._t = time.perf_counter()
-
-    def set_model(self, name: str, version: str) -> None:
-        self.version.set(float(version) if str(version).isdigit() else 0.0)
-
-    def observe(self, watcher: Watcher, stats: StepStats) -> None:
-        now = time.perf_counter()
-        self.step_seconds.observe(now - self._t)
-        self._t = now
-        self.scored.inc(stats.readings)
-        if stats.late > 0:
-            self.late.inc(stats.late)
-        if stats.fenced:
-            self.fenced.inc(stats.fenced)
-        for t in stats.transitions:
-            self.transitions.labels(t.kind, t.action).inc()
-        counts: dict[str, int] = dict.fromkeys(self._kinds, 0)
-        wall = utc_now()
-        assets = set(watcher.assets)
-        for gone in self._assets - assets:
-            self.lag.remove(gone)
-        self._assets = assets
-        for asset, a in watcher.assets.items():
-            if a.events.open is not None:
-                counts[FAILURE] = counts.get(FAILURE, 0) + 1
-            for kind, _sensor in a.quality.open_alarms():
-                counts[kind] = counts.get(kind, 0) + 1
-            if a.ck.last_time is not None:
-                self.lag.labels(asset).set((wall - a.ck.last_time).total_seconds())
-        for kind, n in counts.items():
-            self.open.labels(kind).set(n)
-        self._kinds |= set(counts)
-        self.owned.set(len(watcher.leases.owned))
-        self.workers.set(watcher.leases.workers)
 
 
 # ---------------------------------------------------------------- the service process

@@ -76,6 +76,11 @@ def check_request(request: dict[str, Any], *, upload_name: str | None = None) ->
     for key in ("start", "end"):
         value = request.get(key)
         if value is not None:
+            if not isinstance(value, str):  # to_utc_naive would read a number as epoch seconds
+                raise SensorGuardError(
+                    f"{key} must be an ISO 8601 time (text), got {value!r}",
+                    f'e.g. "{key}": "2026-01-01" or "2026-01-01T06:00:00Z"',
+                )
             out[key] = to_utc_naive(value, what=key).isoformat()
     if "start" in out and "end" in out and out["end"] <= out["start"]:
         raise SensorGuardError(f"end {out['end']} is not after start {out['start']}")

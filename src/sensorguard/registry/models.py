@@ -11,6 +11,10 @@ The room's rules:
   detector's JSON and npz (``allow_pickle=False``). MLflow's pyfunc loader (pickle, or the
   artifact's ``model_code.py``) is never called; ``model_code.py`` is only there so that
   ``mlflow.pyfunc.load_model`` works for people who choose to use it.
+
+(About 450 lines on purpose: logging and loading are one module because every
+load-side check (flavour, signature, manifest) reads exactly the files the log side
+writes; split, the file layout would be defined in two places.)
 """
 
 from __future__ import annotations

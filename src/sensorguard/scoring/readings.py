@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sensorguard.data.contract import Readings
+from sensorguard.data.readings import Readings
 from sensorguard.detectors.base import BaseDetector, DetectionResult
 from sensorguard.detectors.events import events_from_flags
 from sensorguard.errors import DataValidationError, SchemaMismatchError

@@ -160,7 +160,8 @@ def error_response(exc: BaseException, model: ServedModel | None = None) -> Resp
     return response
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+# 400: FastAPI could not parse a JSON body it reads for a route (before any auth check)
+_HTTP_CODES = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}
 
 
 def install_handlers(app: FastAPI, served: Callable[[], ServedModel | None]) -> None:

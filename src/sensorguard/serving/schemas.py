@@ -7,11 +7,50 @@ cannot drift from what the service sends.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 _NUMBER_OR_NULL: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "null"}]}
+
+
+def _as_utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_as_utc)]
+"""A time the API answers with: RFC 3339 with its zone (``2026-01-01T00:01:00Z``), as the
+schema's ``format: date-time`` requires. The store keeps naive UTC; the zone is added here."""
+
+
+def _iso_text(value: Any) -> Any:
+    # pydantic would read a number, or numeric text, as epoch seconds: the schema says ISO
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+    raise ValueError("expected an ISO 8601 time, e.g. 2026-01-01T00:00:00Z (no zone = UTC)")
+
+
+IsoTime = Annotated[
+    datetime,
+    BeforeValidator(_iso_text),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+            ],
+            "description": "ISO 8601: a date-time (no zone = UTC, an offset is converted) "
+            "or a date (midnight UTC).",
+        }
+    ),
+]
+"""A time the API is sent (query parameter or body field): ISO 8601 text only."""
 
 
 class Reading(BaseModel):

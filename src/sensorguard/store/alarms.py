@@ -48,6 +48,15 @@ class AlarmNotFound(SensorGuardError):
     """No alarm with that id."""
 
 
+def _alarm_id(alarm_id: Any) -> int:
+    """The id as an int; an id no row can have (ids are 64-bit, from 1) is not found here,
+    where the driver would raise OverflowError ("too large to convert to SQLite INTEGER")."""
+    value = int(alarm_id)
+    if not 1 <= value <= 2**63 - 1:
+        raise AlarmNotFound(f"no alarm with id {alarm_id}", "list alarms with GET /v1/alarms")
+    return value
+
+
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -156,8 +165,10 @@ def list_alarms(
     ``label``: only alarms whose latest operator label is this one."""
     _check_choice(state, STATES, "state")
     _check_choice(label, LABELS, "label")
-    if limit < 1 or offset < 0:
-        raise DataValidationError("limit must be >= 1 and offset >= 0", "e.g. limit=100&offset=0")
+    if limit < 1 or not 0 <= offset <= 2**63 - 1:
+        raise DataValidationError(
+            "limit must be >= 1 and offset in 0 .. 2**63-1", "e.g. limit=100&offset=0"
+        )
     engine = ensure_schema(url)
     cond = []
     if asset is not None:
@@ -201,6 +212,7 @@ def list_alarms(
 
 def get_alarm(alarm_id: int, url: str | None = None) -> dict[str, Any]:
     """One alarm with its label history (``labels``, oldest first)."""
+    alarm_id = _alarm_id(alarm_id)
     engine = ensure_schema(url)
     with engine.connect() as conn:
         row = conn.execute(sa.select(alarms).where(alarms.c.id == int(alarm_id))).first()
@@ -229,6 +241,7 @@ def acknowledge_alarm(
     alarm_id: int, by: str | None = None, url: str | None = None
 ) -> dict[str, Any]:
     """Mark an alarm acknowledged (the first acknowledgement is kept)."""
+    alarm_id = _alarm_id(alarm_id)
     engine = ensure_schema(url)
     with engine.begin() as conn:
         res = conn.execute(
@@ -258,6 +271,7 @@ def label_alarm(
     _check_choice(label, LABELS, "label")
     if label is None:
         raise DataValidationError("label is required", f"one of {', '.join(LABELS)}")
+    alarm_id = _alarm_id(alarm_id)
     engine = ensure_schema(url)
     with engine.begin() as conn:
         if conn.execute(sa.select(alarms.c.id).where(alarms.c.id == int(alarm_id))).first() is None:

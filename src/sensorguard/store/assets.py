@@ -31,8 +31,10 @@ from sensorguard.timeutil import utc_now
 
 ASSET_ID_MAX = 200
 # no "/": an asset id is one segment of MQTT topics and of /v1/assets/{id}
-_ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # no "/": it would split models:/ URIs
+ASSET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # no "/": it would split models:/ URIs
+_ASSET = re.compile(ASSET_ID_PATTERN)
+_MODEL = re.compile(MODEL_NAME_PATTERN)
 
 
 class AssetError(SensorGuardError):

@@ -100,7 +100,7 @@ def _pg_values(
     -> about 1 s for 5,000 readings x 1,000 sensors, where psycopg2 builds Python floats)."""
     import io
 
-    from sensorguard.store.ingest import float8_array_fields
+    from sensorguard.store.copy import float8_array_fields
 
     where = ["asset_id = %(asset)s", "sensor_set_id = %(sid)s"]
     where += [w for w, v in (("time >= %(lo)s", lo), ("time < %(hi)s", hi)) if v is not None]

@@ -8,10 +8,9 @@ write, so they need it too (or the console's login cookie plus its CSRF header).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -20,10 +19,13 @@ from sensorguard.serving.auth import check_bearer
 from sensorguard.serving.deps import BearerDep, SettingsDep
 from sensorguard.serving.errors import RequestError
 from sensorguard.serving.openapi import error_responses
+from sensorguard.serving.schemas import IsoTime, UtcTime
 
 router = APIRouter(tags=["alarms"])
 
 Kind = Literal["failure", "silent", "sensor_missing", "flatline", "out_of_range"]
+INT64_MAX = 2**63 - 1  # the store's integer columns (and SQLite's) hold no more
+AlarmId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The alarm's id.")]
 
 
 class AlarmLabel(BaseModel):
@@ -31,7 +33,7 @@ class AlarmLabel(BaseModel):
     failure_mode: str | None = None
     note: str | None = None
     by: str | None = None
-    at: datetime
+    at: UtcTime
 
 
 class Alarm(BaseModel):
@@ -43,9 +45,9 @@ class Alarm(BaseModel):
     kind: str = Field(description="failure (the detector) or a data-quality kind")
     sensor: str = Field(description="the sensor a data-quality alarm is about; '' otherwise")
     state: Literal["open", "closed"]
-    start: datetime
-    end: datetime | None
-    last_time: datetime
+    start: UtcTime
+    end: UtcTime | None
+    last_time: UtcTime
     duration_s: float | None
     model_name: str
     model_version: str
@@ -56,11 +58,11 @@ class Alarm(BaseModel):
     failure_type: int | None = Field(description="nearest failure type of the model's profiles")
     close_reason: str | None = Field(description="normal, or model_changed after a promotion")
     detail: dict[str, Any]
-    opened_at: datetime
-    updated_at: datetime
-    closed_at: datetime | None
+    opened_at: UtcTime
+    updated_at: UtcTime
+    closed_at: UtcTime | None
     acknowledged: bool
-    acknowledged_at: datetime | None
+    acknowledged_at: UtcTime | None
     acknowledged_by: str | None
     label: AlarmLabel | None = Field(description="the latest operator label")
 
@@ -125,13 +127,13 @@ async def list_alarms(
     asset: str | None = Query(None, max_length=200, description="only this asset"),
     kind: Kind | None = Query(None, description="only this kind"),
     state: Literal["open", "closed"] | None = Query(None),
-    start: datetime | None = Query(None, description="alarms still running at or after this"),
-    end: datetime | None = Query(None, description="alarms that began before this"),
+    start: IsoTime | None = Query(None, description="alarms still running at or after this"),
+    end: IsoTime | None = Query(None, description="alarms that began before this"),
     label: Literal["failure", "false_alarm", "maintenance"] | None = Query(
         None, description="only alarms whose latest operator label is this"
     ),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
 ) -> dict[str, Any]:
     from sensorguard.store.alarms import list_alarms as query
     from sensorguard.timeutil import to_utc_naive
@@ -149,7 +151,7 @@ async def list_alarms(
         label=label,
         limit=limit,
         offset=offset,
-        url=settings.store_url,
+        url=settings.resolved_store_url,
     )
     return {"alarms": rows, "total": total, "limit": limit, "offset": offset}
 
@@ -158,12 +160,14 @@ async def list_alarms(
     "/v1/alarms/{alarm_id}",
     response_model=AlarmDetail,
     summary="One alarm with its label history",
-    responses=error_responses(401, 403, 404, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
-async def get_alarm(alarm_id: int, settings: SettingsDep, _: BearerDep) -> dict[str, Any]:
+async def get_alarm(alarm_id: AlarmId, settings: SettingsDep, _: BearerDep) -> dict[str, Any]:
     from sensorguard.store.alarms import get_alarm as query
 
-    result: dict[str, Any] = await run_in_threadpool(_call, query, alarm_id, settings.store_url)
+    result: dict[str, Any] = await run_in_threadpool(
+        _call, query, alarm_id, settings.resolved_store_url
+    )
     return result
 
 
@@ -171,16 +175,16 @@ async def get_alarm(alarm_id: int, settings: SettingsDep, _: BearerDep) -> dict[
     "/v1/alarms/{alarm_id}/acknowledge",
     response_model=AlarmDetail,
     summary="Acknowledge an alarm (the first acknowledgement is kept)",
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def acknowledge(
-    alarm_id: int, settings: SettingsDep, _: WriterDep, body: Acknowledge | None = None
+    alarm_id: AlarmId, settings: SettingsDep, _: WriterDep, body: Acknowledge | None = None
 ) -> dict[str, Any]:
     from sensorguard.store.alarms import acknowledge_alarm
 
     by = body.by if body is not None else None
     result: dict[str, Any] = await run_in_threadpool(
-        _call, acknowledge_alarm, alarm_id, by, settings.store_url
+        _call, acknowledge_alarm, alarm_id, by, settings.resolved_store_url
     )
     return result
 
@@ -191,10 +195,10 @@ async def acknowledge(
     summary="Label an alarm: failure, false_alarm or maintenance",
     description="Operator labels are the ground truth of the label-based quality gate "
     "(confirmed failures and false alarms). The latest label counts; all are kept.",
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def label(
-    alarm_id: int, body: LabelRequest, settings: SettingsDep, _: WriterDep
+    alarm_id: AlarmId, body: LabelRequest, settings: SettingsDep, _: WriterDep
 ) -> dict[str, Any]:
     from sensorguard.store.alarms import label_alarm
 
@@ -206,6 +210,6 @@ async def label(
         failure_mode=body.failure_mode,
         note=body.note,
         by=body.by,
-        url=settings.store_url,
+        url=settings.resolved_store_url,
     )
     return result

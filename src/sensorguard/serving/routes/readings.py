@@ -53,7 +53,7 @@ _ASSET = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_NUL
 
 
 def _request_schema() -> dict[str, Any]:
-    from sensorguard.store.payload import STATUS_MAX
+    from sensorguard.store.payload import STATUS_KEYS, STATUS_MAX
     from sensorguard.timeutil import TIME_MAX, TIME_MIN
 
     status = {"type": "string", "maxLength": STATUS_MAX, "pattern": _NO_NUL}
@@ -91,9 +91,16 @@ def _request_schema() -> dict[str, Any]:
                         "description": "Sensor value; null = missing.",
                     },
                     "minProperties": 2,
+                    # at least one sensor: a property that is none of the known fields
+                    "not": {"propertyNames": {"enum": ["timestamp", "asset_id", *STATUS_KEYS]}},
                 },
             },
         },
+        # every reading has an asset: the batch's, or its own
+        "anyOf": [
+            {"required": ["asset_id"]},
+            {"properties": {"readings": {"items": {"required": ["asset_id"]}}}},
+        ],
         "example": _EXAMPLE,
     }
 
@@ -103,7 +110,7 @@ def _parse_and_store(body: bytes, settings: ServingSettings) -> dict[str, Any]:
     from sensorguard.store.payload import parse_readings_payload, store_groups
 
     groups = parse_readings_payload(body, settings.max_batch)
-    engine = ensure_schema(settings.store_url)
+    engine = ensure_schema(settings.resolved_store_url)
     # one transaction: a failed batch stores nothing; a lost connection (commit included)
     # is a StoreError (503), never a raw driver error
     with write_transaction(engine) as conn:

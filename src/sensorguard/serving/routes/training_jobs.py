@@ -11,19 +11,21 @@ required when one is configured.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from sensorguard.errors import SensorGuardError
 from sensorguard.serving.deps import BearerDep, SettingsDep
-from sensorguard.serving.errors import JSON, RequestError
+from sensorguard.serving.errors import DOCS_HINT, JSON, RequestError
 from sensorguard.serving.openapi import error_responses
 from sensorguard.serving.parsing import read_body
+from sensorguard.serving.schemas import IsoTime
+from sensorguard.store.assets import ASSET_ID_MAX, ASSET_ID_PATTERN, MODEL_NAME_PATTERN
 
 router = APIRouter(tags=["training"])
 
@@ -34,18 +36,30 @@ class TrainingJobIn(BaseModel):
     """What to train: a model on some assets' stored readings in a time window."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    model: str = Field(description="Registered model (machine type) to train a version of.")
-    asset_ids: list[str] | None = Field(
-        default=None, description="Assets whose stored readings train it (or upload a file)."
+    model: str = Field(
+        min_length=1,
+        max_length=ASSET_ID_MAX,
+        pattern=MODEL_NAME_PATTERN,
+        description="Registered model (machine type) to train a version of.",
     )
-    start: str | None = Field(default=None, description="Window start (ISO 8601, inclusive).")
-    end: str | None = Field(default=None, description="Window end (ISO 8601, exclusive).")
+    asset_ids: (
+        list[Annotated[str, StringConstraints(max_length=ASSET_ID_MAX, pattern=ASSET_ID_PATTERN)]]
+        | None
+    ) = Field(
+        default=None,
+        min_length=1,
+        description="Assets whose stored readings train it (or upload a file).",
+    )
+    start: IsoTime | None = Field(default=None, description="Window start (inclusive).")
+    end: IsoTime | None = Field(default=None, description="Window end (exclusive).")
     detector: str | None = Field(
         default=None,
         description="Detector name (default: settings; asset-calibrated for several assets).",
     )
     params: dict[str, Any] | None = Field(default=None, description="Detector parameters.")
-    holdout: float | None = Field(default=None, description="Held-out share (default 0.3).")
+    holdout: float | None = Field(
+        default=None, gt=0, lt=1, description="Held-out share (default 0.3)."
+    )
 
 
 class GateVerdict(BaseModel):
@@ -95,6 +109,20 @@ def _dump(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _bad(exc: SensorGuardError) -> RequestError:
     return RequestError(422, "bad_training_job", exc.message, exc.hint)
+
+
+def _check_documented(doc: Any) -> None:
+    """The job against its documented schema (types, patterns, ranges), so what the schema
+    refuses is refused; ``check_request`` then checks what a schema cannot say (the
+    detector and its parameters, ``end`` after ``start``, a file or assets)."""
+    try:
+        TrainingJobIn.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise RequestError(
+            422, "bad_training_job", f"invalid training job: {where}: {first['msg']}", DOCS_HINT
+        ) from None
 
 
 _EXAMPLE = {"model": "pump-centrifugal", "asset_ids": ["pump-01", "pump-02"]}
@@ -179,6 +207,7 @@ async def submit(request: Request, settings: SettingsDep, _: BearerDep) -> Respo
             f"the training job is not valid JSON: {exc}",
             'e.g. {"model": "pump-a", "asset_ids": ["pump-01"]}',
         ) from None
+    _check_documented(doc)
     try:
         job = await run_in_threadpool(
             submit_job, doc, upload=upload, upload_name=upload_name, settings=settings

@@ -1,0 +1,118 @@
+"""The watch loop's Prometheus metrics: what a step did, and where each asset stands.
+
+Rules of this room: metrics only observe. :meth:`WatchMetrics.observe` reads the
+watcher after each step (it never changes it), on the registry shared with the
+ingester and the notifier (:class:`~sensorguard.live.metrics.LiveMetrics`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sensorguard.live.events import FAILURE
+from sensorguard.timeutil import utc_now
+
+
+class WatchMetrics:
+    """The watch loop's Prometheus metrics, on the live metrics registry.
+
+    ``lag`` is event-time lag: wall-clock now minus the time of the asset's newest
+    scored reading (readings carry the sensors' clock), so it also shows a sensor that
+    stopped sending; replaying old history shows how far behind real time it is."""
+
+    def __init__(self, live: Any = None) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        from sensorguard.live.metrics import LiveMetrics
+
+        self.live = live or LiveMetrics()
+        r = self.live.registry
+        self.scored = Counter(
+            "sensorguard_watch_readings_scored",
+            "Readings scored by the watch loop; rate() of it is readings/s.",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "sensorguard_watch_lag_seconds",
+            "Now minus the time of the newest scored reading, per asset.",
+            ["asset"],
+            registry=r,
+        )
+        self.open = Gauge(
+            "sensorguard_watch_alarms_open",
+            "Open alarms of the assets this process scores, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "sensorguard_watch_alarm_transitions",
+            "Alarm transitions written, by kind and transition (opened, updated, closed).",
+            ["kind", "transition"],
+            registry=r,
+        )
+        self.late = Counter(
+            "sensorguard_watch_late_readings",
+            "Readings stored too late to be scored (older than the asset's last scored one).",
+            registry=r,
+        )
+        self.fenced = Counter(
+            "sensorguard_watch_fenced_steps",
+            "Steps rolled back because another process had moved the asset's checkpoint.",
+            registry=r,
+        )
+        self.owned = Gauge(
+            "sensorguard_watch_assets", "Assets whose lease this process holds.", registry=r
+        )
+        self.workers = Gauge(
+            "sensorguard_watch_workers", "Live watch processes sharing the assets.", registry=r
+        )
+        self.version = Gauge(
+            "sensorguard_watch_model_version",
+            "Version of the model scoring (0 for a local folder).",
+            registry=r,
+        )
+        self.step_seconds = Histogram(
+            "sensorguard_watch_step_seconds",
+            "Time of one pass over the owned assets.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self._kinds: set[str] = set()
+        self._assets: set[str] = set()
+        self._t = time.perf_counter()
+
+    def set_model(self, name: str, version: str) -> None:
+        self.version.set(float(version) if str(version).isdigit() else 0.0)
+
+    def observe(self, watcher: Any, stats: Any) -> None:
+        """After each step: ``watcher`` is the :class:`~sensorguard.live.watch.Watcher`,
+        ``stats`` its :class:`~sensorguard.live.watch.StepStats`."""
+        now = time.perf_counter()
+        self.step_seconds.observe(now - self._t)
+        self._t = now
+        self.scored.inc(stats.readings)
+        if stats.late > 0:
+            self.late.inc(stats.late)
+        if stats.fenced:
+            self.fenced.inc(stats.fenced)
+        for t in stats.transitions:
+            self.transitions.labels(t.kind, t.action).inc()
+        counts: dict[str, int] = dict.fromkeys(self._kinds, 0)
+        wall = utc_now()
+        assets = set(watcher.assets)
+        for gone in self._assets - assets:
+            self.lag.remove(gone)
+        self._assets = assets
+        for asset, a in watcher.assets.items():
+            if a.events.open is not None:
+                counts[FAILURE] = counts.get(FAILURE, 0) + 1
+            for kind, _sensor in a.quality.open_alarms():
+                counts[kind] = counts.get(kind, 0) + 1
+            if a.ck.last_time is not None:
+                self.lag.labels(asset).set((wall - a.ck.last_time).total_seconds())
+        for kind, n in counts.items():
+            self.open.labels(kind).set(n)
+        self._kinds |= set(counts)
+        self.owned.set(len(watcher.leases.owned))
+        self.workers.set(watcher.leases.workers)
