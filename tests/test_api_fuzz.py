@@ -7,8 +7,9 @@ The predictor is a real ``sensorguard serve`` process (uvicorn) on a real embedd
 registry and readings store; schemathesis runs as its CLI (``st run``) and its JSON report
 is read back. One check is left out: ``positive_data_acceptance`` (a schema-valid request
 must get 2xx), because JSON Schema cannot state some of the API's rules: columns of equal
-length, a reading that names at least one sensor, times inside 1677-2262. Those answers are
-documented 422s, and ``status_code_conformance`` checks that they are.
+length, times inside 1677-2262, a model name that is registered. Those answers are
+documented 422s, and ``status_code_conformance`` checks that they are. One open alarm is
+seeded, so the alarm operations reach past their 404.
 
 The default run takes about a minute (bounded by cases, not time); the ``slow`` run sends
 at least 5,000 cases over three seeds, on demand (``SENSORGUARD_LONG_FUZZ=1``, about ten

@@ -85,10 +85,10 @@ def test_alarm_ids_are_bounded_and_times_carry_their_zone(
 
     acked = c.post(f"/v1/alarms/{alarm_id}/acknowledge", json={"by": "ann"}).json()
     assert acked["acknowledged_at"].endswith("Z")
-    # a malformed body is a documented 400, with the shared error shape
+    # a body that is not UTF-8 is a documented 400, in the shared error shape
     bad = c.post(
         f"/v1/alarms/{alarm_id}/acknowledge",
-        content=b"{",
+        content=b"\xff",
         headers={"Content-Type": "application/json"},
     )
     assert _error(bad, 400) == "malformed_json"

@@ -441,3 +441,122 @@ def test_watch_follows_the_production_alias(sg_home, store_url):
     set_alias(settings, v2)
     assert w.check_model(force=True)
     assert w.model.version == str(v2)
+
+
+def _register_type(settings: Any, name: str, detector: Any, sensors: list[str]) -> int:
+    """Register ``detector`` as a version of model ``name`` and make it production."""
+    import mlflow
+    from _serving_support import frame
+
+    from sensorguard.registry import (
+        configure_mlflow,
+        ensure_experiment,
+        get_client,
+        log_detector_model,
+        register_model_version,
+    )
+
+    configure_mlflow(settings)
+    with mlflow.start_run(experiment_id=ensure_experiment(settings.experiment, settings)) as run:
+        info = log_detector_model(detector, frame(5, seed=99)[sensors])
+    mv = register_model_version(info.model_uri, run.info.run_id, name, tags={}, settings=settings)
+    get_client(settings).set_registered_model_alias(name, "production", mv.version)
+    return int(mv.version)
+
+
+def test_routing_by_asset_scores_each_asset_with_its_machine_types_model(sg_home, store_url):
+    """Two machine types (type-b on fewer sensors) and the default model: each asset is
+    scored by its registered type's production version, an unregistered one by the
+    default, across a restart; promoting a new version of one type swaps only its assets."""
+    from _serving_support import _SCALE, SENSORS, frame
+
+    from sensorguard.config import get_settings
+    from sensorguard.data import Readings
+    from sensorguard.detectors import make_detector
+    from sensorguard.live.watch import WatchConfig, Watcher
+    from sensorguard.scoring.readings import alarm_events, detect_readings
+    from sensorguard.store.alarms import asset_live_status, read_scores
+    from sensorguard.store.assets import put_asset
+
+    settings = get_settings()
+    fit = lambda shift, cols, seed=0: make_detector(  # noqa: E731
+        "operating-states", min_states=2, max_states=2
+    ).fit(frame(400, seed, shift)[cols])
+    few = SENSORS[:5]
+    dets = {"u-01": fit(0.0, SENSORS), "a-01": fit(8.0, SENSORS), "b-01": fit(-8.0, few)}
+    _register_type(settings, settings.model_name, dets["u-01"], SENSORS)
+    _register_type(settings, "type-a", dets["a-01"], SENSORS)
+    _register_type(settings, "type-b", dets["b-01"], few)
+    put_asset("a-01", "type-a", url=store_url)
+    put_asset("b-01", "type-b", url=store_url)
+    put_asset("c-01", "type-c", url=store_url)  # a type with no production version
+    # every asset sends all six sensors at its own operating point, with one fault
+    shifts = {"u-01": 0.0, "a-01": 8.0, "b-01": -8.0, "c-01": 0.0}
+    frames = {}
+    for k, (asset, shift) in enumerate(shifts.items()):
+        f = frame(600, seed=10 + k, shift=shift)
+        f.iloc[300:360, :2] += 10 * _SCALE[:2]
+        f.insert(0, "asset_id", asset)
+        f.insert(0, "timestamp", pd.date_range("2026-03-01", periods=600, freq="min"))
+        frames[asset] = f
+
+    def batch(det: Any, f: pd.DataFrame) -> tuple[np.ndarray, list[tuple[Any, Any]]]:
+        r = Readings.from_frame(f, time_column="timestamp", asset_column="asset_id")
+        res = detect_readings(det, r)
+        events = [(pd.Timestamp(e["start"]), pd.Timestamp(e["end"])) for e in alarm_events(res, r)]
+        return np.asarray(res.score, dtype=np.float64), events
+
+    def watcher() -> Any:
+        cfg = WatchConfig(store_url=store_url, model_poll_s=1e9, late_check_s=0.0)
+        w = Watcher(cfg, settings=settings)
+        assert w.routing and w.check_model(force=True)
+        return w
+
+    def insert(lo: int, hi: int) -> None:
+        for f in frames.values():
+            _insert(store_url, f.iloc[lo:hi])
+
+    insert(0, 250)
+    w = watcher()
+    _drain(w)
+    assert set(w.models) == {"type-a", "type-b"} and "type-c" in w.model_errors
+    assert w.not_scored == {"c-01": "type-c"}
+    assert asset_live_status(["c-01"], url=store_url)["c-01"]["state"] == "not_scored"
+    w.leases.release_all()
+    w = watcher()  # a restart continues each asset from its checkpoint, with its model
+    insert(250, 330)  # stops inside every asset's fault
+    _drain(w)
+    spans = {a: _as_spans(_live_events(store_url, a)) for a in shifts}
+    assert spans["c-01"] == [] and read_scores("c-01", url=store_url).empty
+    for asset in ("u-01", "a-01", "b-01"):
+        (al,) = _live_events(store_url, asset)
+        assert al["state"] == "open" and al["model_version"] == "1"
+    # promote type-a v2: only a-01 swaps (its open alarm closed as model_changed)
+    v2 = _register_type(settings, "type-a", fit(8.0, SENSORS, seed=1), SENSORS)
+    assert v2 == 2 and w.check_model(force=True)
+    assert w.models["type-a"].version == "2" and w.models["type-b"].version == "1"
+    assert w.model is not None and w.model.version == "1"
+    insert(330, 600)
+    _drain(w)
+    names = {"u-01": settings.model_name, "a-01": "type-a", "b-01": "type-b"}
+    for asset in ("u-01", "b-01"):  # live equals batch with the asset's own model
+        cols = SENSORS if asset == "u-01" else few
+        score, events = batch(dets[asset], frames[asset][["timestamp", "asset_id", *cols]])
+        assert len(events) >= 1
+        live = _live_events(store_url, asset)
+        assert [(s, e) for s, e, _ in _as_spans(live)] == events
+        assert {(a["model_name"], a["model_version"]) for a in live} == {(names[asset], "1")}
+        assert all(a["close_reason"] in (None, "normal") for a in live)
+        p = read_scores(asset, url=store_url)
+        assert len(p) == 600 and set(p["model_name"]) == {names[asset]}
+        assert set(p["model_version"]) == {"1"}
+        np.testing.assert_allclose(p["score"].to_numpy(), score, rtol=1e-9)
+    live = _live_events(store_url, "a-01")
+    assert (live[0]["model_name"], live[0]["model_version"]) == ("type-a", "1")
+    assert live[0]["close_reason"] == "model_changed"
+    assert {(a["model_name"], a["model_version"]) for a in live[1:]} == {("type-a", "2")}
+    p = read_scores("a-01", url=store_url)
+    assert list(p["model_version"]) == ["1"] * 330 + ["2"] * 270
+    score, _ = batch(dets["a-01"], frames["a-01"].iloc[:330])
+    np.testing.assert_allclose(p["score"].to_numpy()[:330], score, rtol=1e-9)
+    assert w.not_scored == {"c-01": "type-c"}

@@ -29,8 +29,9 @@ def watch(
         None,
         "--model",
         "-m",
-        help="Model to score with: models:/NAME@ALIAS (followed on promotion), "
-        "models:/NAME/VERSION or a folder [default: models:/SENSORGUARD_MODEL_NAME@production].",
+        help="Model to score every asset with: models:/NAME@ALIAS (followed on promotion), "
+        "models:/NAME/VERSION or a folder [default: route by asset: a registered asset's "
+        "model@production, any other asset models:/SENSORGUARD_MODEL_NAME@production].",
     ),
     assets: str | None = typer.Option(
         None, "--assets", help="Comma-separated assets to watch [default: every asset]."
@@ -101,7 +102,12 @@ def watch(
 
     def ready(w: object) -> None:
         m = getattr(w, "model", None)
-        what = f"{m.name} version {m.version}" if m is not None else "?"
+        what = f"{m.name} version {m.version}" if m is not None else "no default model yet"
+        types = getattr(w, "models", {})
+        if getattr(w, "routing", False):
+            what += " and routing by asset" + (
+                f" ({', '.join(f'{t.name} v{t.version}' for t in types.values())})" if types else ""
+            )
         console.print(f"watching with {what}; Ctrl-C to stop", highlight=False)
 
     watcher = run_service(

@@ -30,6 +30,7 @@ import orjson
 import pandas as pd
 
 from sensorguard.config import Settings, get_settings
+from sensorguard.errors import SensorGuardError
 from sensorguard.live.events import FAILURE, Transition
 
 DEMO_ASSET = "pump-live"
@@ -115,8 +116,14 @@ def run_live_demo(
 
     watcher = Watcher(config, settings=settings, on_transitions=forward)
     watcher.check_model(force=True)
-    assert watcher.model is not None
-    sensors = [s for s in watcher.model.sensors if s in frame.columns]
+    name, m = watcher.model_for(asset)  # routed by the asset registry, as the service does
+    if m is None:
+        why = watcher.model_errors.get(str(name), "not loaded")
+        raise SensorGuardError(
+            f"no model to score {asset} with: model {name}: {why}",
+            "train and promote one first (./sg demo does)",
+        )
+    sensors = [s for s in m.sensors if s in frame.columns]
     for lo in range(0, len(frame), max(1, chunk)):
         body = _payload(frame.iloc[lo : lo + chunk], sensors, asset)
         groups = parse_readings_payload(body, max(settings.max_batch, chunk))
@@ -133,7 +140,6 @@ def run_live_demo(
         fs, fe = pd.Timestamp(f["start"]), pd.Timestamp(f.get("recovered") or f["end"])
         if any(fs - timedelta(hours=1) <= pd.Timestamp(t.start) <= fe for t in opened):
             caught += 1
-    m = watcher.model
     return LiveDemoReport(
         asset=asset,
         readings=len(frame),

@@ -20,18 +20,27 @@ Rules of this room:
 * **One transaction per asset step**: alarm transitions, outbox rows, predictions
   and the checkpoint commit together (fenced by the checkpoint's ``seq``), so
   ``kill -9`` at any point and a restart give the same alarm events as one run.
-* **Hot swap.** The service follows ``models:/<name>@<alias>`` like the predictor
-  (checked every ``model_poll_s``). On a new version, each asset's open ``failure``
-  event is **closed with reason ``model_changed``** (end = its last flagged reading)
-  at the asset's next step, in that step's transaction, and the asset's stream state
-  starts afresh with the new version (as the predictor's does); an alarm that is
-  still warranted reopens under the new version after its ``min_duration``.
-  Data-quality alarms stay open (``out_of_range`` then uses the new version's range).
+* **Routing by asset.** Without an explicit ``model_ref``, an asset registered in the
+  asset registry (``store.assets.asset_models``, re-read every ``model_poll_s`` and at
+  once, at most once a second, for an asset new to this process that it does not name)
+  is scored by ``models:/<its model>@<production alias>``, one loaded model per machine
+  type; any other asset by the default model (the settings' model name). A machine
+  type without a loadable production version is never replaced by another model: its
+  assets are not scored (``not_scored``, logged once per asset) until it has one. An
+  explicit ``model_ref`` scores every asset with that model, no routing.
+* **Hot swap.** The service follows each model's ``models:/<name>@<alias>`` like the
+  predictor (checked every ``model_poll_s``). On a new version, or when an asset is
+  routed to another model, the asset's open ``failure`` event is **closed with reason
+  ``model_changed``** (end = its last flagged reading) at the asset's next step, in
+  that step's transaction, and the asset's stream state starts afresh with the new
+  model (as the predictor's does); an alarm that is still warranted reopens under the
+  new version after its ``min_duration``. Only the assets of the swapped model are
+  touched. Data-quality alarms stay open (``out_of_range`` then uses the new range).
 * **Predictions**: every ``predictions_every``-th reading of an asset and every
   reading in alarm (1 = all, 0 = none), in the ``predictions`` table.
 
-Around 550 lines on purpose: the per-asset step and the loop around it (leases, wake-up
-hints, sweeps, model polls, rollback of a failed step) share the service's state, and
+Around 650 lines on purpose: the per-asset step and the loop around it (leases, wake-up
+hints, sweeps, model polls and routing, rollback of a failed step) share the service's state, and
 each step's transaction spans them. What a step reads and writes is in
 :mod:`~sensorguard.live.watch_store`, the per-asset state it continues from in
 :mod:`~sensorguard.live.watch_state`, the metrics in :mod:`~sensorguard.live.watch_metrics`.
@@ -57,7 +66,7 @@ from sensorguard.live.events import FAILURE, Transition, iso, to_datetime
 from sensorguard.live.leases import Leases
 from sensorguard.live.quality_alarms import QualityRules
 from sensorguard.live.watch_metrics import WatchMetrics
-from sensorguard.live.watch_state import _Asset, _Model, new_asset, swap
+from sensorguard.live.watch_state import _Asset, _Model, new_asset, same_model, swap
 from sensorguard.live.watch_store import (
     SensorSets,
     assets_with_new_readings,
@@ -74,7 +83,9 @@ log = logging.getLogger("sensorguard.watch")
 @dataclass
 class WatchConfig:
     store_url: str | None = None
-    model_ref: str | None = None  # default models:/<model_name>@<production_alias>
+    # None: route by asset (registered model @production, else the settings' model);
+    # a reference: every asset is scored by it
+    model_ref: str | None = None
     poll_interval: float = 0.1
     model_poll_s: float = 5.0
     lease_ttl: float = 10.0
@@ -147,7 +158,12 @@ class Watcher:
         self.metrics = metrics
         self.on_transitions = on_transitions
         self.notifier = notifier
-        self.model: _Model | None = None
+        self.model: _Model | None = None  # the default model
+        self.models: dict[str, _Model] = {}  # routing: machine type → its production version
+        self.routing = self.config.model_ref is None
+        self.asset_models: dict[str, str] = {}  # routing: asset → machine type (registry)
+        self.not_scored: dict[str, str] = {}  # asset → the model it waits for
+        self.model_errors: dict[str, str] = {}  # machine type → why it cannot score
         self.assets: dict[str, _Asset] = {}
         self.totals = {"readings": 0, "late": 0, "transitions": 0, "fenced": 0, "steps": 0}
         self._sensor_sets = SensorSets()
@@ -160,6 +176,7 @@ class Watcher:
         self._dirty: set[str] = set()
         self._last_sweep = 0.0
         self._last_model_check = 0.0
+        self._asset_models_at = -math.inf
         self._ref = self.config.model_ref or (
             f"models:/{self.settings.model_name}@{self.settings.production_alias}"
         )
@@ -171,50 +188,130 @@ class Watcher:
         self.model = _Model(loaded, self.config.quality, self.config.top_k)
         self._last_model_check = time.monotonic()
 
-    def _load(self, ref: str) -> None:
+    @property
+    def default_name(self) -> str | None:
+        """The default model's name (what an unregistered asset is scored by)."""
+        if self.model is not None:
+            return self.model.name
+        return self.settings.model_name if self.routing else None
+
+    def _new_model(self, ref: str, alias: str | None, default: bool) -> _Model:
         from sensorguard.registry import load_model
 
         loaded = load_model(ref, self.settings)
-        self.model = _Model(loaded, self.config.quality, self.config.top_k)
-        log.info("watch: scoring with %s version %s", self.model.name, self.model.version)
+        if alias is not None:
+            loaded.alias = alias
+        m = _Model(loaded, self.config.quality, self.config.top_k)
+        log.info("watch: scoring with %s version %s", m.name, m.version)
         if self.metrics is not None:
-            self.metrics.set_model(self.model.name, self.model.version)
+            self.metrics.set_model(m.name, m.version, default=default)
+        return m
+
+    def _follow(self, current: _Model | None, ref: str, default: bool) -> _Model | None:
+        """The model ``ref`` points at when it is not ``current`` (loaded), else None."""
+        if current is None:
+            return self._new_model(ref, None, default)
+        if not ref.startswith("models:/") or "@" not in ref:
+            return None
+        from sensorguard.registry import parse_model_uri, version_at
+
+        name, _v, alias = parse_model_uri(ref)
+        assert alias is not None
+        now = version_at(name, alias, self.settings)
+        if now is None or str(now) == current.version:
+            return None
+        return self._new_model(f"models:/{name}/{now}", alias, default)
 
     def check_model(self, force: bool = False) -> bool:
-        """Follow the alias: load the version it points at if it moved. True = swapped."""
+        """Follow the aliases: load the version each points at if it moved (the default
+        model's and, when routing, every machine type's of the asset registry).
+        True = a model was loaded or swapped."""
         now = time.monotonic()
         if (
             not force
-            and self.model is not None
+            and (self.model is not None or self.routing)
             and now - self._last_model_check < self.config.model_poll_s
         ):
             return False
         self._last_model_check = now
-        ref = self._ref
+        swapped = False
         try:
-            if self.model is None:
-                self._load(ref)
-                return True
-            if not ref.startswith("models:/") or "@" not in ref:
-                return False
-            from sensorguard.registry import parse_model_uri, version_at
-
-            name, _v, alias = parse_model_uri(ref)
-            assert alias is not None
-            current = version_at(name, alias, self.settings)
-            if current is None or str(current) == self.model.version:
-                return False
-            self._load(f"models:/{name}/{current}")
-            self.model.loaded.alias = alias
-            return True
+            got = self._follow(self.model, self._ref, True)
+            if got is not None:
+                self.model, swapped = got, True
+            self.model_error = None
+            if self.routing:
+                self.model_errors.pop(self.settings.model_name, None)
         except Exception as exc:  # keep scoring with the old version; retry next poll
-            if self.model is None:
+            if self.model is None and not self.routing:
                 raise
-            msg = f"{type(exc).__name__}: {exc}"
-            if msg != self.model_error:
-                log.warning("watch: model check failed (%s); keeping the current model", msg)
-            self.model_error = msg
+            self._model_failed(self.settings.model_name, exc, default=True)
+        if self.routing:
+            self._refresh_asset_models()
+            for name in sorted(set(self.asset_models.values()) - {self.default_name}):
+                swapped = self._check_type(name) or swapped
+        return swapped
+
+    def _check_type(self, name: str) -> bool:
+        """Follow machine type ``name``'s production alias (routing). True = loaded/swapped."""
+        try:
+            ref = f"models:/{name}@{self.settings.production_alias}"
+            got = self._follow(self.models.get(name), ref, False)
+        except Exception as exc:  # its assets wait (or keep the loaded version)
+            self._model_failed(name, exc)
             return False
+        self.model_errors.pop(name, None)
+        if got is None:
+            return False
+        self.models[name] = got
+        return True
+
+    def _model_failed(self, name: str, exc: Exception, default: bool = False) -> None:
+        msg = exc.message if isinstance(exc, SensorGuardError) else f"{type(exc).__name__}: {exc}"
+        loaded = self.model if default else self.models.get(name)
+        last = self.model_error if default else self.model_errors.get(name)
+        if msg != last:
+            if loaded is not None:
+                log.warning("watch: model check of %s failed (%s); keeping it", name, msg)
+            else:
+                log.warning("watch: model %s cannot score yet (%s); its assets wait", name, msg)
+        if default:
+            self.model_error = msg
+        self.model_errors[name] = msg
+
+    def _refresh_asset_models(self) -> None:
+        """Re-read the asset registry (routing); unload the models no asset uses."""
+        from sensorguard.store.assets import asset_models
+
+        self._asset_models_at = time.monotonic()
+        try:
+            self.asset_models = asset_models(self.config.store_url)
+        except sa.exc.DBAPIError as exc:  # the step's own store error says more
+            log.warning("watch: cannot read the asset registry: %s", str(exc).splitlines()[0])
+            return
+        used = set(self.asset_models.values()) | {self.settings.model_name}
+        for name in set(self.model_errors) - used:
+            del self.model_errors[name]
+        for name in set(self.models) - used:
+            del self.models[name]
+            if self.metrics is not None:
+                self.metrics.drop_model(name)
+
+    def model_for(self, asset: str) -> tuple[str | None, _Model | None]:
+        """The model that scores ``asset``: (its name, the loaded model or None)."""
+        name = self.asset_models.get(asset) if self.routing else None
+        if name is None or name == self.default_name:
+            return self.default_name, self.model
+        m = self.models.get(name)
+        if m is None and name not in self.model_errors:
+            self._check_type(name)  # registered since the last poll
+            m = self.models.get(name)
+        return name, m
+
+    def _drop_stream(self, asset: str) -> None:
+        for m in [self.model, *self.models.values()]:
+            if m is not None:
+                m.streams.drop(asset)
 
     # -- leases
     def refresh_leases(self, force: bool = False) -> set[str]:
@@ -227,8 +324,9 @@ class Watcher:
             owned = self.leases.refresh(self.config.assets)
             for gone in set(self.assets) - owned:
                 self.assets.pop(gone, None)
-                if self.model is not None:
-                    self.model.streams.drop(gone)
+                self._drop_stream(gone)
+            for gone in set(self.not_scored) - owned:
+                del self.not_scored[gone]
         return self.leases.owned
 
     def wake(self, outcome: Any = None) -> None:
@@ -290,17 +388,42 @@ class Watcher:
 
     # -- one asset
     def _step_asset(self, asset: str, stats: StepStats) -> None:
-        assert self.model is not None
-        m = self.model
+        if (
+            self.routing
+            and asset not in self.assets
+            and asset not in self.not_scored
+            and asset not in self.asset_models
+            and time.monotonic() - self._asset_models_at >= 1.0
+        ):
+            self._refresh_asset_models()  # registered since the last poll?
+        name, m = self.model_for(asset)
+        if m is None:
+            # its model has no production version (yet): never score it with another
+            if self.not_scored.get(asset) != name:
+                log.warning(
+                    "watch: not scoring %s: model %s has no production version to load (%s)",
+                    asset,
+                    name,
+                    self.model_errors.get(str(name), "not loaded"),
+                )
+                self.not_scored[asset] = str(name)
+            if self.assets.pop(asset, None) is not None:
+                self._drop_stream(asset)
+            return
+        if self.not_scored.pop(asset, None) is not None:
+            log.info("watch: scoring %s with %s version %s", asset, m.name, m.version)
         wall = time.time()
         with self.engine.begin() as conn:
             a = self.assets.get(asset)
             if a is None:
                 ck = load_checkpoints(conn, [asset]).get(asset)
-                if ck is not None and ck.model_version != m.version:
+                if ck is not None and ck.model_name == m.name and ck.model_version != m.version:
                     # another process may already follow a newer alias: check first
-                    self.check_model(force=True)
-                    m = self.model
+                    if m is self.model:
+                        self.check_model(force=True)
+                    else:
+                        self._check_type(m.name)
+                    m = self.model_for(asset)[1] or m
                 a = new_asset(
                     conn,
                     asset,
@@ -311,14 +434,14 @@ class Watcher:
                     start=self.config.start,
                 )
             transitions: list[Transition] = []
-            if a.ck.model_version != m.version:
+            if not same_model(a.ck, m):
+                self._drop_stream(asset)
                 transitions += swap(a, m, self.config.top_k)
             times, X = read_new(
                 conn,
                 asset,
                 a.ck.last_time,
                 sensors=m.sensors,
-                version=m.version,
                 batch_rows=self.config.batch_rows,
                 sets=self._sensor_sets,
             )
@@ -385,6 +508,7 @@ class Watcher:
                 "quality": a.quality.state(),
                 "last_arrival": a.last_arrival,
                 "first_time": a.ck.state.get("first_time"),
+                "sensors": m.sensors,  # the open event's, should another model take over
             }
             ids = apply_transitions(conn, transitions)
             self._enqueue(conn, transitions, ids)
@@ -422,8 +546,7 @@ class Watcher:
                 # the step was rolled back: forget what it changed in memory, and
                 # continue from the committed checkpoint at the next step
                 self.assets.pop(asset, None)
-                if self.model is not None:
-                    self.model.streams.drop(asset)
+                self._drop_stream(asset)
                 if isinstance(exc, _Fenced):
                     stats.fenced += 1
                 elif isinstance(exc, sa.exc.DBAPIError):  # a lost connection: retry later
@@ -517,16 +640,20 @@ def run_service(
         notifier=notifier,
     )
     while True:
-        # no model yet (nothing promoted, registry down): wait for one, as the predictor does
+        # no model yet (nothing promoted, registry down): wait for one, as the predictor
+        # does; when routing, any machine type's model is enough to start
         try:
             watcher.check_model(force=True)
-            break
+            if watcher.model is not None or watcher.models:
+                break
+            why = watcher.model_error or "nothing loaded"
         except SensorGuardError as exc:
             if not watcher._ref.startswith("models:/"):
                 raise  # a folder that is not there will not appear by waiting
-            log.warning("watch: no model to score with yet (%s); retrying", exc.message)
-            if stop.wait(config.model_poll_s):
-                return watcher
+            why = exc.message
+        log.warning("watch: no model to score with yet (%s); retrying", why)
+        if stop.wait(config.model_poll_s):
+            return watcher
     ingester = None
     try:
         if ingest:

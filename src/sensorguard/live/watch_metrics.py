@@ -7,6 +7,7 @@ ingester and the notifier (:class:`~sensorguard.live.metrics.LiveMetrics`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -69,7 +70,19 @@ class WatchMetrics:
         )
         self.version = Gauge(
             "sensorguard_watch_model_version",
-            "Version of the model scoring (0 for a local folder).",
+            "Version of the default model scoring (0 for a local folder).",
+            registry=r,
+        )
+        self.type_version = Gauge(
+            "sensorguard_watch_machine_type_version",
+            "Production version scoring each machine type's registered assets (routing).",
+            ["model"],
+            registry=r,
+        )
+        self.not_scored = Gauge(
+            "sensorguard_watch_assets_not_scored",
+            "Assets not scored because their model has no production version to load.",
+            ["model"],
             registry=r,
         )
         self.step_seconds = Histogram(
@@ -80,10 +93,17 @@ class WatchMetrics:
         )
         self._kinds: set[str] = set()
         self._assets: set[str] = set()
+        self._waiting: set[str] = set()
         self._t = time.perf_counter()
 
-    def set_model(self, name: str, version: str) -> None:
-        self.version.set(float(version) if str(version).isdigit() else 0.0)
+    def set_model(self, name: str, version: str, default: bool = True) -> None:
+        v = float(version) if str(version).isdigit() else 0.0
+        (self.version if default else self.type_version.labels(name)).set(v)
+
+    def drop_model(self, name: str) -> None:
+        """A machine type no registered asset uses any more."""
+        with contextlib.suppress(KeyError):
+            self.type_version.remove(name)
 
     def observe(self, watcher: Any, stats: Any) -> None:
         """After each step: ``watcher`` is the :class:`~sensorguard.live.watch.Watcher`,
@@ -113,6 +133,12 @@ class WatchMetrics:
                 self.lag.labels(asset).set((wall - a.ck.last_time).total_seconds())
         for kind, n in counts.items():
             self.open.labels(kind).set(n)
+        waiting: dict[str, int] = dict.fromkeys(self._waiting, 0)
+        for name in watcher.not_scored.values():
+            waiting[name] = waiting.get(name, 0) + 1
+        for name, n in waiting.items():
+            self.not_scored.labels(name).set(n)
+        self._waiting |= set(waiting)
         self._kinds |= set(counts)
         self.owned.set(len(watcher.leases.owned))
         self.workers.set(watcher.leases.workers)

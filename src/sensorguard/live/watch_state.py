@@ -2,9 +2,11 @@
 
 Rules of this room: in memory only what the asset's committed checkpoint can rebuild.
 :func:`new_asset` restores an asset's stream, failure-event and data-quality state from
-its checkpoint (a checkpoint of another model version starts the stream afresh);
-:func:`swap` closes the open failure event with reason ``model_changed`` when the
-model version changes. The :class:`~sensorguard.live.watch.Watcher` drops an asset's
+its checkpoint (a checkpoint of another model, or of another version, starts the stream
+afresh); :func:`swap` closes the open failure event with reason ``model_changed`` when
+the asset's model (machine type routed by the asset registry) or its version changes.
+A model and its version are compared together: version 1 of one machine type is not
+version 1 of another. The :class:`~sensorguard.live.watch.Watcher` drops an asset's
 state whenever a step rolls back, and rebuilds it from here.
 """
 
@@ -68,13 +70,17 @@ def new_asset(
             ck.last_time = conn.execute(
                 sa.select(sa.func.max(readings.c.time)).where(readings.c.asset_id == asset)
             ).scalar_one()
+    st = ck.state or {}
+    same = same_model(ck, m)
+    # the open event belongs to the checkpoint's model: it closes (swap) with that
+    # model's sensors, stored in the checkpoint beside it
     events = FailureEvents(
         asset,
-        m.name,
+        ck.model_name,
         ck.model_version,
-        m.sensors,
+        m.sensors if same else list(st.get("sensors") or m.sensors),
         top_k=top_k,
-        failure_profiles=m.failure_types,
+        failure_profiles=m.failure_types if same else None,
     )
     quality = QualityMonitor(
         asset,
@@ -84,19 +90,23 @@ def new_asset(
         model_name=m.name,
         model_version=m.version,
     )
-    st = ck.state or {}
     events.restore(st.get("event"))
     quality.restore(st.get("quality"))
-    if ck.model_version == m.version and st.get("stream") is not None:
+    if same and st.get("stream") is not None:
         m.streams.restore(asset, st["stream"])
     else:
         m.streams.drop(asset)
     return _Asset(ck=ck, events=events, quality=quality, last_arrival=st.get("last_arrival"))
 
 
+def same_model(ck: Checkpoint, m: _Model) -> bool:
+    """Whether the checkpoint was written by this model version."""
+    return ck.model_name == m.name and ck.model_version == m.version
+
+
 def swap(a: _Asset, m: _Model, top_k: int) -> list[Transition]:
-    """The asset's checkpoint belongs to another version: close its open failure
-    event with reason ``model_changed`` and start its stream afresh."""
+    """The asset's checkpoint belongs to another model or version: close its open
+    failure event with reason ``model_changed`` and start its stream afresh."""
     out = a.events.close("model_changed")
     a.events = FailureEvents(
         a.ck.asset_id,

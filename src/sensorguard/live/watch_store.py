@@ -34,19 +34,21 @@ def _copy_escape(text: str) -> str:
 
 
 class SensorSets:
-    """The stored sensor sets by id, and per (set, model version) where each stored
-    sensor goes in the model's order (a few sets per fleet: read once, kept)."""
+    """The stored sensor sets by id, and per (set, model sensors) where each stored
+    sensor goes in the model's order (a few sets per fleet: read once, kept). Keyed by
+    the model's sensor list, not its version: with routing by asset, version 1 of two
+    machine types are two different lists."""
 
     def __init__(self) -> None:
         self._sets: dict[int, list[str]] = {}
-        self._index: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._index: dict[tuple[int, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
 
     def map(
-        self, conn: sa.Connection, set_id: int, version: str, sensors: list[str]
+        self, conn: sa.Connection, set_id: int, sensors: list[str]
     ) -> tuple[np.ndarray, np.ndarray]:
         """For a stored sensor set: (positions in the stored array, positions in the
         model's sensor order) of the sensors both have."""
-        key = (set_id, version)
+        key = (set_id, tuple(sensors))
         got = self._index.get(key)
         if got is None:
             names = self._sets.get(set_id)
@@ -95,16 +97,13 @@ def read_new(
     after: datetime | None,
     *,
     sensors: list[str],
-    version: str,
     batch_rows: int,
     sets: SensorSets,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The next readings of ``asset`` after ``after``, at most ``batch_rows``: (times as
     datetime64[us], X in the order of the model's ``sensors`` with NaN = missing)."""
     if conn.dialect.name == "postgresql":
-        got = _read_new_copy(
-            conn, asset, after, sensors=sensors, version=version, batch_rows=batch_rows, sets=sets
-        )
+        got = _read_new_copy(conn, asset, after, sensors=sensors, batch_rows=batch_rows, sets=sets)
         if got is not None:
             return got
     q = sa.select(readings.c.time, readings.c.sensor_set_id, readings.c.sensor_values).where(
@@ -123,7 +122,7 @@ def read_new(
     for sid in np.unique(set_ids).tolist():
         idx = np.flatnonzero(set_ids == sid)
         block = np.array([rows[int(i)][2] for i in idx], dtype=np.float64)
-        src, dst = sets.map(conn, int(sid), version, sensors)
+        src, dst = sets.map(conn, int(sid), sensors)
         if src.size:
             X[np.ix_(idx, dst)] = block[:, src]
     return times, X
@@ -135,7 +134,6 @@ def _read_new_copy(
     after: datetime | None,
     *,
     sensors: list[str],
-    version: str,
     batch_rows: int,
     sets: SensorSets,
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -190,7 +188,7 @@ def _read_new_copy(
         return None
     times = (rec["time"] + PG_EPOCH_US).astype("datetime64[us]")
     values = rec["elems"]["value"].astype(np.float64)
-    src, dst = sets.map(conn, int(set_ids[0]), version, sensors)
+    src, dst = sets.map(conn, int(set_ids[0]), sensors)
     X = np.full((len(rec), p), np.nan)
     if src.size:
         X[:, dst] = values[:, src]
