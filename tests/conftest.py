@@ -7,19 +7,13 @@ skips with the reason on a machine without them, and fails instead when
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.services import require_service
 
-
-def require_service(available: bool, reason: str) -> None:
-    if available:
-        return
-    if os.environ.get("SENSORGUARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"required service missing (SENSORGUARD_REQUIRE_SERVICES=1): {reason}")
-    pytest.skip(reason)
+__all__ = ["require_service"]
 
 
 @pytest.fixture

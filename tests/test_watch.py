@@ -423,7 +423,7 @@ def test_alarm_api_needs_the_token_when_one_is_configured(store_url, monkeypatch
 
 def test_watch_follows_the_production_alias(sg_home, store_url):
     """A promotion moves the watch loop to the new version at its next model check."""
-    from _serving_support import fit, register, set_alias
+    from support.serving import fit, register, set_alias
 
     from sensorguard.config import get_settings
     from sensorguard.live.watch import WatchConfig, Watcher
@@ -446,7 +446,7 @@ def test_watch_follows_the_production_alias(sg_home, store_url):
 def _register_type(settings: Any, name: str, detector: Any, sensors: list[str]) -> int:
     """Register ``detector`` as a version of model ``name`` and make it production."""
     import mlflow
-    from _serving_support import frame
+    from support.serving import frame
 
     from sensorguard.registry import (
         configure_mlflow,
@@ -468,7 +468,7 @@ def test_routing_by_asset_scores_each_asset_with_its_machine_types_model(sg_home
     """Two machine types (type-b on fewer sensors) and the default model: each asset is
     scored by its registered type's production version, an unregistered one by the
     default, across a restart; promoting a new version of one type swaps only its assets."""
-    from _serving_support import _SCALE, SENSORS, frame
+    from support.serving import _SCALE, SENSORS, frame
 
     from sensorguard.config import get_settings
     from sensorguard.data import Readings

@@ -1,0 +1,1 @@
+"""Test helpers shared by the test folders (real servers, tiny models, fixtures)."""
