@@ -26,7 +26,7 @@ import pytest
 from support.mqtt import require_mqtt, unique_root
 from support.pg import pg_available, temp_database
 from support.services import require_service
-from support.serving import Proc, base_env, predictor
+from support.serving import Proc, base_env, predictor, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 
@@ -190,6 +190,7 @@ def test_replayed_file_gives_the_alarms_of_sensorguard_score(services, model_and
             _p,
             base,
         ):
+            wait_http(f"{base}/healthz", timeout=60)  # the URL is printed before the socket listens
             body = httpx.get(
                 f"{base}/v1/alarms", params={"asset": "pump-01", "kind": "failure"}, timeout=10
             ).json()

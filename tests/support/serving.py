@@ -154,6 +154,8 @@ def predictor(home: Path, log: Path, *args: str, **env: str) -> Iterator[tuple[P
             time.sleep(0.1)
         if url is None:
             raise TimeoutError(f"sensorguard serve printed no URL:\n{proc.output()}")
+        # the URL is printed just before uvicorn listens: wait for the socket too
+        wait_http(f"{url}/healthz", timeout=60)
         yield proc, url
     except (TimeoutError, AssertionError) as exc:
         raise type(exc)(
