@@ -11,10 +11,13 @@ message) from a separate process to a private Mosquitto (the compose broker's co
    stored, and the watch process's CPU time per reading. Once with every prediction
    stored, once with none (``--predictions-every 0``), and the watch loop alone on a
    store filled beforehand (``--no-ingest``);
-2. **latency** at half the sustained rate: readings are published in real time, a
-   fault (one sensor +8 sigma) starts in ``--faulty`` assets; a webhook receiver in
-   this process timestamps every ``alarm.opened``. Latency = arrival of the webhook minus
-   the publish of the message holding the reading the alarm opened at;
+2. **latency** at half the sustained rate (or ``--rate``): readings are published in
+   real time, a fault (one sensor +8 sigma) starts in ``--faulty`` assets spread over
+   the fleet; a webhook receiver in this process timestamps every ``alarm.opened``.
+   Latency = arrival of the webhook minus the publish of the message holding the
+   reading the alarm opened at, split into publish -> stored (the reading readable in
+   ``readings``, polled every 20 ms), stored -> alarm written (the notification's
+   ``created_at``) and written -> webhook;
 3. **the obvious alternative**: a client forwarding each reading to ``POST
    /v1/predict`` of ``sensorguard serve`` (same model, registered in a temporary
    embedded registry), ``--clients`` client processes back to back, keep-alive. It
@@ -22,6 +25,11 @@ message) from a separate process to a private Mosquitto (the compose broker's co
 
     .venv/bin/python benchmarks/bench_live.py                       # 100 x 10, 1,000 each
     .venv/bin/python benchmarks/bench_live.py --readings 3000 --json out.json
+    .venv/bin/python benchmarks/bench_live.py --only latency --rate 5700 --src OLD/src
+
+``--only`` runs some parts, ``--src`` runs the watch process from another source tree
+(before/after in one sitting), ``--profile FILE`` records it with py-spy (install it
+into the venv by hand; it is not a dependency).
 
 Not a test: nothing is asserted; figures go to docs/benchmarks.md.
 """
@@ -74,19 +82,23 @@ def messages(
     assets: int, sensors: int, per_asset: int, batch: int, faulty: int = 0, fault_at: int = 0
 ) -> list[tuple[str, int, bytes]]:
     """``(asset, index of the message's first reading, payload)`` in publishing order:
-    round-robin over the assets, oldest first. The first ``faulty`` assets get sensor 0
-    raised by 8 sigma from reading ``fault_at`` on, staggered (asset ``a`` from
-    ``fault_at * (1 + a / faulty)``), so the alarms open one after another."""
+    round-robin over the assets, oldest first. ``faulty`` assets spread over the fleet
+    (every ``assets // faulty``-th: the watch loop visits assets in name order, so the
+    first ones would be served first in every pass) get sensor 0 raised by 8 sigma from
+    reading ``fault_at`` on, staggered (the k-th faulty asset from
+    ``fault_at * (1 + k / faulty)``), so the alarms open one after another."""
     rng = np.random.default_rng(0)
     names = _names(sensors)
+    every = max(1, assets // max(faulty, 1))
     out = []
     for lo in range(0, per_asset, batch):
         for a in range(assets):
             n = min(batch, per_asset - lo)
             vals = rng.normal(50, 5, (n, sensors)).round(3)
-            if a < faulty:
+            k = a // every
+            if faulty and a % every == 0 and k < faulty:
                 idx = np.arange(lo, lo + n)
-                vals[idx >= fault_at + fault_at * a // faulty, 0] += 40.0
+                vals[idx >= fault_at + fault_at * k // faulty, 0] += 40.0
             recs = [
                 {
                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + lo + i)),
@@ -151,6 +163,8 @@ def _scored_and_stored(url: str) -> tuple[int, int]:
 class Watch:
     """``sensorguard watch`` in a subprocess."""
 
+    src: Path | None = None  # --src: run this source tree's sensorguard instead
+
     def __init__(
         self, model: Path | None, store: str, mqtt: str, home: Path, *args: str, **env: str
     ) -> None:
@@ -170,6 +184,8 @@ class Watch:
             SENSORGUARD_LOG_LEVEL="warning",
             **env,
         )
+        if Watch.src is not None:
+            base["PYTHONPATH"] = str(Watch.src)
         # model None: the ingester alone (`sensorguard ingest-mqtt`)
         cmd = ["watch", "--model", str(model)] if model is not None else ["ingest-mqtt"]
         ready = "watching with" if model is not None else "ingesting"
@@ -188,7 +204,39 @@ class Watch:
     def cpu(self) -> float:
         return _cpu_seconds(self.p.pid)
 
+    def profile(self, out: Path | None) -> subprocess.Popen[bytes] | None:
+        """``py-spy record`` of this process (all threads, collapsed stacks) into ``out``;
+        stopped by :meth:`stop`. py-spy is not a dependency: install it into the venv."""
+        if out is None:
+            return None
+        self.spy = subprocess.Popen(
+            [
+                str(BIN / "py-spy"),
+                "record",
+                "--pid",
+                str(self.p.pid),
+                "--format",
+                "raw",
+                "--threads",
+                "--nonblocking",
+                "--rate",
+                "200",
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self.spy
+
+    spy: subprocess.Popen[bytes] | None = None
+    profile_to: Path | None = None  # --profile: where the latency run's profile goes
+
     def stop(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(2)  # py-spy writes its file on SIGINT
+            self.spy.wait(30)
+            self.spy = None
         if self.p.poll() is None:
             self.p.terminate()
             try:
@@ -215,7 +263,7 @@ def run_throughput(
 ) -> dict[str, Any]:
     """``split``: the ingester in its own process (``sensorguard ingest-mqtt``) and
     ``sensorguard watch --no-ingest``, so the two do not share one interpreter lock."""
-    from _pg import temp_database
+    from support.pg import temp_database
 
     total = args.assets * args.readings
     msgs = messages(args.assets, args.sensors, args.readings, args.batch)
@@ -234,6 +282,8 @@ def run_throughput(
         )
         try:
             proc, q, go = _start_publisher(broker.url, msgs, None, args.batch)
+            if Watch.profile_to is not None:
+                w.profile(Watch.profile_to.with_suffix(f".throughput-{every}-{int(split)}.txt"))
             cpu0 = w.cpu() + (ing.cpu() if ing else 0.0)
             t0 = time.perf_counter()
             go.set()
@@ -270,7 +320,7 @@ def run_throughput(
 
 def run_scoring_only(model: Path, args: argparse.Namespace, tmp: Path, mqtt: str) -> dict[str, Any]:
     import pandas as pd
-    from _pg import temp_database
+    from support.pg import temp_database
 
     from sensorguard.store import ensure_schema, insert_frame
 
@@ -334,10 +384,66 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
+def _faulty_assets(assets: int, faulty: int) -> list[str]:
+    every = max(1, assets // max(faulty, 1))
+    return [f"a{a:03d}" for a in range(0, assets, every)][:faulty]
+
+
+class _StoredTimes:
+    """When each asset's newest stored reading moved (polled every 20 ms on its own
+    connection): the "stored" point between publish and alarm, to the poll's
+    resolution."""
+
+    def __init__(self, url: str, assets: list[str]) -> None:
+        self.url, self.assets = url, assets
+        self.log: dict[str, list[tuple[float, float]]] = {a: [] for a in assets}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        import sqlalchemy as sa
+
+        eng = sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        last: dict[str, float] = {}
+        with eng.connect() as conn:
+            while not self._stop.wait(0.02):
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT asset_id, extract(epoch FROM max(time)) FROM readings "
+                        "WHERE asset_id = ANY(:a) GROUP BY asset_id"
+                    ),
+                    {"a": self.assets},
+                ).all()
+                conn.commit()
+                now = time.time()
+                for asset, newest in rows:
+                    if newest is not None and float(newest) != last.get(asset):
+                        last[asset] = float(newest)
+                        self.log[asset].append((now, float(newest)))
+        eng.dispose()
+
+    def stored_at(self, asset: str, reading_epoch: float) -> float | None:
+        for at, newest in self.log.get(asset, []):
+            if newest >= reading_epoch:
+                return at
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join(10)
+
+
 def run_latency(
-    broker: Any, model: Path, args: argparse.Namespace, rate: float, tmp: Path
+    broker: Any,
+    model: Path,
+    args: argparse.Namespace,
+    rate: float,
+    tmp: Path,
+    split: bool = False,
 ) -> dict[str, Any]:
-    from _pg import temp_database
+    """``split``: the ingester in its own process, as in :func:`run_throughput`."""
+    from support.pg import temp_database
 
     per_asset = max(60, int(args.latency_s * rate / args.assets))
     batch = args.latency_batch
@@ -350,6 +456,7 @@ def run_latency(
     hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
     _Hook.got = []
     with temp_database("bench_watch") as (_n, url):
+        ing = Watch(None, url, broker.url, tmp / "home") if split else None
         w = Watch(
             model,
             url,
@@ -357,12 +464,21 @@ def run_latency(
             tmp / "home",
             "--predictions-every",
             "1",
+            *(("--no-ingest",) if split else ()),
             SENSORGUARD_WEBHOOK_URLS=hook,
         )
         try:
             proc, q, go = _start_publisher(broker.url, msgs, rate, batch)
+            w.profile(Watch.profile_to)
+            if ing is not None and Watch.profile_to is not None:
+                ing.profile(Watch.profile_to.with_suffix(".ingest.txt"))
+            seen = _StoredTimes(url, _faulty_assets(args.assets, args.faulty))
+            cpu0, wall0 = w.cpu() + (ing.cpu() if ing else 0.0), time.perf_counter()
             go.set()
             _pub_s, sent = q.get(timeout=args.latency_s * 4 + 120)
+            cpu_share = (w.cpu() + (ing.cpu() if ing else 0.0) - cpu0) / (
+                time.perf_counter() - wall0
+            )
             proc.join(30)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -379,13 +495,16 @@ def run_latency(
                     break
                 time.sleep(0.2)
         finally:
+            seen.stop()
             w.stop()
+            if ing is not None:
+                ing.stop()
             server.shutdown()
     # the message holding each asset's alarm start reading
     sent_at: dict[tuple[str, int], float] = {
         (a, lo): t for (a, lo, _p), t in zip(msgs, sent, strict=True)
     }
-    lat, queued = [], []
+    lat, queued, stored = [], [], []
     for arrived, body in _Hook.got:
         if body.get("transition") != "opened" or body.get("kind") != "failure":
             continue
@@ -406,17 +525,28 @@ def run_latency(
             from datetime import datetime
 
             queued.append(datetime.fromisoformat(created).timestamp() - t)
+            at = seen.stored_at(body["asset_id"], START + start)
+            stored.append(np.nan if at is None else at - t)
     arr = np.array(lat) if lat else np.array([np.nan])
     qa = np.array(queued) if queued else np.array([np.nan])
+    sa_ = np.array(stored) if stored else np.array([np.nan])
     return {
+        "ingester_in_own_process": split,
         "rate_readings_per_s": round(rate),
+        "watch_cpu_cores_while_publishing": round(cpu_share, 2),
         "readings_per_message": batch,
         "alarms": len(lat),
         "faulty_assets": args.faulty,
         "latency_p50_s": round(float(np.nanpercentile(arr, 50)), 3),
+        "latency_p90_s": round(float(np.nanpercentile(arr, 90)), 3),
         "latency_p99_s": round(float(np.nanpercentile(arr, 99)), 3),
         "latency_max_s": round(float(np.nanmax(arr)), 3),
+        "publish_to_stored_p50_s": round(float(np.nanpercentile(sa_, 50)), 3),
+        "publish_to_stored_p99_s": round(float(np.nanpercentile(sa_, 99)), 3),
+        "stored_to_alarm_written_p50_s": round(float(np.nanpercentile(qa - sa_, 50)), 3),
+        "stored_to_alarm_written_p99_s": round(float(np.nanpercentile(qa - sa_, 99)), 3),
         "publish_to_alarm_written_p50_s": round(float(np.nanpercentile(qa, 50)), 3),
+        "publish_to_alarm_written_p99_s": round(float(np.nanpercentile(qa, 99)), 3),
         "alarm_written_to_webhook_p50_s": round(float(np.nanpercentile(arr - qa, 50)), 3),
     }
 
@@ -540,10 +670,49 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2, help="POST /v1/predict client processes")
     ap.add_argument("--predict-s", type=float, default=10.0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--only",
+        default="all",
+        help="comma-separated parts: throughput, apart, scoring, latency, predict [all]",
+    )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="latency: readings/s to publish at [default: half the in-process throughput]",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="latency: repeat the latency run this many times"
+    )
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=None,
+        help="run the watch process from this source tree (a before/after comparison)",
+    )
+    ap.add_argument(
+        "--latency-apart",
+        action="store_true",
+        help="latency: the ingester in its own process (ingest-mqtt + watch --no-ingest)",
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="latency: py-spy profile (collapsed stacks) of the watch process to this file",
+    )
     args = ap.parse_args()
+    parts = set(args.only.split(",")) if args.only != "all" else None
 
-    from _pg import pg_available
+    def want(part: str) -> bool:
+        return parts is None or part in parts
+
+    if args.src is not None:
+        Watch.src = args.src.resolve()
+    Watch.profile_to = args.profile
+
     from bench_live_ingest import Broker
+    from support.pg import pg_available
 
     if not pg_available() or shutil.which("mosquitto") is None:
         raise SystemExit("needs PostgreSQL at 127.0.0.1:5432 and the mosquitto binary")
@@ -556,25 +725,45 @@ def main() -> None:
     det = fit_model(tmp / "model", args.sensors)
     broker = Broker()
     try:
-        results["end_to_end_all_predictions"] = run_throughput(broker, tmp / "model", args, 1, tmp)
-        print(json.dumps(results, indent=2), flush=True)
-        results["end_to_end_no_predictions"] = run_throughput(broker, tmp / "model", args, 0, tmp)
-        results["end_to_end_ingester_apart"] = run_throughput(
-            broker, tmp / "model", args, 1, tmp, split=True
-        )
-        print(json.dumps(results, indent=2), flush=True)
-        results["watch_loop_only"] = run_scoring_only(tmp / "model", args, tmp, broker.url)
-        print(json.dumps(results, indent=2), flush=True)
-        half = results["end_to_end_all_predictions"]["readings_per_s"] / 2
-        results["latency_at_half_rate"] = run_latency(broker, tmp / "model", args, half, tmp)
-        print(json.dumps(results, indent=2), flush=True)
+        if want("throughput"):
+            results["end_to_end_all_predictions"] = run_throughput(
+                broker, tmp / "model", args, 1, tmp
+            )
+            print(json.dumps(results, indent=2), flush=True)
+            results["end_to_end_no_predictions"] = run_throughput(
+                broker, tmp / "model", args, 0, tmp
+            )
+        if want("apart"):
+            results["end_to_end_ingester_apart"] = run_throughput(
+                broker, tmp / "model", args, 1, tmp, split=True
+            )
+            print(json.dumps(results, indent=2), flush=True)
+        if want("scoring"):
+            results["watch_loop_only"] = run_scoring_only(tmp / "model", args, tmp, broker.url)
+            print(json.dumps(results, indent=2), flush=True)
+        if want("latency"):
+            rate = args.rate
+            if rate is None:
+                if "end_to_end_all_predictions" not in results:
+                    raise SystemExit("--only latency needs --rate (or the throughput part)")
+                rate = results["end_to_end_all_predictions"]["readings_per_s"] / 2
+            runs = []
+            for _ in range(args.rounds):
+                runs.append(
+                    run_latency(broker, tmp / "model", args, rate, tmp, split=args.latency_apart)
+                )
+                runs[-1]["load_average_1min"] = round(os.getloadavg()[0], 2)
+                print(json.dumps(runs[-1], indent=2), flush=True)
+            results["latency_at_half_rate"] = runs[0] if len(runs) == 1 else runs
     finally:
         broker.close()
-    results["predict_per_reading_client"] = run_predict_client(det, args, tmp)
-    e2e = results["end_to_end_all_predictions"]["readings_per_s"]
-    results["ratio_vs_predict_client"] = round(
-        e2e / results["predict_per_reading_client"]["readings_per_s"], 1
-    )
+    if want("predict"):
+        results["predict_per_reading_client"] = run_predict_client(det, args, tmp)
+        if "end_to_end_all_predictions" in results:
+            e2e = results["end_to_end_all_predictions"]["readings_per_s"]
+            results["ratio_vs_predict_client"] = round(
+                e2e / results["predict_per_reading_client"]["readings_per_s"], 1
+            )
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

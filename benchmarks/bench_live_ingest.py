@@ -266,7 +266,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from _pg import pg_available, temp_database
+    from support.pg import pg_available, temp_database
 
     if not pg_available() or shutil.which("mosquitto") is None:
         raise SystemExit("needs PostgreSQL at 127.0.0.1:5432 and the mosquitto binary")

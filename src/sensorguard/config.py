@@ -136,6 +136,25 @@ class Settings(BaseSettings):
         description="Publish alarm transitions to <root>/<asset_id>/alarms and a retained "
         "<root>/<asset_id>/status.",
     )
+    delivery_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Delete notifications and their delivery log this many days after they "
+        "were sent or given up (never a pending one, nor those of an alarm still open); "
+        "0 = keep forever.",
+    )
+    dead_letter_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Delete dead letters (invalid payloads) received this many days ago; "
+        "0 = keep forever.",
+    )
+    retention_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between retention runs of the notifier (delivery log) and the "
+        "MQTT ingester (dead letters).",
+    )
 
     # --- watch service (live scoring of the store)
     watch_poll_interval: float = Field(

@@ -284,10 +284,50 @@ def test_a_failure_after_a_normal_start_is_not_a_regime_change() -> None:
     ranges = ranges_from_training(frame(1000, 3))
     assert not regime_check(shifted(200), ranges).regime_change  # normal head
     assert not regime_check(frame(500, 3, seed=9), ranges).regime_change  # nothing moved
-    # out from the start but only briefly: a short glitch, not a new regime
+    # out from the start for less than the head: a glitch, not a new regime
+    glitch = frame(500, 3, seed=5)
+    glitch.loc[:29, "s2"] += 10
+    assert not regime_check(glitch, ranges).regime_change
+
+
+def test_a_regime_that_comes_back_in_range_ends() -> None:
+    from sensorguard.evaluation.regime import ranges_from_training, regime_check
+
+    ranges = ranges_from_training(frame(1000, 3))
+    # out for the whole head (rows 0-70), then back: the verdict is causal (a stream
+    # cannot know its end), so it is a regime change that ends at row 71, confirmed
+    # after ``release`` (= head, 60) readings back inside
     brief = frame(500, 3, seed=5)
     brief.loc[:70, "s2"] += 10
-    assert not regime_check(brief, ranges).regime_change
+    v = regime_check(brief, ranges)
+    assert v.regime_change and (v.since, v.until, v.closed_at) == (0, 71, 130)
+    assert "to reading 70" in v.summary()
+    assert v.sensors[0].share_out == 1.0  # over the regime's rows
+    # one reading out inside the release run restarts it
+    brief.loc[100, "s2"] += 10
+    assert regime_check(brief, ranges).closed_at == 160
+    # still out at the end: no end
+    assert regime_check(shifted(0), ranges).until is None
+
+
+def test_the_stream_gives_the_batch_verdict_for_any_cut() -> None:
+    from sensorguard.evaluation.regime import RegimeStream, ranges_from_training, regime_check
+
+    ranges = ranges_from_training(frame(1000, 3))
+    brief = frame(500, 3, seed=5)
+    brief.loc[:70, "s2"] += 10
+    vals = brief.to_numpy()
+    batch = regime_check(brief, ranges)
+    for step in (1, 7, 59, 60, 61, 500):
+        s = RegimeStream(list(brief.columns), ranges)
+        got = []
+        for lo in range(0, len(vals), step):
+            st = s.state()  # a restart from the state at every cut
+            s = RegimeStream(list(brief.columns), ranges)
+            s.restore(st)
+            got += s.feed(vals[lo : lo + step])
+        assert got == [("opened", 59), ("closed", batch.closed_at)], step
+        assert s.last_out + 1 == batch.until
 
 
 def test_regime_check_on_arrays_profiles_and_gaps() -> None:

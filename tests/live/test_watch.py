@@ -560,3 +560,116 @@ def test_routing_by_asset_scores_each_asset_with_its_machine_types_model(sg_home
     score, _ = batch(dets["a-01"], frames["a-01"].iloc[:330])
     np.testing.assert_allclose(p["score"].to_numpy()[:330], score, rtol=1e-9)
     assert w.not_scored == {"c-01": "type-c"}
+
+
+# ---------------------------------------------------------------- regime change
+
+
+def _batch_regime(trained: dict[str, Any], frame: pd.DataFrame) -> tuple[list[Any], Any]:
+    """What ``sensorguard score`` reports: the failure events without the alarm a regime
+    change carries, and the per-asset verdict (``evaluation.regime``)."""
+    from dataclasses import replace
+
+    from sensorguard.data import Readings
+    from sensorguard.evaluation.regime import ranges_from_profile, regime_of_readings
+    from sensorguard.scoring.readings import alarm_events, detect_readings
+
+    r = Readings.from_frame(
+        frame, time_column="timestamp", label_column="machine_status", asset_column="asset_id"
+    )
+    res = detect_readings(trained["detector"], r)
+    regimes, kept = regime_of_readings(r, ranges_from_profile(trained["profile"]), res.is_anomaly)
+    events = alarm_events(replace(res, is_anomaly=kept), r)
+    spans = [
+        (pd.Timestamp(e["start"]), pd.Timestamp(e["end"]), list(e["top_sensors"])) for e in events
+    ]
+    return spans, regimes
+
+
+def _shifted(trained: dict[str, Any], rows: int | None) -> pd.DataFrame:
+    """The test stream with ``bearing_temp`` 40 °C above anything seen in training for
+    its first ``rows`` readings (``None``: all of them), as after a sensor swap."""
+    test = trained["test"].copy()
+    end = len(test) if rows is None else rows
+    test.loc[: end - 1, "bearing_temp"] += 40.0
+    return test
+
+
+@pytest.mark.parametrize("batch_rows", [7, 59, 250, 20_000])
+def test_regime_change_from_the_first_reading_live_equals_batch(trained, store_url, batch_rows):
+    test = _shifted(trained, None)
+    expected, regimes = _batch_regime(trained, test)
+    verdict = regimes.verdicts["pump-01"]
+    assert verdict.regime_change and [s.sensor for s in verdict.sensors] == ["bearing_temp"]
+    assert verdict.until is None  # out to the end
+    # without the rule, one alarm covers (nearly) the whole file
+    unsuppressed = _batch_events(trained, test)
+    t = pd.to_datetime(test["timestamp"])
+    first = unsuppressed[0]
+    assert first[0] < t.iloc[60] and first[1] - first[0] > pd.Timedelta(hours=40), unsuppressed
+    assert first[:2] not in [e[:2] for e in expected]
+    assert expected == [e for e in unsuppressed if e[0] > first[1]]
+    _insert(store_url, test)
+    w = _watcher(store_url, trained, batch_rows=batch_rows)
+    assert _drain(w) == len(test)
+    assert _as_spans(_live_events(store_url)) == expected
+    (reg,) = _live_events(store_url, kind="regime_change")
+    assert reg["state"] == "open" and reg["model_version"] == "1"
+    assert pd.Timestamp(reg["start"]) == pd.Timestamp(test["timestamp"].iloc[0])
+    assert reg["top_sensors"] == ["bearing_temp"]
+    assert "retrain" in reg["detail"]["hint"] and "bearing_temp" in reg["detail"]["summary"]
+    shift = reg["detail"]["sensors"][0]
+    assert shift["sensor"] == "bearing_temp" and shift["median"] > shift["train_max"]
+    # the per-sensor data-quality alarm is independent of it (docs/live.md)
+    oor = [a for a in _live_events(store_url, kind="out_of_range") if a["sensor"] == "bearing_temp"]
+    assert oor and pd.Timestamp(oor[0]["start"]) == t.iloc[0]
+
+
+def test_a_regime_that_ends_closes_and_later_failures_are_reported(trained, store_url):
+    test = _shifted(trained, 400)
+    expected, regimes = _batch_regime(trained, test)
+    v = regimes.verdicts["pump-01"]
+    assert v.regime_change and v.until == 400 and v.closed_at == 459
+    assert len(expected) >= 2, "the failures after the regime are kept"
+    _insert(store_url, test.iloc[:30])  # a restart in the middle of the head
+    w = _watcher(store_url, trained, batch_rows=11)
+    _drain(w)
+    assert _live_events(store_url, kind="regime_change") == []  # the head is not judged yet
+    assert _live_events(store_url) == []  # its failure flags are held
+    w.leases.release_all()
+    _insert(store_url, test.iloc[30:])
+    w2 = _watcher(store_url, trained, batch_rows=11)
+    _drain(w2)
+    assert _as_spans(_live_events(store_url)) == expected
+    (reg,) = _live_events(store_url, kind="regime_change")
+    assert reg["state"] == "closed" and reg["close_reason"] == "normal"
+    assert pd.Timestamp(reg["end"]) == pd.Timestamp(test["timestamp"].iloc[399])
+
+
+def test_no_regime_change_costs_nothing_and_a_new_version_is_judged_afresh(trained, store_url):
+    test = _shifted(trained, None)
+    _insert(store_url, test.iloc[:300])
+    w = _watcher(store_url, trained, version=1)
+    _drain(w)
+    (reg,) = _live_events(store_url, kind="regime_change")
+    assert reg["state"] == "open"
+    w.use(_loaded(trained, version=2))
+    _insert(store_url, test.iloc[300:])
+    _drain(w)
+    regs = _live_events(store_url, kind="regime_change")
+    assert [(r["model_version"], r["state"], r["close_reason"]) for r in regs] == [
+        ("1", "closed", "model_changed"),
+        ("2", "open", None),
+    ]
+    assert pd.Timestamp(regs[1]["start"]) == pd.Timestamp(test["timestamp"].iloc[300])
+    # on normal readings the rule is done after the head: nothing in the checkpoint
+    from sensorguard.live.checkpoints import load_checkpoints
+
+    other = f"sqlite:///{Path(store_url.split('///')[1]).with_name('normal.db')}"
+    _insert(other, trained["test"])
+    w3 = _watcher(other, trained)
+    _drain(w3)
+    with w3.engine.begin() as conn:
+        st = load_checkpoints(conn, ["pump-01"])["pump-01"].state["regime"]
+    assert st["stream"]["phase"] == "done" and "held" not in st
+    assert _live_events(other, kind="regime_change") == []

@@ -95,3 +95,40 @@ def test_no_labels_means_no_report(tmp_path):
     from sensorguard.pipelines.live_gate import evaluate_on_labels
 
     assert evaluate_on_labels(object(), url=f"sqlite:///{tmp_path / 'empty.db'}") is None  # type: ignore[arg-type]
+
+
+def test_a_store_window_that_is_a_regime_change_for_the_candidate_fails(labelled_store):
+    from sensorguard.data.simulator import simulate_pump
+    from sensorguard.pipelines.drift import training_profile
+    from sensorguard.pipelines.gate import GateDecision
+    from sensorguard.pipelines.live_gate import add_label_checks, evaluate_on_labels
+
+    det, url = labelled_store["detector"], labelled_store["url"]
+    train = simulate_pump(days=4, seed=1, failures=False)
+    profile = training_profile(
+        train.drop(columns=["timestamp", "asset_id", "machine_status", "failure_mode"])
+    )
+    ok = evaluate_on_labels(det, det, url=url, candidate_profile=profile)
+    assert ok is not None and ok["candidate"]["regime_change"] == {}
+    assert ("store window regime", True) in [(n, p) for n, p, _d in ok["checks"]]
+    # a candidate trained where bearing_temp read 40 °C lower (a generated shift): the
+    # whole window is outside its range from the first reading
+    moved = copy.deepcopy(profile)
+    moved["sensors"]["bearing_temp"]["min"] -= 40.0
+    moved["sensors"]["bearing_temp"]["max"] -= 40.0
+    report = evaluate_on_labels(det, det, url=url, candidate_profile=moved)
+    assert report is not None
+    (asset,) = report["candidate"]["regime_change"]
+    assert (
+        report["candidate"]["regime_change"][asset]["assets"][asset]["sensors"][0]["sensor"]
+        == "bearing_temp"
+    )
+    failed = [(n, d) for n, p, d in report["checks"] if not p]
+    assert [n for n, _d in failed] == ["store window regime"]
+    assert "bearing_temp" in failed[0][1] and "retrain" in failed[0][1]
+    decision = GateDecision(
+        passed=True, candidate_version=2, production_version=1, candidate={}, production={}
+    )
+    settings = SimpleNamespace(gate_label_days=30.0, store_url=url)
+    add_label_checks(decision, det, det, settings, candidate_profile=moved)
+    assert not decision.passed and any("regime change" in r for r in decision.reasons)

@@ -68,9 +68,9 @@ def _load(
     task = bar.add_task(f"loading model {ref}", total=None)
     from sensorguard.registry import load_model
 
-    detector = load_model(ref).detector
+    loaded = load_model(ref)
     bar.update(task, total=1, completed=1)
-    return readings, detector
+    return readings, loaded
 
 
 def _fmt_time(t: Any) -> str:
@@ -113,16 +113,21 @@ def score(
 
     from sensorguard.data import write_frame
     from sensorguard.data.loading import file_kind
+    from sensorguard.evaluation.regime import RETRAIN_HINT, apply_regime
     from sensorguard.scoring.readings import alarm_events, detect_readings, result_frame
 
     file_kind(output)  # refuse an unknown suffix before doing any work
     _check_plot(plot)
     with progress() as bar:
-        readings, detector = _load(
+        readings, loaded = _load(
             data, model, sep, time_column, label_column, asset_column, ignore_columns, bar
         )
+        detector = loaded.detector
         task = bar.add_task(f"scoring {len(readings):,} readings", total=None)
-        result = detect_readings(detector, readings)
+        # the regime verdict of the watch service: no failure alarm over a regime change
+        result, regimes = apply_regime(
+            detect_readings(detector, readings), readings, loaded.training_profile
+        )
         frame = result_frame(result, readings, top_k=top_k)
         bar.update(task, total=1, completed=1)
         task = bar.add_task(f"writing {output.name}", total=None)
@@ -144,6 +149,16 @@ def score(
         highlight=False,
         soft_wrap=True,
     )
+    if regimes is not None and regimes.regime_change:
+        for asset, v in regimes.changed().items():
+            where = "" if asset is None else f"{asset}: "
+            err_console.print(f"[yellow]{where}{v.summary()}[/]", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"{regimes.removed:,} alarm reading(s) over the regime change not reported as "
+            f"failure events; {RETRAIN_HINT}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if events and show:
         table = Table(title="Alarm events", title_justify="left")
         cols = ["start", "end", "readings", "peak score", "top sensors"]
@@ -230,9 +245,10 @@ def evaluate(
 
     _check_plot(plot)
     with progress() as bar:
-        readings, detector = _load(
+        readings, loaded = _load(
             data, model, sep, time_column, label_column, asset_column, ignore_columns, bar
         )
+        detector = loaded.detector
         task = bar.add_task(f"scoring {len(readings):,} readings", total=None)
         metrics = evaluate_detector(detector, readings)
         bar.update(task, total=1, completed=1)

@@ -330,6 +330,57 @@ def store_alarms(
     console.print(table)
 
 
+def store_prune(
+    delivery_days: float | None = typer.Option(
+        None,
+        "--delivery-days",
+        min=0,
+        help="Keep the delivery log this many days; 0 = forever "
+        "[default: SENSORGUARD_DELIVERY_RETENTION_DAYS or 30].",
+    ),
+    dead_letter_days: float | None = typer.Option(
+        None,
+        "--dead-letter-days",
+        min=0,
+        help="Keep dead letters this many days; 0 = forever "
+        "[default: SENSORGUARD_DEAD_LETTER_RETENTION_DAYS or 30].",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be deleted."),
+    url: str | None = typer.Option(None, "--url", help=_URL_HELP),
+) -> None:
+    """Delete old rows of the notification delivery log and the dead-letter table, as
+    the watch service does every SENSORGUARD_RETENTION_INTERVAL seconds. Pending
+    deliveries and the notifications of alarms still open are never deleted.
+
+    Examples:
+
+      sensorguard store prune --dry-run
+
+      sensorguard store prune --delivery-days 7 --dead-letter-days 3
+    """
+    from sensorguard.store import ensure_schema
+    from sensorguard.store.retention import RetentionPolicy, count_prunable, prune
+
+    policy = RetentionPolicy.from_settings(
+        delivery_days=delivery_days, dead_letter_days=dead_letter_days
+    )
+    engine = ensure_schema(url)
+    res = count_prunable(engine, policy) if dry_run else prune(engine, policy)
+    verb = "would delete" if dry_run else "deleted"
+    keep = ", ".join(
+        f"{what} kept {days:g} days" if days > 0 else f"{what} kept forever"
+        for what, days in (
+            ("delivery log", policy.delivery_days),
+            ("dead letters", policy.dead_letter_days),
+        )
+    )
+    console.print(
+        f"{verb} {res.notifications:,} notifications ({res.deliveries:,} delivery rows) and "
+        f"{res.dead_letters:,} dead letters ({keep})",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     stack_app.command("up")(guarded(stack_up))
     stack_app.command("status")(guarded(stack_status))
@@ -340,6 +391,7 @@ def register(app: typer.Typer) -> None:
     store_app.command("export")(guarded(store_export))
     store_app.command("score")(guarded(store_score))
     store_app.command("alarms")(guarded(store_alarms))
+    store_app.command("prune")(guarded(store_prune))
     app.add_typer(stack_app, name="stack", rich_help_panel=PANEL)
     app.add_typer(db_app, name="db", rich_help_panel=PANEL)
     app.add_typer(store_app, name="store", rich_help_panel=PANEL)

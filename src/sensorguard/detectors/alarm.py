@@ -131,11 +131,30 @@ class AlarmTracker:
     and the alarm's on-state and age.
     """
 
-    __slots__ = ("_hist", "_off_level", "_run_off", "_run_on", "_win", "on", "on_for", "rule")
+    __slots__ = (
+        "_confirm",
+        "_hist",
+        "_min_off",
+        "_min_on",
+        "_off_level",
+        "_run_off",
+        "_run_on",
+        "_threshold",
+        "_win",
+        "on",
+        "on_for",
+        "rule",
+    )
 
     def __init__(self, rule: AlarmRule) -> None:
         self.rule = rule
         self._off_level = rule.off_ratio * rule.threshold
+        # the rule's fields as plain slots: ``step`` is the predictor's per-reading path,
+        # and each attribute chain or max() there costs about 40 ns
+        self._threshold = rule.threshold
+        self._min_on = max(1, rule.min_duration)
+        self._min_off = max(1, rule.release)
+        self._confirm = rule.confirm
         self._hist: deque[float] = deque(maxlen=rule.history)
         # zeros stand for the readings before the stream began, as in rolling_mean
         self._win: deque[float] = deque([0.0] * max(1, rule.smooth_window))
@@ -197,22 +216,36 @@ class AlarmTracker:
         return out
 
     def step(self, v: float) -> bool:
-        """One reading: its alarm flag (the common live case)."""
-        r = self.rule
+        """One reading: its alarm flag (the common live case). The same arithmetic as
+        ``_cap`` and ``_window_mean``, inlined (this runs once per served reading)."""
         self._hist.append(v)
         win = self._win
         win.popleft()
-        win.append(0.0 if math.isnan(v) else _cap(v))
-        s = _window_mean(win)
-        self._run_on = self._run_on + 1 if s > r.threshold else 0
+        if v != v:  # NaN
+            win.append(0.0)
+        elif -SCORE_CAP <= v <= SCORE_CAP:
+            win.append(v)
+        else:
+            win.append(math.copysign(SCORE_CAP, v))
+        total = 0.0
+        for x in win:  # oldest first, like rolling_mean (sum() differs on Python 3.12+)
+            total += x
+        s = total / len(win)
+        self._run_on = self._run_on + 1 if s > self._threshold else 0
         self._run_off = self._run_off + 1 if s < self._off_level else 0
         # an off trigger wins a tie, as in hysteresis (last_on > last_off is False)
-        if self._run_off >= max(1, r.release):
+        if self._run_off >= self._min_off:
             self.on = False
-        elif self._run_on >= max(1, r.min_duration):
+        elif self._run_on >= self._min_on:
             self.on = True
-        self.on_for = min(self.on_for + 1, 1 << 30) if self.on else 0
-        return self.on and self.on_for >= r.confirm
+        if self.on:
+            on_for = self.on_for + 1
+            if on_for > 1 << 30:
+                on_for = 1 << 30
+            self.on_for = on_for
+            return on_for >= self._confirm
+        self.on_for = 0
+        return False
 
     def _resync(self, tail: np.ndarray) -> None:
         """Window and run lengths after a vectorised update, from the last raw scores."""

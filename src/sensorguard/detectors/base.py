@@ -298,8 +298,8 @@ def _safe(c: Computed) -> Computed:
     become ``SCORE_CAP``: off the scale, so they alarm and blame their sensor."""
     score = np.asarray(c.score, dtype=np.float64)
     contrib = c.contributions
-    bad_score = not np.isfinite(score).all()
-    bad_contrib = contrib is not None and not np.isfinite(contrib).all()
+    bad_score = not _all_finite(score)
+    bad_contrib = contrib is not None and not _all_finite(contrib)
     if not (bad_score or bad_contrib):
         return c
     if bad_score:
@@ -308,6 +308,14 @@ def _safe(c: Computed) -> Computed:
         contrib = np.array(contrib, dtype=np.float64)  # float32 cannot hold the cap
         contrib[~np.isfinite(contrib)] = SCORE_CAP
     return Computed(score=score, contributions=contrib, state=c.state)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every value is finite. A finite sum proves it (NaN and ±inf carry into
+    any sum); only a sum that is not finite (a bad value, or finite values overflowing)
+    takes the element-wise check. On 1,000 × 9 float32 contributions this is a tenth of
+    ``np.isfinite(a).all()``, which was 10 % of scoring the batch (callgrind)."""
+    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
 
 def _json_ok(value: Any) -> bool:

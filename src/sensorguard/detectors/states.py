@@ -312,7 +312,7 @@ class OperatingStateDetector(BaseDetector):
         a (1, p) row, minus its chunking, run grouping and array bookkeeping, which cost
         more than the arithmetic for a single reading (the tests compare both paths)."""
         inv_scale, center, wT, bT, c, mu, inv, cond = self._kernel()
-        z = np.asarray(row, dtype=np.float32).reshape(1, -1)
+        z = np.array(row, dtype=np.float32, ndmin=2)  # a copy: (p,) and (1, p) alike
         z -= center
         z *= inv_scale
         d = (z * z) @ wT
@@ -327,10 +327,11 @@ class OperatingStateDetector(BaseDetector):
         z += cz
         z *= 0.5
         tot = np.einsum("ij->i", z)
-        score = np.sqrt(tot / z.shape[1]).astype(np.float64)
-        if not math.isfinite(score[0]):  # a huge reading: the capped batch path
+        t0 = tot.item()
+        if not math.isfinite(t0):  # a huge reading: the capped batch path
             return self.compute(np.asarray(row, dtype=np.float64).reshape(1, -1))
-        if tot[0] == 0:
+        score = np.sqrt(tot / z.shape[1]).astype(np.float64)
+        if t0 == 0:
             tot[0] = 1.0
         return Computed(score, z / tot[:, None], np.array([k], dtype=np.int64))
 

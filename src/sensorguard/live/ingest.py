@@ -13,7 +13,9 @@ Rules of this room:
   repeat a counted duplicate. So a restart loses nothing and stores nothing twice.
 * An invalid payload is never dropped silently: it is counted
   (``sensorguard_live_dead_letters_total{code}``), logged with its reason and kept with
-  its raw bytes in ``dead_letters``, in the same transaction as the batch's readings.
+  its raw bytes in ``dead_letters``, in the same transaction as the batch's readings;
+  between batches the ingester deletes the dead letters older than
+  ``SENSORGUARD_DEAD_LETTER_RETENTION_DAYS`` (:mod:`sensorguard.store.retention`).
 * Throughput comes from batching: the messages that arrived during one commit are
   parsed and written together (one transaction, one binary COPY per asset), and
   acknowledged together.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -51,6 +54,7 @@ from sensorguard.live.mqtt import (
 )
 from sensorguard.store.engine import StoreError
 from sensorguard.store.payload import PayloadError, ReadingGroup, parse_readings_payload
+from sensorguard.store.retention import PeriodicPrune
 from sensorguard.store.schema import dead_letters
 from sensorguard.timeutil import utc_now
 
@@ -59,8 +63,16 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH = 10_000
 """Most readings in one message (the same default as ``SENSORGUARD_MAX_BATCH``)."""
 FLUSH_SECONDS = 0.05
+"""Longest a received message waits for others to share its commit (under load)."""
+LINGER_SECONDS = 0.01
+"""Shortest wait for company when the writer is idle: a lone message is committed after
+this, not after ``FLUSH_SECONDS`` (see :meth:`MqttIngester._take`)."""
 FLUSH_MESSAGES = 1_000
 FLUSH_BYTES = 8 << 20
+SWITCH_INTERVAL = 0.001
+"""Seconds (Python's default is 0.005) a thread may hold the GIL while another waits,
+in a process that runs the ingester on threads beside other work; see
+:meth:`MqttIngester.start`."""
 _LOG_PER_BATCH = 5  # dead letters logged one by one per batch; the rest as a count
 
 
@@ -171,12 +183,35 @@ def parse_messages(
                 out.last_times[g.asset] = last
     if len(dead) > _LOG_PER_BATCH:
         log.warning("%d more dead letters in this batch", len(dead) - _LOG_PER_BATCH)
+    groups = list(merged.values())
+    times = _batch_times(groups)
     frames = [
-        (g.asset, g.times, g.values(), list(g.sensors), g.status_or_none()) for g in merged.values()
+        (g.asset, t, g.values(), list(g.sensors), g.status_or_none())
+        for g, t in zip(groups, times, strict=True)
     ]
     out.dead_letters = len(dead)
     out.parse_seconds = time.perf_counter() - started
     return ParsedBatch(messages, frames, dead, out)
+
+
+def _batch_times(groups: list[ReadingGroup]) -> list[Any]:
+    """Each group's times as ``datetime64[us]``, converted in one pass for the whole
+    batch: the store's check of a list of datetimes builds pandas indexes, 160-250 µs
+    per 13-reading frame against 38 µs for such an array (measured), and with 100
+    assets a commit it held half of the writer thread's py-spy samples. Times that are not
+    all plain datetimes (the parser's general rule returns pandas timestamps, which may
+    hold nanoseconds) stay lists and take the general rule."""
+    flat = [t for g in groups for t in g.times]
+    if not flat or not all(type(t) is datetime for t in flat):
+        return [g.times for g in groups]
+    import pandas as pd
+
+    us = pd.DatetimeIndex(flat).to_numpy().astype("datetime64[us]")
+    out, lo = [], 0
+    for g in groups:
+        out.append(us[lo : lo + len(g.times)])
+        lo += len(g.times)
+    return out
 
 
 def write_parsed(conn: sa.Connection, parsed: ParsedBatch) -> BatchOutcome:
@@ -261,10 +296,13 @@ class MqttIngester:
         self.flush_seconds = flush_seconds
         self.flush_messages = flush_messages
         self.on_stored = on_stored
+        # dead letters' retention runs between batches (store.retention)
+        self.retention = PeriodicPrune.from_settings("dead_letters", settings)
         self.totals = BatchOutcome()
         self.connected = threading.Event()
         self._queue: deque[Message] = deque()
         self._cond = threading.Condition()
+        self._unwritten = 0  # parsed batches handed to the writer, not yet committed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Any = None
@@ -274,7 +312,10 @@ class MqttIngester:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self._cond:
             self._queue.append(Message(msg.topic, msg.payload, msg.mid, msg.qos))
-            if len(self._queue) >= self.flush_messages:
+            n = len(self._queue)
+            # the first message wakes a waiting _take (before, only a full batch did, and
+            # a message arriving at an empty queue waited up to 0.2 s for the poll)
+            if n == 1 or n >= self.flush_messages:
                 self._cond.notify()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -304,19 +345,27 @@ class MqttIngester:
 
     # -- main loop
     def _take(self) -> list[Message]:
-        """Wait for messages, then gather what arrives within ``flush_seconds``."""
+        """Wait for messages, then gather more for a while: up to ``flush_seconds``
+        while the writer is still busy with earlier batches (under load: big batches,
+        the throughput), only ``LINGER_SECONDS`` when it is idle (a lone alarm reading
+        is not held back 50 ms for company that is not coming). Measured at 570
+        messages/s (10 readings each, 100 assets): publish to stored p50 0.30-0.35 s
+        with the fixed 50 ms wait and the 0.2 s poll of an empty queue, 0.07-0.08 s
+        now."""
         with self._cond:
             if not self._queue:
                 self._cond.wait(0.2)
             if not self._queue:
                 return []
-        deadline = time.monotonic() + self.flush_seconds
+        started = time.monotonic()
+        deadline = started + self.flush_seconds
+        linger = started + min(LINGER_SECONDS, self.flush_seconds)
         with self._cond:
             while len(self._queue) < self.flush_messages and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                if now >= deadline or (now >= linger and self._writer_idle()):
                     break
-                self._cond.wait(left)
+                self._cond.wait((linger if now < linger else deadline) - now)
             batch: list[Message] = []
             size = 0
             while self._queue and len(batch) < self.flush_messages and size < FLUSH_BYTES:
@@ -324,6 +373,10 @@ class MqttIngester:
                 batch.append(m)
                 size += len(m.payload)
         return batch
+
+    def _writer_idle(self) -> bool:
+        """No batch waits for or is in its commit (call with ``_cond`` held)."""
+        return self._unwritten == 0
 
     def _commit(self, engine: sa.Engine, parsed: ParsedBatch) -> BatchOutcome:
         started = time.perf_counter() - parsed.outcome.parse_seconds
@@ -413,8 +466,11 @@ class MqttIngester:
                         if not self._queue:
                             break
                 batch = self._take()
+                self.retention.maybe_run(engine)
                 if batch:
                     parsed = parse_messages(batch, max_batch=self.max_batch)
+                    with self._cond:
+                        self._unwritten += 1
                     if not self._put(batches, parsed, writer):
                         break
         finally:
@@ -465,6 +521,9 @@ class MqttIngester:
                 for msg in parsed.messages:
                     if msg.qos > 0:
                         client.ack(msg.mid, msg.qos)
+                with self._cond:
+                    self._unwritten -= 1
+                    self._cond.notify_all()  # an idle writer ends a _take's wait
                 self._account(out)
                 if self.on_stored is not None:
                     self.on_stored(out)
@@ -474,7 +533,15 @@ class MqttIngester:
             log.exception("ingester writer stopped")
 
     def start(self) -> threading.Thread:
-        """Run on a daemon thread; returns once connected and subscribed."""
+        """Run on a daemon thread; returns once connected and subscribed.
+
+        Also shortens the interpreter's thread switch interval (:data:`SWITCH_INTERVAL`):
+        the ingester's threads keep the GIL busy (paho's network loop, parsing), and a
+        thread of the same process that comes back from a database round trip (the
+        watch loop makes about six per asset step, the notifier a few per delivery)
+        waits up to the interval for the GIL each time."""
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
 
         def target() -> None:
             try:

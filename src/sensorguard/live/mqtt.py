@@ -28,8 +28,8 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps a disconnected consumer's session (and queues for it)."""
 RECEIVE_MAXIMUM = 2000
 """Unacknowledged QoS 1 messages the broker may have in flight to a consumer. The
-ingester acknowledges only after its batch is committed (every 50 ms), so the default of
-20 would cap it at 20 messages per commit."""
+ingester acknowledges only after its batch is committed (up to 50 ms of messages under
+load), so the default of 20 would cap it at 20 messages per commit."""
 
 
 class MqttError(SensorGuardError):

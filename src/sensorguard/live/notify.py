@@ -17,6 +17,10 @@ Rules of this room:
   the last error and HTTP status are kept in ``notification_deliveries`` (the delivery
   log). ``SENSORGUARD_WEBHOOK_MAX_ATTEMPTS`` > 0 gives a delivery up (state ``failed``)
   after that many attempts and moves on.
+* **Retention.** Between drains the notifier deletes, every
+  ``SENSORGUARD_RETENTION_INTERVAL`` s, the notifications (and delivery rows) finished
+  more than ``SENSORGUARD_DELIVERY_RETENTION_DAYS`` ago whose alarm is closed; pending
+  deliveries are never deleted (rules in :mod:`sensorguard.store.retention`).
 * **One sender per receiver.** On PostgreSQL a drain holds an advisory lock per
   receiver, so several watch processes never send the same transition concurrently or
   out of order. The embedded SQLite store assumes one process.
@@ -52,6 +56,7 @@ import sqlalchemy as sa
 
 from sensorguard.jsonsafe import json_safe
 from sensorguard.live.metrics import LiveMetrics
+from sensorguard.store.retention import PeriodicPrune
 from sensorguard.store.schema import notification_deliveries as deliveries
 from sensorguard.store.schema import notifications
 from sensorguard.timeutil import utc_now
@@ -244,6 +249,8 @@ class Notifier:
             max_attempts if max_attempts is not None else settings.webhook_max_attempts
         )
         self.client_id = client_id or f"{settings.mqtt_client_id}-notify"
+        # the delivery log's retention runs between drains (store.retention)
+        self.retention = PeriodicPrune.from_settings("deliveries", settings)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -489,6 +496,9 @@ class Notifier:
                 self._wake.clear()
                 try:
                     self.drain_once()
+                    from sensorguard.store import ensure_schema
+
+                    self.retention.maybe_run(ensure_schema(self.store_url))
                     backoff = 0.5
                 except (sa.exc.DBAPIError, OSError) as exc:
                     log.error("notifier: store unavailable (%s); retrying", exc)

@@ -36,6 +36,10 @@ Rules of this room:
   model (as the predictor's does); an alarm that is still warranted reopens under the
   new version after its ``min_duration``. Only the assets of the swapped model are
   touched. Data-quality alarms stay open (``out_of_range`` then uses the new range).
+* **Regime change** (:mod:`~sensorguard.live.regime_alarms`): the first 60 readings of
+  an asset under a model version are judged against its training range by the rule of
+  ``sensorguard score``; their failure flags are held until then, and a regime change
+  opens one ``regime_change`` alarm instead of a ``failure`` alarm over everything.
 * **Predictions**: every ``predictions_every``-th reading of an asset and every
   reading in alarm (1 = all, 0 = none), in the ``predictions`` table.
 
@@ -72,6 +76,7 @@ from sensorguard.live.watch_store import (
     assets_with_new_readings,
     count_stored,
     read_new,
+    relax_commit,
     write_predictions,
 )
 from sensorguard.store.alarms import apply_transitions
@@ -458,7 +463,9 @@ class Watcher:
                 flags = np.asarray(res.is_anomaly, dtype=bool)
                 score = np.asarray(res.score, dtype=np.float64)
                 contrib = np.asarray(res.contributions, dtype=np.float64)
-                transitions += a.events.feed(times, flags, score, contrib)
+                # the regime rule holds the head's failure flags until it is judged
+                regime, rows = a.regime.feed(times, X, flags, score, contrib)
+                transitions += a.events.feed(*rows) + regime
                 transitions += a.quality.feed(times, X)
                 write_predictions(
                     conn,
@@ -506,12 +513,15 @@ class Watcher:
                 "stream": m.streams.state_of(asset),
                 "event": a.events.state(),
                 "quality": a.quality.state(),
+                "regime": a.regime.state(),
                 "last_arrival": a.last_arrival,
                 "first_time": a.ck.state.get("first_time"),
                 "sensors": m.sensors,  # the open event's, should another model take over
             }
             ids = apply_transitions(conn, transitions)
             self._enqueue(conn, transitions, ids)
+            if not transitions:
+                relax_commit(conn)  # no alarm in it: no WAL flush wait (watch_store)
             if not save_checkpoint(conn, a.ck):
                 # another process moved this asset's checkpoint: it owns the asset now
                 raise _Fenced(asset)

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sensorguard.live.checkpoints import Checkpoint
 from sensorguard.live.events import FailureEvents, Transition
 from sensorguard.live.quality_alarms import QualityMonitor, QualityRules, training_ranges
+from sensorguard.live.regime_alarms import RegimeMonitor
 from sensorguard.store.schema import readings
 
 
@@ -38,8 +39,19 @@ class _Model:
         self.failure_types = getattr(loaded, "failure_types", None) or getattr(
             self.detector, "failure_types_", None
         )
-        self.ranges = training_ranges(
-            getattr(loaded, "training_profile", None), quality.range_margin
+        profile = getattr(loaded, "training_profile", None)
+        self.ranges = training_ranges(profile, quality.range_margin)
+        # the regime rule's ranges are the plain min/max (its own tolerance is 5 %)
+        self.regime_ranges = training_ranges(profile, 0.0)
+
+    def regime(self, asset: str) -> RegimeMonitor:
+        """A fresh regime monitor of ``asset`` under this model (its head starts now)."""
+        return RegimeMonitor(
+            asset,
+            self.sensors,
+            self.regime_ranges,
+            model_name=self.name,
+            model_version=self.version,
         )
 
 
@@ -48,6 +60,7 @@ class _Asset:
     ck: Checkpoint
     events: FailureEvents
     quality: QualityMonitor
+    regime: RegimeMonitor
     last_arrival: float | None = None
     late_checked: float = 0.0
 
@@ -92,11 +105,19 @@ def new_asset(
     )
     events.restore(st.get("event"))
     quality.restore(st.get("quality"))
+    regime = m.regime(asset)
+    regime.restore(st.get("regime"), ck.n_scored)
     if same and st.get("stream") is not None:
         m.streams.restore(asset, st["stream"])
     else:
         m.streams.drop(asset)
-    return _Asset(ck=ck, events=events, quality=quality, last_arrival=st.get("last_arrival"))
+    return _Asset(
+        ck=ck,
+        events=events,
+        quality=quality,
+        regime=regime,
+        last_arrival=st.get("last_arrival"),
+    )
 
 
 def same_model(ck: Checkpoint, m: _Model) -> bool:
@@ -106,8 +127,17 @@ def same_model(ck: Checkpoint, m: _Model) -> bool:
 
 def swap(a: _Asset, m: _Model, top_k: int) -> list[Transition]:
     """The asset's checkpoint belongs to another model or version: close its open
-    failure event with reason ``model_changed`` and start its stream afresh."""
-    out = a.events.close("model_changed")
+    failure event with reason ``model_changed`` and start its stream afresh. The old
+    model's regime alarm closes too (``model_changed``), a head it was still holding is
+    judged on what it has and handed to the old failure events first, and the new
+    model judges its own first readings."""
+    out: list[Transition] = []
+    held = a.regime.flush()
+    if held is not None:
+        out += a.events.feed(*held)
+    out += a.regime.close("model_changed")
+    out += a.events.close("model_changed")
+    a.regime = m.regime(a.ck.asset_id)
     a.events = FailureEvents(
         a.ck.asset_id,
         m.name,

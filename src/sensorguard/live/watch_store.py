@@ -195,6 +195,24 @@ def _read_new_copy(
     return times, X
 
 
+def relax_commit(conn: sa.Connection) -> None:
+    """PostgreSQL: let this step's commit return before its WAL reaches the disk
+    (``synchronous_commit = off`` for this transaction only). Only for a step that
+    wrote no alarm transition (the watch service calls it then): its predictions and
+    checkpoint can be lost only by a crash of PostgreSQL itself, and then the
+    checkpoint is simply older, the process is fenced out of its newer in-memory state
+    (``seq``) and scores the same readings again to the same result. A step with a
+    transition commits synchronously, which also flushes every earlier step, so no
+    alarm or notification is ever visible before it is durable; readings are never
+    affected (the ingester commits synchronously before it acknowledges).
+
+    Measured: the flush was about 3 ms of a 4 ms step (100 assets x 13 readings,
+    PostgreSQL on the same 2 cores), so a pass over 100 assets spent 0.3 s waiting for
+    the disk, which set the publish-to-alarm latency."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def count_stored(conn: sa.Connection, asset: str, lo: datetime, hi: datetime) -> int:
     q = sa.select(sa.func.count()).where(
         readings.c.asset_id == asset, readings.c.time >= lo, readings.c.time <= hi
@@ -253,11 +271,47 @@ def write_predictions(
         )
     ]
     if conn.dialect.name == "postgresql":
-        _copy_predictions(conn, rows)
+        if len(rows) <= _INSERT_ROWS:
+            _insert_predictions(conn, rows)
+        else:
+            _copy_predictions(conn, rows)
         return
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     conn.execute(sqlite_insert(predictions).on_conflict_do_nothing(), rows)
+
+
+_INSERT_ROWS = 100
+"""Up to this many predictions a step writes them with one ``INSERT ... SELECT FROM
+unnest(...) ON CONFLICT DO NOTHING`` (one round trip) instead of the overlap probe and a
+``COPY`` (three). A live step under moderate load holds a few readings per asset, and
+there the round trips, not the rows, are the cost. Measured per step (PostgreSQL on the
+same 2 cores, commit not waiting for the flush): 10 rows 1.5 ms vs 2.1-2.5 ms through
+COPY, 50 rows 3.0 vs 3.3-3.8, 200 rows 5.8-7.5 vs 4.8-5.0, 1,000 rows 26 vs 15 (the
+arrays are adapted value by value)."""
+
+
+def _insert_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL, a small step: one statement, idempotent like the COPY path."""
+    first = rows[0]
+    conn.exec_driver_sql(
+        "INSERT INTO predictions (asset_id, time, model_name, model_version, score, "
+        "is_anomaly, state, top_sensors, created_at) "
+        "SELECT %(a)s, u.t, %(m)s, %(v)s, u.s, u.f, u.st, u.tp, %(c)s FROM unnest("
+        "%(t)s::timestamp[], %(s)s::float8[], %(f)s::boolean[], %(st)s::integer[], "
+        "%(tp)s::text[]) AS u(t, s, f, st, tp) ON CONFLICT DO NOTHING",
+        {
+            "a": first["asset_id"],
+            "m": first["model_name"],
+            "v": first["model_version"],
+            "c": first["created_at"],
+            "t": [r["time"] for r in rows],
+            "s": [r["score"] for r in rows],
+            "f": [r["is_anomaly"] for r in rows],
+            "st": [r["state"] for r in rows],
+            "tp": [r["top_sensors"] for r in rows],
+        },
+    )
 
 
 def _copy_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

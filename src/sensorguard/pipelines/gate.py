@@ -5,6 +5,17 @@ The room's rules: :func:`decide` is pure (metrics in, verdict out; no MLflow);
 measured in the same process (``candidate_metrics``: training already evaluated the
 held-out tail, so it is not scored twice), otherwise by loading and evaluating both
 versions — and calls it. Recording a verdict (tags, audit) is :mod:`.lifecycle`'s job.
+
+**Regime change.** Beside the metrics, the gate judges the evaluation readings against
+the candidate's training range (the drift profile logged with its run) with the rule of
+``sensorguard score`` and the watch service (:mod:`sensorguard.evaluation.regime`), per
+asset, and records the verdict in ``GateDecision.regime`` (so in the audit trail). A
+regime change rejects the candidate with the verdict and the retrain hint as the reason:
+metrics measured on readings the model was not trained for measure the range, not the
+detector (every reading out of range is an alarm), so neither a pass nor a comparison
+with production means anything there. The store window of operator labels
+(:mod:`.live_gate`) is judged the same way. A candidate whose run has no profile is not
+judged (noted in the check).
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ class GateDecision:
     evaluation_rows: int = 0
     evaluation_source: str = ""
     labels: dict[str, Any] | None = None  # on operator-labelled alarms (live_gate)
+    regime: dict[str, Any] | None = None  # the evaluation data's regime verdict
 
     def add_check(self, name: str, passed: bool, detail: str) -> None:
         """Add a check to the verdict; a failed check rejects the candidate."""
@@ -176,25 +188,29 @@ def evaluate_gate(
     settings: Settings | None = None,
     candidate_detector: BaseDetector | None = None,
     candidate_metrics: dict[str, Any] | None = None,
+    candidate_profile: dict[str, Any] | None = None,
 ) -> GateDecision:
     """Evaluate the candidate and the current production version on the same readings.
 
     ``candidate_metrics``: the candidate's metrics on exactly ``eval_readings`` when the
     caller has them (training's held-out evaluation); otherwise the candidate is scored
     here (``candidate_detector``, or the registered version loaded).
+    ``candidate_profile``: its training profile (else read from its run) for the regime
+    verdict.
     """
     settings = settings or get_settings()
     name = settings.model_name
+    loaded_candidate: Any = None
     if eval_readings.y is None:
         raise SensorGuardError(
             f"{eval_readings.source}: the quality gate needs labelled evaluation readings",
             "pass labelled data with --data, or force with --force --reason TEXT",
         )
     if candidate_metrics is None:
-        detector = (
-            candidate_detector or load_version(name, candidate_version, settings=settings).detector
-        )
-        candidate_metrics = evaluate_detector(detector, eval_readings)
+        if candidate_detector is None:
+            loaded_candidate = load_version(name, candidate_version, settings=settings)
+            candidate_detector = loaded_candidate.detector
+        candidate_metrics = evaluate_detector(candidate_detector, eval_readings)
     prod_version = version_at(name, settings.production_alias, settings)
     prod_metrics = None
     prod_detector = None
@@ -224,6 +240,9 @@ def evaluate_gate(
         )
     decision.evaluation_rows = len(eval_readings)
     decision.evaluation_source = str(eval_readings.source)
+    if candidate_profile is None:
+        candidate_profile = _training_profile(name, candidate_version, loaded_candidate, settings)
+    add_regime_check(decision, eval_readings, candidate_profile, "evaluation data")
     from sensorguard.pipelines.live_gate import add_label_checks
 
     add_label_checks(
@@ -233,8 +252,51 @@ def evaluate_gate(
         ),
         prod_detector,
         settings,
+        candidate_profile=candidate_profile,
     )
     return decision
+
+
+def _training_profile(
+    name: str, version: int, loaded: Any, settings: Settings
+) -> dict[str, Any] | None:
+    """The candidate's training (drift) profile: from the loaded version when it was
+    loaded anyway, else the artifact of its run (one small JSON); ``None`` if absent."""
+    if loaded is not None:
+        return getattr(loaded, "training_profile", None)
+    from sensorguard.registry.runs import load_training_profile_artifact
+    from sensorguard.registry.versions import run_id_of
+
+    try:
+        run_id = run_id_of(name, version, settings)
+        return load_training_profile_artifact(run_id, settings) if run_id else None
+    except SensorGuardError:
+        return None
+
+
+def add_regime_check(
+    decision: GateDecision, readings: Readings, profile: dict[str, Any] | None, what: str
+) -> None:
+    """Judge ``readings`` against the training ``profile`` (per asset, the rule of
+    ``sensorguard score``); record the verdict and a check that a regime change fails."""
+    from sensorguard.evaluation.regime import RETRAIN_HINT, ranges_from_profile, regime_of_readings
+
+    try:
+        ranges = ranges_from_profile(profile or {})
+    except SensorGuardError:
+        decision.add_check(
+            "training regime", True, f"{what} not judged: the candidate has no training profile"
+        )
+        return
+    regimes, _ = regime_of_readings(readings, ranges)
+    decision.regime = {"source": what, **regimes.to_dict()}
+    if regimes.regime_change:
+        detail = (
+            f"{what} is a regime change for the candidate ({regimes.summary()}): {RETRAIN_HINT}"
+        )
+    else:
+        detail = f"{what} within the candidate's training range"
+    decision.add_check("training regime", not regimes.regime_change, detail)
 
 
 def unlabelled_decision(

@@ -16,6 +16,12 @@ a planned stop, ignored). Rules of this room:
   most the false alarms production repeats. Without production the figures are
   reported and the checks pass (nothing to regress against).
 * No labelled alarms, or no readings for them: ``None`` (the gate reports nothing).
+* **Regime change.** Each asset's window is judged against the candidate's training
+  range with the rule of ``sensorguard score`` (:mod:`sensorguard.evaluation.regime`);
+  a window that is a regime change for the candidate fails the check ``store window
+  regime`` (reason: the verdict and the retrain hint), as the held-out data does in
+  :mod:`.gate`. The candidate's events on it are counted as ``sensorguard score`` counts
+  them (without the alarm the regime carries).
 """
 
 from __future__ import annotations
@@ -46,8 +52,13 @@ def labelled_window(
     return alarms, min(a["start"] for a in alarms), newest
 
 
-def _events(detector: BaseDetector, frame: pd.DataFrame) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+def _events(
+    detector: BaseDetector, frame: pd.DataFrame, profile: dict[str, Any] | None = None
+) -> tuple[list[tuple[pd.Timestamp, pd.Timestamp]], Any]:
+    """The alarm events of one asset's window and its regime verdict (``None`` without
+    a ``profile``), as ``sensorguard score`` reports them."""
     from sensorguard.data import Readings
+    from sensorguard.evaluation.regime import apply_regime
     from sensorguard.scoring.readings import alarm_events, detect_readings
 
     label = "machine_status" if "machine_status" in frame.columns else None
@@ -58,10 +69,11 @@ def _events(detector: BaseDetector, frame: pd.DataFrame) -> list[tuple[pd.Timest
         asset_column="asset_id",
         source="store",
     )
-    result = detect_readings(detector, readings)
-    return [
+    result, regimes = apply_regime(detect_readings(detector, readings), readings, profile)
+    events = [
         (pd.Timestamp(e["start"]), pd.Timestamp(e["end"])) for e in alarm_events(result, readings)
     ]
+    return events, regimes
 
 
 def label_evaluation(
@@ -70,8 +82,10 @@ def label_evaluation(
     *,
     pad_s: float = 6 * 3600.0,
     url: str | None = None,
+    profile: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """How ``detector`` does on operator-labelled ``alarms`` (see the module docstring)."""
+    """How ``detector`` does on operator-labelled ``alarms`` (see the module docstring);
+    with its training ``profile``, also the regime verdict of each asset's window."""
     from sensorguard.store.query import read_window_frame
 
     by_asset: dict[str, list[dict[str, Any]]] = {}
@@ -81,6 +95,7 @@ def label_evaluation(
     caught = repeated = confirmed = false = 0
     delays: list[float] = []
     rows = 0
+    regime: dict[str, Any] = {}
     for asset, items in sorted(by_asset.items()):
         lo = min(a["start"] for a in items) - pad
         hi = max(a["end"] or a["last_time"] for a in items) + pad
@@ -89,7 +104,9 @@ def label_evaluation(
         except SensorGuardError:
             continue  # the readings were removed: nothing to judge on
         rows += len(frame)
-        events = _events(detector, frame)
+        events, regimes = _events(detector, frame, profile)
+        if regimes is not None and regimes.regime_change:
+            regime[asset] = {"summary": regimes.summary(), **regimes.to_dict()}
         for a in items:
             s, e = pd.Timestamp(a["start"]), pd.Timestamp(a["end"] or a["last_time"])
             hits = [ev for ev in events if ev[0] <= e and ev[1] >= s]
@@ -109,6 +126,7 @@ def label_evaluation(
         "false_alarms_repeated": repeated,
         "median_delay_s": float(np.median(delays)) if delays else None,
         "readings": rows,
+        "regime_change": regime,  # asset → verdict, for the windows that are one
     }
 
 
@@ -151,14 +169,16 @@ def evaluate_on_labels(
     days: float = 30.0,
     pad_s: float = 6 * 3600.0,
     url: str | None = None,
+    candidate_profile: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Candidate (and production) on the operator-labelled alarms of the store:
     ``{"window": {...}, "candidate": {...}, "production": {...} | None, "checks": [...]}``,
-    or ``None`` when no alarm is labelled."""
+    or ``None`` when no alarm is labelled. With the candidate's training profile, the
+    checks include the regime verdict of the window."""
     alarms, start, end = labelled_window(days=days, url=url)
     if not alarms:
         return None
-    cand = label_evaluation(candidate, alarms, pad_s=pad_s, url=url)
+    cand = label_evaluation(candidate, alarms, pad_s=pad_s, url=url, profile=candidate_profile)
     if cand["readings"] == 0:
         return None
     prod = None
@@ -175,8 +195,30 @@ def evaluate_on_labels(
         },
         "candidate": cand,
         "production": prod,
-        "checks": label_checks(cand, prod),
+        "checks": label_checks(cand, prod) + regime_checks(cand, candidate_profile),
     }
+
+
+def regime_checks(
+    candidate: dict[str, Any], profile: dict[str, Any] | None
+) -> list[tuple[str, bool, str]]:
+    """The store window's regime check: fails when some asset's window is a regime
+    change for the candidate (none without a training profile to judge by)."""
+    if profile is None:
+        return []
+    from sensorguard.evaluation.regime import RETRAIN_HINT
+
+    moved = candidate.get("regime_change") or {}
+    if not moved:
+        return [("store window regime", True, "store window within the candidate's training range")]
+    said = "; ".join(f"{a}: {v['summary']}" for a, v in sorted(moved.items()))
+    return [
+        (
+            "store window regime",
+            False,
+            f"the store window is a regime change for the candidate ({said}): {RETRAIN_HINT}",
+        )
+    ]
 
 
 def _store_exists(settings: Any) -> bool:
@@ -201,6 +243,8 @@ def add_label_checks(
     candidate: Any,
     production: BaseDetector | None,
     settings: Any,
+    *,
+    candidate_profile: dict[str, Any] | None = None,
 ) -> None:
     """Attach the label-based evaluation to a gate decision (``decision.labels``) and
     its checks to ``decision.checks`` (a failed check rejects). ``candidate``: the
@@ -217,7 +261,13 @@ def add_label_checks(
         if not alarms:
             return
         detector = candidate() if callable(candidate) else candidate
-        report = evaluate_on_labels(detector, production, days=days, url=settings.store_url)
+        report = evaluate_on_labels(
+            detector,
+            production,
+            days=days,
+            url=settings.store_url,
+            candidate_profile=candidate_profile,
+        )
     except SensorGuardError as exc:
         decision.add_check("operator labels", True, f"not evaluated: {exc}")
         return

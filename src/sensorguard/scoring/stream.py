@@ -48,6 +48,9 @@ DEFAULT_ASSET: Any = None
 
 STATE_FORMAT = 1
 _SMALL = 16  # rows up to which per-row Python is faster than vectorised numpy
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_ONE_FLAG = (np.array([False]), np.array([True]))  # copied, never handed out
 
 
 @dataclass
@@ -231,28 +234,44 @@ class AssetStreams:
 
     def _score_one(self, A: np.ndarray, key: Any, missing: bool) -> StreamResult:
         """One reading of one asset (the common live case): no grouping, no array
-        bookkeeping beyond the result's."""
-        with self._lock:
+        bookkeeping beyond the result's. Written flat: it is the predictor's hot path,
+        where each extra call or attribute chain costs 40-100 ns of a ~25 µs request."""
+        lock = self._lock
+        with lock:
             st = self._asset(key)
-            self._fill(A, None, st, missing)
+            if missing and np.isnan(A).any():
+                self._fill(A, None, st, missing)
+            else:
+                st.last = A[0].copy()
         det = self.detector.for_asset(key) if self.bound else self.detector  # type: ignore[attr-defined]
-        c = det.score_one(A[0])
-        score = float(c.score[0])
-        with self._lock:
-            flag = st.tracker.step(score)
-            transitions = []
+        c = det.score_one(A)
+        score = c.score
+        if score.dtype is not _F64:
+            score = score.astype(np.float64)
+        s = score.item()
+        with lock:
+            flag = st.tracker.step(s)
             if flag != st.flag:
-                transitions.append(Transition(key, "opened" if flag else "closed", 0))
+                transitions = [Transition(key, "opened" if flag else "closed", 0)]
                 st.flag = flag
-        assert c.contributions is not None
+            else:
+                transitions = []
+        contrib = c.contributions
+        assert contrib is not None
+        state = c.state
+        if state is None or state.dtype is not _I64:
+            state = c.states()
+        # positional, and flags copied from one-element constants: half the cost of
+        # keyword arguments and np.array([flag]) (callgrind: 3.7k vs 7.0k and 2.7k vs
+        # 3.6k instructions)
         return StreamResult(
-            score=np.asarray(c.score, dtype=np.float64),
-            is_anomaly=np.array([flag]),
-            above=np.array([score > self.threshold]),
-            state=c.states(),
-            contributions=c.contributions,
-            top=top_indices(c.contributions, self.top_k),
-            transitions=transitions,
+            score,
+            _ONE_FLAG[flag].copy(),
+            _ONE_FLAG[s > self.threshold].copy(),
+            state,
+            contrib,
+            top_indices(contrib, self.top_k),
+            transitions,
         )
 
     def _fill(self, A: np.ndarray, rows: list[int] | None, st: AssetState, missing: bool) -> None:
@@ -327,6 +346,9 @@ def top_indices(contrib: np.ndarray, k: int) -> np.ndarray:
     column order."""
     n, n_s = contrib.shape
     k = max(1, min(k, n_s))
+    if n == 1:  # the predictor's one reading: no nested lists, no reshape
+        row = contrib.tolist()[0]
+        return np.array([sorted(range(n_s), key=row.__getitem__, reverse=True)[:k]], dtype=np.intp)
     if n <= _SMALL:
         # a few rows: plain Python beats numpy's per-call overhead; ties keep schema
         # order, exactly like the stable argsort below

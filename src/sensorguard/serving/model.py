@@ -20,17 +20,12 @@ import pandas as pd
 
 from sensorguard.detectors.base import BaseDetector
 from sensorguard.registry.models import LoadedModel
-from sensorguard.scoring.stream import AssetStreams, score_batch
+from sensorguard.scoring.stream import AssetStreams, StreamResult, score_batch
 from sensorguard.serving.metrics import ServingMetrics
 
-
-@dataclass
-class Scored:
-    score: np.ndarray
-    is_anomaly: np.ndarray  # smoothed alarm: per-asset state, or the batch alone (stateless)
-    above: np.ndarray  # score > threshold, reading by reading
-    state: np.ndarray
-    top: np.ndarray  # (n, k) sensor indices, largest contribution first
+Scored = StreamResult
+"""What a request's scoring yields (score, flags, state, top sensors): the scoring
+layer's result as is, no copy into a serving type."""
 
 
 @dataclass
@@ -46,6 +41,10 @@ class ServedModel:
     threshold: float = field(init=False)
     row_getter: Any = field(init=False, repr=False)
     """``row_getter(record)``: the sensor values of one JSON record, in schema order."""
+    refuse_extra: bool = field(init=False, repr=False)
+    """Whether a reading's unknown fields are refused (the schema's ``extra_columns``)."""
+    sensor_colons: int = field(init=False, repr=False)
+    """Colons inside the sensor names of one reading (the duplicate-key check counts them)."""
     _names: np.ndarray = field(init=False, repr=False)
     _children: dict[str, Any] = field(init=False, repr=False, default_factory=dict)
 
@@ -60,6 +59,9 @@ class ServedModel:
         ]
         self.threshold = float(det.threshold_)
         self.row_getter = itemgetter(*self.sensors)
+        # per version, not per request: schema_.to_dict() alone costs about 1 µs
+        self.refuse_extra = det.schema_.to_dict()["extra_columns"] == "error"
+        self.sensor_colons = sum(s.count(":") for s in self.sensors)
         self._names = np.asarray(self.sensors, dtype=object)
         self.top_k = max(1, min(self.top_k, len(self.sensors)))
         # stream state lives with the version: a swap starts every asset afresh
@@ -149,10 +151,8 @@ class ServedModel:
         holds no NaN.
         """
         if stateless:
-            res = score_batch(self.detector, A, missing, self.top_k)
-        else:
-            res = self.alarms.score(A, assets, missing)
-        return Scored(res.score, res.is_anomaly, res.above, res.state, res.top)
+            return score_batch(self.detector, A, missing, self.top_k)
+        return self.alarms.score(A, assets, missing)
 
     def top_names(self, top: np.ndarray) -> list[list[str]]:
         return self._names[top].tolist()  # type: ignore[no-any-return]
@@ -218,7 +218,7 @@ class ServedModel:
         n = scored.score.shape[0]
         c["predictions"].inc(n)
         alarm = scored.is_anomaly
-        n_anom = int(np.count_nonzero(alarm))
+        n_anom = (1 if alarm.item() else 0) if n == 1 else int(np.count_nonzero(alarm))
         if n_anom:
             c["anomalies"].inc(n_anom)
             counts = np.bincount(scored.top[alarm, 0], minlength=len(self.sensors))

@@ -141,8 +141,12 @@ class Predictor:
                     f"check /readyz; last registry error: {self.holder.last_error or 'none'}",
                 )
             orient, stateless = _query(query)
-            check_content_type(ctype)
-            body = await read_body(chunks, length, self.max_body)
+            if ctype != "application/json":  # the usual header needs no parsing
+                check_content_type(ctype)
+            if type(chunks) is bytes and len(chunks) <= self.max_body:
+                body = chunks  # the whole body came in one message: no coroutine
+            else:
+                body = await read_body(chunks, length, self.max_body)
             doc = None
             if self.pool is not None:
                 doc = parse_json_body(body)
@@ -201,17 +205,6 @@ class Predictor:
                 length = value.decode("latin-1")
 
         first = await receive()
-
-        async def chunks() -> AsyncIterator[bytes]:
-            message = first
-            while True:
-                if message["type"] == "http.disconnect":
-                    raise Disconnected
-                yield message.get("body", b"")
-                if not message.get("more_body", False):
-                    return
-                message = await receive()
-
         # a small body arrives in one message: skip the async generator
         whole = first["type"] == "http.request" and not first.get("more_body", False)
         try:
@@ -219,7 +212,7 @@ class Predictor:
                 auth,
                 ctype,
                 length,
-                first.get("body", b"") if whole else chunks(),
+                first.get("body", b"") if whole else _chunks(first, receive),
                 scope.get("query_string", b""),
             )
         except Disconnected:
@@ -236,3 +229,15 @@ class Predictor:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def _chunks(first: dict[str, Any], receive: Any) -> AsyncIterator[bytes]:
+    """The body of a request that arrives in several ASGI messages."""
+    message = first
+    while True:
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+        message = await receive()

