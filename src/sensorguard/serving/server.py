@@ -6,8 +6,9 @@ for as long as their clients liked. :class:`DeadlineProtocol` gives every reques
 deadline, ``SENSORGUARD_HEADER_TIMEOUT`` (10 s) from its first byte (or from connecting)
 to the end of its headers and ``SENSORGUARD_BODY_TIMEOUT`` (60 s, plus at most one
 sweep interval of 1 s) from there to the end of its body; a client that misses it
-gets ``408`` (when nothing has been answered yet) and the connection is closed. ``SENSORGUARD_MAX_CONNECTIONS`` bounds connections plus
-requests in progress (uvicorn's ``limit_concurrency``: 503 beyond).
+gets ``408`` (when nothing has been answered yet) and the connection is closed.
+``SENSORGUARD_MAX_CONNECTIONS`` bounds connections plus requests in progress (uvicorn's
+``limit_concurrency``: 503 beyond).
 The protocol extends uvicorn's httptools parser (installed with ``uvicorn[standard]``);
 without httptools the plain uvicorn protocol runs and a warning says what is missing.
 """
