@@ -295,6 +295,8 @@ def run_throughput(
                     stored_at = now
                 if scored >= total:
                     break
+                if w.p.poll() is not None:  # died: say why instead of waiting 600 s
+                    raise RuntimeError(w.log.read_text(errors="replace")[-4000:])
                 if now > 600:
                     raise TimeoutError(f"scored {scored}/{total} after 600 s")
                 time.sleep(0.1)
@@ -548,6 +550,7 @@ def run_latency(
         "publish_to_alarm_written_p50_s": round(float(np.nanpercentile(qa, 50)), 3),
         "publish_to_alarm_written_p99_s": round(float(np.nanpercentile(qa, 99)), 3),
         "alarm_written_to_webhook_p50_s": round(float(np.nanpercentile(arr - qa, 50)), 3),
+        "alarm_written_to_webhook_p99_s": round(float(np.nanpercentile(arr - qa, 99)), 3),
     }
 
 

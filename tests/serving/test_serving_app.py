@@ -569,6 +569,16 @@ def test_colons_in_strings_are_not_duplicates(client: TestClient) -> None:
     assert r.status_code == 200, r.text
 
 
+def test_extra_fields_without_repeats_pass_the_key_count(client: TestClient) -> None:
+    # no timestamp or asset: the one-count shortcut sees more colons than sensors and
+    # must fall back to the exact count, not refuse
+    r = _post(client, {"readings": [{**reading(0), "note": 1}, reading(1)]})
+    assert r.status_code == 200, r.text
+    body = b'{"readings": [{"s0": 1, "s1": 2, "s2": 3, "s3": 4, "s4": 5, "s5": 6, "s5": 7}]}'
+    r = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "duplicate_key"
+
+
 def test_asset_ids_are_checked_when_stateless_too(client: TestClient) -> None:
     r = client.post(
         "/v1/predict?stateless=true", json={"readings": [{**reading(0), "asset_id": 2.5}]}

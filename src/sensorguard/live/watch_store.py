@@ -12,6 +12,7 @@ checkpoint together.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -195,6 +196,132 @@ def _read_new_copy(
     return times, X
 
 
+def read_new_many(
+    conn: sa.Connection,
+    assets: list[str],
+    after: list[datetime | None],
+    *,
+    sensors: list[str],
+    limit: int,
+    sets: SensorSets,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`read_new` of several assets scored by the same model (``after``: their
+    checkpoints, in the same order), each at most ``limit`` readings: one ``COPY`` for
+    all of them on PostgreSQL (a ``LATERAL`` index scan per asset), instead of a round
+    trip per asset. Assets without new readings are absent. Falls back to one
+    :func:`read_new` per asset when the rows are not uniform (arrays of several
+    lengths, NULL elements) and on other dialects."""
+    if not assets:
+        return {}
+    got = None
+    if conn.dialect.name == "postgresql":
+        got = _read_many_copy(conn, assets, after, sensors=sensors, limit=limit, sets=sets)
+    if got is None:
+        got = {}
+        for asset, t in zip(assets, after, strict=True):
+            times, X = read_new(conn, asset, t, sensors=sensors, batch_rows=limit, sets=sets)
+            if times.size:
+                got[asset] = (times, X)
+    return got
+
+
+def _read_many_copy(
+    conn: sa.Connection,
+    assets: list[str],
+    after: list[datetime | None],
+    *,
+    sensors: list[str],
+    limit: int,
+    sets: SensorSets,
+) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        # '-infinity', not "t IS NULL OR": an OR is no index condition, and the scan of
+        # an asset without checkpoint would then filter its whole history
+        args = cur.mogrify(
+            "%s::varchar[], %s::timestamp[]", (assets, [t or "-infinity" for t in after])
+        ).decode()
+        sql = (
+            "COPY (SELECT v.i, r.time, r.sensor_set_id, r.sensor_values "
+            f"FROM unnest({args}) WITH ORDINALITY AS v(a, t, i) CROSS JOIN LATERAL "
+            "(SELECT time, sensor_set_id, sensor_values FROM readings "
+            f"WHERE asset_id = v.a AND time > v.t ORDER BY time LIMIT {int(limit)}) r) "
+            "TO STDOUT (FORMAT binary)"
+        )
+        buf = io.BytesIO()
+        cur.copy_expert(sql, buf)
+    finally:
+        cur.close()
+    body = buf.getvalue()[_COPY_HEADER:-2]
+    if not body:
+        return {}
+    if len(body) < 58:
+        return None
+    k = int.from_bytes(body[50:54], "big", signed=True)  # the first row's array dimension
+    size = 58 + 12 * k
+    if k <= 0 or len(body) % size:
+        return None
+    row = np.dtype(
+        [
+            ("nfields", ">i2"),
+            ("len_i", ">i4"),
+            ("i", ">i8"),
+            ("len_time", ">i4"),
+            ("time", ">i8"),
+            ("len_set", ">i4"),
+            ("set_id", ">i4"),
+            *float8_array_fields(k),
+        ]
+    )
+    rec = np.frombuffer(body, dtype=row)
+    if (rec["nfields"] != 4).any() or (rec["dim"] != k).any() or (rec["elems"]["len"] != 8).any():
+        return None
+    # each asset's rows in time order (the nested loop gives them so; not promised by SQL)
+    order = np.lexsort((rec["time"], rec["i"]))
+    rec = rec[order]
+    idx = rec["i"].astype(np.int64) - 1
+    times_all = (rec["time"] + PG_EPOCH_US).astype("datetime64[us]")
+    values = rec["elems"]["value"].astype(np.float64)
+    set_ids = rec["set_id"].astype(np.int64)
+    p = len(sensors)
+    X_all = np.full((len(rec), p), np.nan)
+    uniq = np.unique(set_ids).tolist()
+    for sid in uniq:
+        src, dst = sets.map(conn, int(sid), sensors)
+        if not src.size:
+            continue
+        if len(uniq) == 1:
+            X_all[:, dst] = values[:, src]
+        else:  # assets of the pass stored with different sensor sets
+            rows = np.flatnonzero(set_ids == sid)
+            X_all[np.ix_(rows, dst)] = values[np.ix_(rows, src)]
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    cuts = np.flatnonzero(np.diff(idx)) + 1
+    for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(rec)], strict=True):
+        out[assets[int(idx[lo])]] = (times_all[lo:hi], X_all[lo:hi])
+    return out
+
+
+def count_stored_many(
+    conn: sa.Connection, spans: list[tuple[str, datetime, datetime]]
+) -> dict[str, int]:
+    """:func:`count_stored` of several ``(asset, lo, hi)`` spans, one round trip on
+    PostgreSQL."""
+    if not spans:
+        return {}
+    if conn.dialect.name != "postgresql":
+        return {a: count_stored(conn, a, lo, hi) for a, lo, hi in spans}
+    rows = conn.exec_driver_sql(
+        "SELECT v.a, (SELECT count(*) FROM readings r WHERE r.asset_id = v.a "
+        "AND r.time >= v.lo AND r.time <= v.hi) FROM unnest(%(a)s::varchar[], "
+        "%(lo)s::timestamp[], %(hi)s::timestamp[]) AS v(a, lo, hi)",
+        {"a": [s[0] for s in spans], "lo": [s[1] for s in spans], "hi": [s[2] for s in spans]},
+    ).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
 def relax_commit(conn: sa.Connection) -> None:
     """PostgreSQL: let this step's commit return before its WAL reaches the disk
     (``synchronous_commit = off`` for this transaction only). Only for a step that
@@ -220,6 +347,20 @@ def count_stored(conn: sa.Connection, asset: str, lo: datetime, hi: datetime) ->
     return int(conn.execute(q).scalar_one())
 
 
+@dataclass
+class Predictions:
+    """One asset's scored readings of a watch pass, to be written as predictions."""
+
+    asset: str
+    times: np.ndarray
+    res: Any
+    flags: np.ndarray
+    offset: int  # readings of the asset scored before these (for ``every``)
+    model_name: str
+    model_version: str
+    sensors: list[str]
+
+
 def write_predictions(
     conn: sa.Connection,
     asset: str,
@@ -235,21 +376,53 @@ def write_predictions(
 ) -> None:
     """Every ``every``-th reading (counted from ``offset``) and every flagged one of a
     scored step into ``predictions`` (1 = all, 0 = none)."""
-    if every <= 0:
+    write_predictions_many(
+        conn,
+        [Predictions(asset, times, res, flags, offset, model_name, model_version, sensors)],
+        every=every,
+    )
+
+
+def write_predictions_many(conn: sa.Connection, parts: list[Predictions], *, every: int) -> None:
+    """:func:`write_predictions` of several assets in one statement (a ``COPY`` above
+    ``_INSERT_ROWS`` rows): a watch pass writes them all with a round trip or three
+    instead of one to three per asset."""
+    if every <= 0 or not parts:
         return
+    now = utc_now()
+    rows = [r for part in parts for r in _prediction_rows(part, every, now)]
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        if len(rows) <= _INSERT_ROWS:
+            _insert_predictions(conn, rows)
+        else:
+            _copy_predictions(conn, rows)
+        return
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    conn.execute(sqlite_insert(predictions).on_conflict_do_nothing(), rows)
+
+
+def _prediction_rows(part: Predictions, every: int, now: datetime) -> list[dict[str, Any]]:
+    times, res, flags = part.times, part.res, part.flags
     n = times.size
-    keep = np.ones(n, dtype=bool) if every == 1 else ((np.arange(n) + offset) % every == 0) | flags
+    keep = (
+        np.ones(n, dtype=bool)
+        if every == 1
+        else ((np.arange(n) + part.offset) % every == 0) | flags
+    )
     idx = np.flatnonzero(keep)
     if not idx.size:
-        return
-    names = np.asarray(sensors, dtype=object)
+        return []
+    names = np.asarray(part.sensors, dtype=object)
     top = np.asarray(res.top)[idx]
     tops = [";".join(r) for r in names[top].tolist()]
     state = np.asarray(getattr(res, "state", np.full(n, -1)))[idx]
-    now = utc_now()
     score = np.asarray(res.score, dtype=np.float64)[idx]
     score = np.nan_to_num(score, nan=0.0, posinf=1e308, neginf=-1e308)
-    rows = [
+    asset, model_name, model_version = part.asset, part.model_name, part.model_version
+    return [
         {
             "asset_id": asset,
             "time": t,
@@ -270,15 +443,6 @@ def write_predictions(
             strict=True,
         )
     ]
-    if conn.dialect.name == "postgresql":
-        if len(rows) <= _INSERT_ROWS:
-            _insert_predictions(conn, rows)
-        else:
-            _copy_predictions(conn, rows)
-        return
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    conn.execute(sqlite_insert(predictions).on_conflict_do_nothing(), rows)
 
 
 _INSERT_ROWS = 100
@@ -293,19 +457,19 @@ arrays are adapted value by value)."""
 
 def _insert_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """PostgreSQL, a small step: one statement, idempotent like the COPY path."""
-    first = rows[0]
     conn.exec_driver_sql(
         "INSERT INTO predictions (asset_id, time, model_name, model_version, score, "
         "is_anomaly, state, top_sensors, created_at) "
-        "SELECT %(a)s, u.t, %(m)s, %(v)s, u.s, u.f, u.st, u.tp, %(c)s FROM unnest("
-        "%(t)s::timestamp[], %(s)s::float8[], %(f)s::boolean[], %(st)s::integer[], "
-        "%(tp)s::text[]) AS u(t, s, f, st, tp) ON CONFLICT DO NOTHING",
+        "SELECT u.a, u.t, u.m, u.v, u.s, u.f, u.st, u.tp, %(c)s FROM unnest("
+        "%(a)s::varchar[], %(t)s::timestamp[], %(m)s::varchar[], %(v)s::varchar[], "
+        "%(s)s::float8[], %(f)s::boolean[], %(st)s::integer[], %(tp)s::text[]) "
+        "AS u(a, t, m, v, s, f, st, tp) ON CONFLICT DO NOTHING",
         {
-            "a": first["asset_id"],
-            "m": first["model_name"],
-            "v": first["model_version"],
-            "c": first["created_at"],
+            "c": rows[0]["created_at"],
+            "a": [r["asset_id"] for r in rows],
             "t": [r["time"] for r in rows],
+            "m": [r["model_name"] for r in rows],
+            "v": [r["model_version"] for r in rows],
             "s": [r["score"] for r in rows],
             "f": [r["is_anomaly"] for r in rows],
             "st": [r["state"] for r in rows],
@@ -316,33 +480,46 @@ def _insert_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None
 
 def _copy_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """PostgreSQL: ``COPY`` (text) straight into ``predictions`` when none is stored
-    yet for this asset, version and time span (the live case), else through a
-    temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` (a span scored before,
-    e.g. by ``sensorguard store score``). Measured on 20k rows: about 140k rows/s
-    direct and 64k rows/s through the temporary table, against 15k rows/s for one
-    multi-row INSERT over arrays."""
-    first, last = rows[0], rows[-1]
-    overlap = conn.execute(
-        sa.select(sa.literal(1))
-        .where(
-            predictions.c.asset_id == first["asset_id"],
-            predictions.c.model_name == first["model_name"],
-            predictions.c.model_version == first["model_version"],
-            predictions.c.time >= first["time"],
-            predictions.c.time <= last["time"],
-        )
-        .limit(1)
+    yet for these assets, versions and time spans (the live case; one probe for all),
+    else through a temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` (a span
+    scored before, e.g. by ``sensorguard store score``). Measured on 20k rows: about
+    140k rows/s direct and 64k rows/s through the temporary table, against 15k rows/s
+    for one multi-row INSERT over arrays."""
+    spans: dict[tuple[str, str, str], list[datetime]] = {}
+    for r in rows:
+        key = (r["asset_id"], r["model_name"], r["model_version"])
+        span = spans.get(key)
+        if span is None:
+            spans[key] = [r["time"], r["time"]]
+        else:
+            span[0] = min(span[0], r["time"])
+            span[1] = max(span[1], r["time"])
+    keys = list(spans)
+    overlap = conn.exec_driver_sql(
+        "SELECT 1 FROM unnest(%(a)s::varchar[], %(m)s::varchar[], %(v)s::varchar[], "
+        "%(lo)s::timestamp[], %(hi)s::timestamp[]) AS u(a, m, v, lo, hi) WHERE EXISTS "
+        "(SELECT 1 FROM predictions p WHERE p.asset_id = u.a AND p.model_name = u.m "
+        "AND p.model_version = u.v AND p.time >= u.lo AND p.time <= u.hi) LIMIT 1",
+        {
+            "a": [k[0] for k in keys],
+            "m": [k[1] for k in keys],
+            "v": [k[2] for k in keys],
+            "lo": [spans[k][0] for k in keys],
+            "hi": [spans[k][1] for k in keys],
+        },
     ).first()
-    cols = list(first)
+    cols = list(rows[0])
     esc = _copy_escape
-    const = {c: esc(str(first[c])) for c in ("asset_id", "model_name", "model_version")}
-    created = first["created_at"].isoformat(sep=" ")
-    lines = "".join(
-        f"{const['asset_id']}\t{r['time'].isoformat(sep=' ')}\t{const['model_name']}\t"
-        f"{const['model_version']}\t{r['score']!r}\t{'t' if r['is_anomaly'] else 'f'}\t"
-        f"{r['state']}\t{esc(r['top_sensors'])}\t{created}\n"
-        for r in rows
-    )
+    const = {k: (esc(k[0]), esc(k[1]), esc(k[2])) for k in keys}
+    created = rows[0]["created_at"].isoformat(sep=" ")
+    lines = []
+    for r in rows:
+        a, m, v = const[(r["asset_id"], r["model_name"], r["model_version"])]
+        lines.append(
+            f"{a}\t{r['time'].isoformat(sep=' ')}\t{m}\t{v}\t{r['score']!r}\t"
+            f"{'t' if r['is_anomaly'] else 'f'}\t{r['state']}\t{esc(r['top_sensors'])}\t"
+            f"{created}\n"
+        )
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cur = raw.cursor()
@@ -352,7 +529,9 @@ def _copy_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS sg_watch_predictions (LIKE predictions)")
             cur.execute("TRUNCATE sg_watch_predictions")
             target = "sg_watch_predictions"
-        cur.copy_expert(f"COPY {target} ({', '.join(cols)}) FROM STDIN", io.StringIO(lines))
+        cur.copy_expert(
+            f"COPY {target} ({', '.join(cols)}) FROM STDIN", io.StringIO("".join(lines))
+        )
         if overlap is not None:
             cur.execute(
                 "INSERT INTO predictions SELECT * FROM sg_watch_predictions ON CONFLICT DO NOTHING"

@@ -152,7 +152,7 @@ class ServedModel:
         """
         if stateless:
             return score_batch(self.detector, A, missing, self.top_k)
-        return self.alarms.score(A, assets, missing)
+        return self.alarms.score(A, assets, missing, transitions=False)
 
     def top_names(self, top: np.ndarray) -> list[list[str]]:
         return self._names[top].tolist()  # type: ignore[no-any-return]

@@ -163,6 +163,11 @@ class Predictor:
                 batch = parse_predict_body(body, model, self.max_batch)
             else:
                 batch = parse_predict_doc(doc, body, model, self.max_batch)
+                # let the parsed readings go now: kept to the end of the request, their
+                # 1,000 dicts (batch 1,000) stayed in the young GC generation while the
+                # response was built, one more collection per request traversed them
+                # (callgrind: 1.5 % of the request)
+                doc = None
             # checked stateless too: the API describes asset_id as a string or an integer
             assets = _assets(batch.passthrough.get("asset_id"), batch.layout)
             if stateless:

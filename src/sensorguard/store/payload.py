@@ -176,6 +176,14 @@ def _bad_text(value: str, path: str, limit: int | None = None) -> None:
         )
 
 
+def count_colons(body: bytes) -> int:
+    """``body.count(b":")``, vectorised above 4 KiB (callgrind, 217 KB body: 297k
+    instructions against 1,125k)."""
+    if len(body) < 4096:
+        return body.count(b":")
+    return int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == 58))  # b":"
+
+
 def first_duplicate_key(body: bytes, pairs: int, colons_in_strings: int = 0) -> str | None:
     """The first key that appears twice in one JSON object of ``body``, else ``None``.
 
@@ -187,11 +195,7 @@ def first_duplicate_key(body: bytes, pairs: int, colons_in_strings: int = 0) -> 
     when the counts differ (a repeat, a colon inside an uncounted string, or a nested
     object) is the body parsed again with a hook that sees every pair.
     """
-    if len(body) < 4096:
-        colons = body.count(b":")
-    else:
-        colons = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == 58))  # b":"
-    if colons == pairs + colons_in_strings:
+    if count_colons(body) == pairs + colons_in_strings:
         return None
     found: list[str] = []
 
