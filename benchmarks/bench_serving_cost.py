@@ -36,20 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sensorguard.data.simulator import SENSORS
+
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 BENCH_SERVING = HERE / "bench_serving.py"
-SENSORS = (
-    "motor_speed",
-    "flow_rate",
-    "suction_pressure",
-    "discharge_pressure",
-    "motor_current",
-    "power",
-    "vibration_rms",
-    "bearing_temp",
-    "fluid_temp",
-)
+# one operating point of the simulated pump, in SENSORS order
 BASE = (1480.0, 50.0, 1.2, 6.0, 30.0, 15.0, 2.0, 60.0, 40.0)
 
 

@@ -165,24 +165,8 @@ def _read_new_copy(
     body = data[_COPY_HEADER:-2]
     if not body:
         return np.zeros(0, dtype="datetime64[us]"), np.zeros((0, p))
-    if len(body) < 46:
-        return None
-    k = int.from_bytes(body[38:42], "big", signed=True)  # the array's dimension
-    size = 46 + 12 * k
-    if k <= 0 or len(body) % size:
-        return None
-    row = np.dtype(
-        [
-            ("nfields", ">i2"),
-            ("len_time", ">i4"),
-            ("time", ">i8"),
-            ("len_set", ">i4"),
-            ("set_id", ">i4"),
-            *float8_array_fields(k),
-        ]
-    )
-    rec = np.frombuffer(body, dtype=row)
-    if (rec["nfields"] != 3).any() or (rec["dim"] != k).any() or (rec["elems"]["len"] != 8).any():
+    rec = _copy_records(body, ())
+    if rec is None:
         return None
     set_ids = rec["set_id"]
     if (set_ids != set_ids[0]).any():
@@ -257,26 +241,8 @@ def _read_many_copy(
     body = buf.getvalue()[_COPY_HEADER:-2]
     if not body:
         return {}
-    if len(body) < 58:
-        return None
-    k = int.from_bytes(body[50:54], "big", signed=True)  # the first row's array dimension
-    size = 58 + 12 * k
-    if k <= 0 or len(body) % size:
-        return None
-    row = np.dtype(
-        [
-            ("nfields", ">i2"),
-            ("len_i", ">i4"),
-            ("i", ">i8"),
-            ("len_time", ">i4"),
-            ("time", ">i8"),
-            ("len_set", ">i4"),
-            ("set_id", ">i4"),
-            *float8_array_fields(k),
-        ]
-    )
-    rec = np.frombuffer(body, dtype=row)
-    if (rec["nfields"] != 4).any() or (rec["dim"] != k).any() or (rec["elems"]["len"] != 8).any():
+    rec = _copy_records(body, ("i",))
+    if rec is None:
         return None
     # each asset's rows in time order (the nested loop gives them so; not promised by SQL)
     order = np.lexsort((rec["time"], rec["i"]))
@@ -538,3 +504,36 @@ def _copy_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
             )
     finally:
         cur.close()
+
+
+def _copy_records(body: bytes, lead: tuple[str, ...]) -> np.ndarray | None:
+    """The rows of a binary ``COPY`` of ``(*lead, time, sensor_set_id, sensor_values)``
+    (``lead``: int8 columns) as one structured array, or ``None`` when the rows do not
+    all carry arrays of the same length (the caller then reads them one by one)."""
+    skip = 12 * len(lead)  # each int8 column: its length (int4) and its value
+    if len(body) < 46 + skip:
+        return None
+    k = int.from_bytes(body[38 + skip : 42 + skip], "big", signed=True)  # first array's length
+    if k <= 0 or len(body) % (46 + skip + 12 * k):
+        return None
+    fields: list[tuple[str, str]] = [("nfields", ">i2")]
+    for name in lead:
+        fields += [(f"len_{name}", ">i4"), (name, ">i8")]
+    row = np.dtype(
+        [
+            *fields,
+            ("len_time", ">i4"),
+            ("time", ">i8"),
+            ("len_set", ">i4"),
+            ("set_id", ">i4"),
+            *float8_array_fields(k),
+        ]
+    )
+    rec = np.frombuffer(body, dtype=row)
+    if (
+        (rec["nfields"] != 3 + len(lead)).any()
+        or (rec["dim"] != k).any()
+        or (rec["elems"]["len"] != 8).any()
+    ):
+        return None
+    return rec
