@@ -17,7 +17,11 @@ message) from a separate process to a private Mosquitto (the compose broker's co
    Latency = arrival of the webhook minus the publish of the message holding the
    reading the alarm opened at, split into publish -> stored (the reading readable in
    ``readings``, polled every 20 ms), stored -> alarm written (the notification's
-   ``created_at``) and written -> webhook;
+   ``created_at``) and written -> webhook; and, from the watch process's stage trace
+   (``SENSORGUARD_WATCH_TRACE``), ``stages``: p50/p99/max of publish -> taken by the
+   ingester -> committed -> start of the pass that scored it -> read -> scored ->
+   written -> committed -> notifier pick-up -> sent -> webhook, and the passes' sizes
+   and phases (``--latency-predictions-every 0``: without stored predictions);
 3. **the obvious alternative**: a client forwarding each reading to ``POST
    /v1/predict`` of ``sensorguard serve`` (same model, registered in a temporary
    embedded registry), ``--clients`` client processes back to back, keep-alive. It
@@ -436,6 +440,99 @@ class _StoredTimes:
         self._t.join(10)
 
 
+def _epoch(iso_time: str) -> float:
+    from datetime import UTC, datetime
+
+    d = datetime.fromisoformat(iso_time.replace("Z", "+00:00"))
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
+
+
+def _stages(trace: Path, crossings: list[tuple[float, float, dict[str, Any]]]) -> dict[str, Any]:
+    """Where the latency of each crossing reading went, from the watch process's stage
+    trace (``SENSORGUARD_WATCH_TRACE``, :class:`~sensorguard.live.watch_metrics.StageTrace`):
+    publish -> taken by the ingester -> committed -> the watch pass that scored it
+    starts -> read -> scored -> written -> committed -> the notifier picks it up -> sent
+    -> the webhook arrives. p50 / p99 / max of each stage in seconds, and the size of
+    the passes."""
+    if not trace.exists():
+        return {}
+    ev = [orjson.loads(line) for line in trace.read_bytes().splitlines() if line.strip()]
+    stored = [e for e in ev if e["k"] == "stored"]
+    for e in stored:
+        e["last"] = {a: _epoch(v) for a, v in e["last"].items()}
+    passes = [e for e in ev if e["k"] == "pass"]
+    by_key = {k: p for p in passes for k in p["keys"]}
+    sent = {e["key"]: e for e in ev if e["k"] == "sent"}
+    names = [
+        "publish_to_taken",
+        "taken_to_stored",
+        "stored_to_pass_start",
+        "pass_read",
+        "pass_score",
+        "pass_write",
+        "pass_commit",
+        "commit_to_notifier_pickup",
+        "pickup_to_sent",
+        "sent_to_webhook",
+    ]
+    rows: dict[str, list[float]] = {n: [] for n in names}
+    crossing_pass: list[tuple[int, int, float]] = []
+    for pub, arrived, body in crossings:
+        asset, start = body["asset_id"], _epoch(body["event"]["start_time"])
+        st = next((e for e in stored if e["last"].get(asset, -1) >= start), None)
+        p, s = by_key.get(body["id"]), sent.get(body["id"])
+        if st is None or p is None or s is None:
+            continue
+        marks = [
+            pub,
+            st["taken"],
+            st["t"],
+            p["t0"],
+            p["read"],
+            p["scored"],
+            p["written"],
+            p["commit"],
+            s["picked"],
+            s["sent"],
+            arrived,
+        ]
+        for n, a, b in zip(names, marks, marks[1:], strict=False):
+            rows[n].append(b - a)
+        crossing_pass.append((p["assets"], p["rows"], p["commit"] - p["t0"]))
+
+    def pct(v: list[float]) -> list[float]:
+        if not v:
+            return []
+        a = np.array(v)
+        return [round(float(np.percentile(a, q)), 3) for q in (50, 99)] + [round(float(a.max()), 3)]
+
+    dur = [p["commit"] - p["t0"] for p in passes if p["rows"]]
+    # the write phase of every pass with readings, split (state dicts, checkpoints,
+    # predictions, alarms + outbox), summed over the run
+    write_split = {
+        k: round(sum(p[b] - p[a] for p in passes if p["rows"] and b in p), 2)
+        for k, a, b in (
+            ("state", "scored", "state"),
+            ("checkpoints", "state", "checkpoints"),
+            ("predictions", "checkpoints", "predictions"),
+            ("alarms_outbox", "predictions", "written"),
+            ("read", "t0", "read"),
+            ("score", "read", "scored"),
+            ("commit", "written", "commit"),
+        )
+    }
+    return {
+        "alarms_traced": len(crossing_pass),
+        "p50_p99_max_s": {n: pct(v) for n, v in rows.items()},
+        "crossing_pass_assets_rows_seconds": crossing_pass,
+        "passes": len(passes),
+        "pass_phases_total_s": write_split,
+        "pass_seconds_p50_p99_max": pct(dur),
+        "pass_rows_p50_p99_max": pct([float(p["rows"]) for p in passes if p["rows"]]),
+        "pass_assets_p50_p99_max": pct([float(p["assets"]) for p in passes if p["rows"]]),
+    }
+
+
 def run_latency(
     broker: Any,
     model: Path,
@@ -457,6 +554,7 @@ def run_latency(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
     _Hook.got = []
+    trace = tmp / f"trace-{uuid.uuid4().hex[:6]}.jsonl"
     with temp_database("bench_watch") as (_n, url):
         ing = Watch(None, url, broker.url, tmp / "home") if split else None
         w = Watch(
@@ -465,9 +563,10 @@ def run_latency(
             broker.url,
             tmp / "home",
             "--predictions-every",
-            "1",
+            str(args.latency_predictions_every),
             *(("--no-ingest",) if split else ()),
             SENSORGUARD_WEBHOOK_URLS=hook,
+            SENSORGUARD_WATCH_TRACE=str(trace),
         )
         try:
             proc, q, go = _start_publisher(broker.url, msgs, rate, batch)
@@ -507,6 +606,7 @@ def run_latency(
         (a, lo): t for (a, lo, _p), t in zip(msgs, sent, strict=True)
     }
     lat, queued, stored = [], [], []
+    crossings: list[tuple[float, float, dict[str, Any]]] = []
     for arrived, body in _Hook.got:
         if body.get("transition") != "opened" or body.get("kind") != "failure":
             continue
@@ -521,6 +621,7 @@ def run_latency(
         lo = (start // batch) * batch
         t = sent_at.get((body["asset_id"], lo))
         if t is not None:
+            crossings.append((t, arrived, body))
             lat.append(arrived - t)
             # created_at: when the watch step that opened the alarm wrote it (its commit)
             created = body["created_at"].replace("Z", "+00:00")
@@ -537,6 +638,7 @@ def run_latency(
         "rate_readings_per_s": round(rate),
         "watch_cpu_cores_while_publishing": round(cpu_share, 2),
         "readings_per_message": batch,
+        "predictions_every": args.latency_predictions_every,
         "alarms": len(lat),
         "faulty_assets": args.faulty,
         "latency_p50_s": round(float(np.nanpercentile(arr, 50)), 3),
@@ -551,6 +653,7 @@ def run_latency(
         "publish_to_alarm_written_p99_s": round(float(np.nanpercentile(qa, 99)), 3),
         "alarm_written_to_webhook_p50_s": round(float(np.nanpercentile(arr - qa, 50)), 3),
         "alarm_written_to_webhook_p99_s": round(float(np.nanpercentile(arr - qa, 99)), 3),
+        "stages": _stages(trace, crossings),
     }
 
 
@@ -670,6 +773,12 @@ def main() -> None:
     ap.add_argument("--latency-s", type=float, default=30.0, help="seconds of paced publishing")
     ap.add_argument("--latency-batch", type=int, default=10, help="readings per message (latency)")
     ap.add_argument("--faulty", type=int, default=20, help="assets with a fault (latency)")
+    ap.add_argument(
+        "--latency-predictions-every",
+        type=int,
+        default=1,
+        help="latency: the watch process's --predictions-every (1 = all, 0 = none) [1]",
+    )
     ap.add_argument("--clients", type=int, default=2, help="POST /v1/predict client processes")
     ap.add_argument("--predict-s", type=float, default=10.0)
     ap.add_argument("--json", type=Path, default=None)

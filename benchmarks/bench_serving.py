@@ -8,7 +8,8 @@ embedded registry. The same version is then served by
 * ``sensorguard serve`` (``POST /v1/predict`` with ``{"readings": [...]}``, and the
   columnar ``{"columns": {...}}`` form as an extra row),
 
-both with one worker, one after the other in the same run, on loopback. Load comes from
+both with one worker, all started before the first measurement and measured in turn
+(in alternating order when ``--rounds`` > 1), on loopback. Load comes from
 ``wrk`` (``apt-get install -y wrk``) with keep-alive connections for a bounded time per
 case, at batch 1 and batch 1,000. Reported: requests/s, readings/s, p50 and p99 latency,
 server CPU time per request (from /proc: robust when the machine is shared), and the
@@ -229,8 +230,10 @@ def main() -> None:
         "--rounds",
         type=int,
         default=1,
-        help="with --compare-src: alternate the two predictors this many times (the load of "
-        "a shared machine drifts; each round's ratio is printed, and their median)",
+        help="measure every case this many times, the servers in turn and in alternating "
+        "order (the load of a shared machine drifts; with --compare-src the median of the "
+        "rounds' ratios is printed). --compare-src with this tree's own src/ measures the "
+        "protocol's noise: its ratios should be 1",
     )
     ap.add_argument("--register-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -326,22 +329,29 @@ def main() -> None:
         )
 
     results: list[dict[str, Any]] = []
-    order = list(servers)
-    if args.compare_src and args.rounds > 1:
-        order += [s for s in servers if s["name"].startswith("sensorguard")] * (args.rounds - 1)
-    seen: dict[str, int] = {}
-    for srv in order:
-        rnd = seen[srv["name"]] = seen.get(srv["name"], -1) + 1
-        port = _free_port()
-        cmd = [c.replace("{port}", str(port)) for c in srv["cmd"]]
-        log = work / f"{srv['name'].replace(' ', '_')}.log"
-        proc = _start(cmd, srv["env"], log)
-        base = f"http://127.0.0.1:{port}"
-        try:
+    # Every server is started and ready before the first measurement, and stays up to the
+    # end; the cases then take turns. Started one after the other (the previous protocol),
+    # the server started first in a round measured 1.08-1.28x the second when both were
+    # this very tree: the order, not the code, set the ratio. Now round r measures the
+    # servers in order (r even) or in reverse (r odd), so each is first equally often.
+    running: list[tuple[dict[str, Any], subprocess.Popen[bytes], str]] = []
+    try:
+        for srv in servers:
+            port = _free_port()
+            cmd = [c.replace("{port}", str(port)) for c in srv["cmd"]]
+            log = work / f"{srv['name'].replace(' ', '_')}.log"
+            running.append((srv, _start(cmd, srv["env"], log), f"http://127.0.0.1:{port}"))
+        for srv, proc, base in running:
             t0 = time.monotonic()
+            log = work / f"{srv['name'].replace(' ', '_')}.log"
             _wait(base + srv["ready"], 600, proc, log)
             print(f"{srv['name']}: ready after {time.monotonic() - t0:.1f} s", flush=True)
-            for label, body in srv["bodies"].items():
+        labels = list(dict.fromkeys(label for srv in servers for label in srv["bodies"]))
+        for label in labels:
+            present = [r for r in running if label in r[0]["bodies"]]
+            batch = int(str(label).split()[0])
+            for srv, _proc, base in present:
+                body = srv["bodies"][label]
                 check = httpx.post(
                     base + srv["path"],
                     content=body,
@@ -349,37 +359,43 @@ def main() -> None:
                     timeout=60,
                 )
                 check.raise_for_status()
-                batch = int(str(label).split()[0])
                 _wrk(base + srv["path"], body, 2, args.connections, 1, work)  # warm-up
-                # throughput with N connections; at batch 1 also latency with one connection
-                runs = [args.connections] + ([1] if batch == 1 and args.connections > 1 else [])
-                for conns in runs:
-                    cpu0 = _tree_cpu_seconds(proc.pid)
-                    res = _wrk(base + srv["path"], body, args.duration, conns, 1, work)
-                    cpu = _tree_cpu_seconds(proc.pid) - cpu0
-                    row = {
-                        "server": srv["name"],
-                        "round": rnd,
-                        "batch": batch,
-                        "payload": str(label),
-                        "connections": conns,
-                        **res,
-                        "readings_per_s": res["rps"] * batch,
-                        "cpu_us_per_request": cpu / max(res["requests"], 1) * 1e6,
-                    }
-                    results.append(row)
-                    print(
-                        f"  batch {label}, {conns} conn: {res['rps']:,.0f} req/s, "
-                        f"{row['readings_per_s']:,.0f} readings/s, p50 {res['p50_ms']:.2f} ms, "
-                        f"p99 {res['p99_ms']:.2f} ms, "
-                        f"cpu {row['cpu_us_per_request']:,.0f} µs/req, non-2xx {res['non_2xx']}",
-                        flush=True,
-                    )
-        finally:
+            # throughput with N connections; at batch 1 also latency with one connection
+            runs = [args.connections] + ([1] if batch == 1 and args.connections > 1 else [])
+            for conns in runs:
+                for rnd in range(args.rounds):
+                    for srv, proc, base in present if rnd % 2 == 0 else present[::-1]:
+                        body = srv["bodies"][label]
+                        cpu0 = _tree_cpu_seconds(proc.pid)
+                        res = _wrk(base + srv["path"], body, args.duration, conns, 1, work)
+                        cpu = _tree_cpu_seconds(proc.pid) - cpu0
+                        row = {
+                            "server": srv["name"],
+                            "round": rnd,
+                            "batch": batch,
+                            "payload": str(label),
+                            "connections": conns,
+                            **res,
+                            "readings_per_s": res["rps"] * batch,
+                            "cpu_us_per_request": cpu / max(res["requests"], 1) * 1e6,
+                        }
+                        results.append(row)
+                        print(
+                            f"  {srv['name']}, round {rnd}, batch {label}, {conns} conn: "
+                            f"{res['rps']:,.0f} req/s, {row['readings_per_s']:,.0f} "
+                            f"readings/s, p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} "
+                            f"ms, cpu {row['cpu_us_per_request']:,.0f} µs/req, "
+                            f"non-2xx {res['non_2xx']}",
+                            flush=True,
+                        )
+    finally:
+        for _srv, proc, _base in running:
             _stop(proc)
 
     base_rows = {
-        (r["batch"], r["connections"]): r for r in results if r["server"] == "mlflow models serve"
+        (r["batch"], r["connections"], r["round"]): r
+        for r in results
+        if r["server"] == "mlflow models serve"
     }
     print()
     print(
@@ -388,7 +404,7 @@ def main() -> None:
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        ref = base_rows.get((r["batch"], r["connections"]))
+        ref = base_rows.get((r["batch"], r["connections"], r["round"]))
         ratio = f"{r['readings_per_s'] / ref['readings_per_s']:.1f}×" if ref else "-"
         print(
             f"| {r['server']} | {r['payload']} | {r['connections']} | {r['rps']:,.0f} "

@@ -93,9 +93,12 @@ def test_fault_on_one_sensor_raises_score_and_names_it(
     assert after.is_anomaly[window].mean() > 0.9
     top = Counter(t[0] for t in (after.top_sensors(1)[i] for i in window))
     assert top.most_common(1)[0][0] == sensor, top
-    # outside the fault nothing changes
-    assert np.array_equal(after.score[:1200], before.score[:1200])
-    assert np.array_equal(after.score[1320:], before.score[1320:])
+    # outside the fault nothing changes: to float32 rounding, as the readings of a
+    # matmul block share its rounding (1.2e-7 relative on an AMD EPYC, bit-identical on
+    # the machine the test was written on)
+    np.testing.assert_allclose(after.score[:1200], before.score[:1200], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(after.score[1320:], before.score[1320:], rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(after.is_anomaly[:1200], before.is_anomaly[:1200])
 
 
 def test_same_seed_same_results(train: Readings, detector: OperatingStateDetector) -> None:

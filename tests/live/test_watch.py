@@ -550,7 +550,9 @@ def test_routing_by_asset_scores_each_asset_with_its_machine_types_model(sg_home
         p = read_scores(asset, url=store_url)
         assert len(p) == 600 and set(p["model_name"]) == {names[asset]}
         assert set(p["model_version"]) == {"1"}
-        np.testing.assert_allclose(p["score"].to_numpy(), score, rtol=1e-9)
+        # float32 rounding: the live pass scores several assets in one matmul block,
+        # whose rounding differs from one asset alone by up to 1.2e-7 (AMD EPYC)
+        np.testing.assert_allclose(p["score"].to_numpy(), score, rtol=1e-6)
     live = _live_events(store_url, "a-01")
     assert (live[0]["model_name"], live[0]["model_version"]) == ("type-a", "1")
     assert live[0]["close_reason"] == "model_changed"
@@ -558,7 +560,7 @@ def test_routing_by_asset_scores_each_asset_with_its_machine_types_model(sg_home
     p = read_scores("a-01", url=store_url)
     assert list(p["model_version"]) == ["1"] * 330 + ["2"] * 270
     score, _ = batch(dets["a-01"], frames["a-01"].iloc[:330])
-    np.testing.assert_allclose(p["score"].to_numpy()[:330], score, rtol=1e-9)
+    np.testing.assert_allclose(p["score"].to_numpy()[:330], score, rtol=1e-6)
     assert w.not_scored == {"c-01": "type-c"}
 
 

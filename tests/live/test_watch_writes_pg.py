@@ -152,3 +152,43 @@ def test_only_steps_without_transitions_relax_their_commit(
     assert all(r == (0 if t else 1) for t, r in steps), steps
     last = w.assets["pump-01"].ck.last_time
     assert last is not None and pd.Timestamp(last) == pd.Timestamp(test.timestamp.max())
+
+
+def test_copy_of_several_assets_with_texts_of_other_lengths(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The binary COPY lays out rows by the byte lengths of their texts (asset, model,
+    version, top sensors): a pass mixing lengths, and non-ASCII names, stores what the
+    INSERT path stores."""
+    engine = ensure_schema(pg_url)
+    sensors = ["p", "druck-ä", "temperature_outlet", "x"]
+    assets = ["a", "pump-Ø-0001", "b" * 60]
+    times = np.datetime64("2026-01-01T00:00:00", "us") + np.arange(30).astype("timedelta64[s]")
+
+    def parts(suffix: str) -> list[watch_store.Predictions]:
+        out = []
+        for k, asset in enumerate(assets):
+            rng = np.random.default_rng(k)
+            res = SimpleNamespace(
+                score=rng.normal(1.0, 0.5, 30),
+                top=rng.integers(0, len(sensors), (30, 3)),
+                state=rng.integers(0, 4, 30),
+            )
+            flags = rng.random(30) < 0.3
+            version = "12" if k else "7"
+            out.append(
+                watch_store.Predictions(
+                    asset + suffix, times, res, flags, 0, "type-é", version, sensors
+                )
+            )
+        return out
+
+    monkeypatch.setattr(watch_store, "_INSERT_ROWS", 10_000)
+    with engine.begin() as conn:
+        watch_store.write_predictions_many(conn, parts("-i"), every=1)
+    monkeypatch.setattr(watch_store, "_INSERT_ROWS", 0)
+    with engine.begin() as conn:
+        watch_store.write_predictions_many(conn, parts("-c"), every=1)
+    for asset in assets:
+        inserted, copied = _rows(engine, asset + "-i"), _rows(engine, asset + "-c")
+        assert len(inserted) == 30 and inserted == copied

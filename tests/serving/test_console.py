@@ -56,7 +56,8 @@ def _transition(action: str, asset: str, kind: str, start: datetime, **alarm: An
 
 
 def seed_store(url: str, now: datetime) -> dict[str, int]:
-    """Four pumps: one in a failure alarm, one flat-lined, one with a closed alarm, one fine."""
+    """Five pumps: one in a failure alarm, one flat-lined, one with a closed alarm, one
+    fine, one in a regime change (its model does not apply to its readings)."""
     import sqlalchemy as sa
 
     from sensorguard.store.alarms import apply_transitions
@@ -68,7 +69,7 @@ def seed_store(url: str, now: datetime) -> dict[str, int]:
     engine = ensure_schema(url)
     rng = np.random.default_rng(3)
     times = [now - timedelta(minutes=60 - i) for i in range(60)]
-    for i, asset in enumerate(["pump-01", "pump-02", "pump-03", "pump-04"]):
+    for i, asset in enumerate(["pump-01", "pump-02", "pump-03", "pump-04", "pump-05"]):
         put_asset(asset, MODEL, site=f"plant-a/line-{i + 1}", url=url)
         values = rng.normal(size=(60, len(SENSORS))) + np.arange(10, 70, 10)
         if asset == "pump-03":
@@ -124,9 +125,35 @@ def seed_store(url: str, now: datetime) -> dict[str, int]:
                     top_sensors=["s0"],
                     close_reason="returned",
                 ),
+                _transition(
+                    "opened",
+                    "pump-05",
+                    "regime_change",
+                    times[0],
+                    last_time=times[-1],
+                    first_top_sensors=["s1"],
+                    top_sensors=["s1"],
+                    detail={
+                        "summary": "regime change: s1 outside the training range from the "
+                        "first reading on",
+                        "hint": "check the named sensors, then retrain on recent normal readings",
+                        "head": 60,
+                        "sensors": [
+                            {
+                                "sensor": "s1",
+                                "train_min": 17.5,
+                                "train_max": 22.5,
+                                "since": 0,
+                                "median": 41.0,
+                                "share_out": 1.0,
+                                "share_out_head": 1.0,
+                            }
+                        ],
+                    },
+                ),
             ],
         )
-    return {"failure": ids[0], "flatline": ids[1], "closed": ids[2]}
+    return {"failure": ids[0], "flatline": ids[1], "closed": ids[2], "regime": ids[3]}
 
 
 @pytest.fixture(scope="module")
@@ -202,12 +229,20 @@ def test_overview_lists_the_alarm_first_and_updates_live(
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     _login(page, url)
     rows = page.locator("#assets tbody tr")
-    assert rows.count() == 4
+    assert rows.count() == 5
     first = rows.nth(0)
     assert first.get_attribute("data-asset") == "pump-03"
     assert "alarm" in first.inner_text()
-    assert rows.nth(1).get_attribute("data-asset") == "pump-04"  # data quality next
-    assert "data quality" in rows.nth(1).inner_text()
+    # a regime change next: a status of its own, not "normal", not data quality
+    assert rows.nth(1).get_attribute("data-asset") == "pump-05"
+    assert rows.nth(1).get_attribute("data-status-name") == "regime-change"
+    assert "regime change" in rows.nth(1).inner_text()
+    assert rows.nth(2).get_attribute("data-asset") == "pump-04"  # data quality after it
+    assert "data quality" in rows.nth(2).inner_text()
+    assert "regime change 1" in page.locator(".summary").inner_text()
+    page.select_option("#status-filter", "regime-change")
+    assert page.locator("#assets tbody tr:not([hidden])").count() == 1
+    page.select_option("#status-filter", "")
     assert first.locator("svg.spark polyline").count() == 1
     assert page.locator(".summary").inner_text().count("alarm") >= 1
     page.screenshot(path=str(_shots(tmp_path) / "console-overview.png"), full_page=True)
@@ -269,6 +304,34 @@ def test_alarm_view_shows_sensors_and_labels_reach_the_api(
     from playwright.sync_api import expect
 
     expect(page.locator("dl.facts")).to_contain_text("by ana at", timeout=10_000)
+    page.close()
+
+
+def test_regime_change_is_a_kind_of_its_own(console: Any, browser: Any, tmp_path: Path) -> None:
+    url, ids, _ = console
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    _login(page, url)
+    page.goto(f"{url}/console/alarms")
+    kinds = page.locator("#kind option").all_inner_texts()
+    assert "regime change" in kinds and "failure" in kinds and "out of range" in kinds
+    page.select_option("#kind", "regime_change")
+    page.click("form.toolbar button[type=submit]")
+    page.wait_for_url("**/console/alarms?*kind=regime_change*")
+    rows = page.locator("table tbody tr")
+    assert rows.count() == 1
+    assert "pump-05" in rows.first.inner_text() and "regime change" in rows.first.inner_text()
+    page.select_option("#kind", "failure")
+    page.click("form.toolbar button[type=submit]")
+    page.wait_for_url("**/console/alarms?*kind=failure*")
+    assert "pump-05" not in page.locator("table tbody").inner_text()
+    assert page.locator("table tbody tr").count() == 2  # pump-03 open, pump-02 closed
+    # the alarm view says what moved and what to do, not "failure type"
+    page.goto(f"{url}/console/alarms/{ids['regime']}")
+    assert "regime change" in page.locator("dl.facts").inner_text()
+    assert "Failure type" not in page.locator("dl.facts").inner_text()
+    regime = page.locator("#regime").inner_text()
+    assert "s1" in regime and "17.5" in regime and "41" in regime and "retrain" in regime
+    page.screenshot(path=str(_shots(tmp_path) / "console-regime.png"), full_page=True)
     page.close()
 
 

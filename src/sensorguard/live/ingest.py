@@ -52,6 +52,7 @@ from sensorguard.live.mqtt import (
     make_client,
     readings_subscription,
 )
+from sensorguard.live.watch_metrics import TRACE
 from sensorguard.store.engine import StoreError
 from sensorguard.store.payload import PayloadError, ReadingGroup, parse_readings_payload
 from sensorguard.store.retention import PeriodicPrune
@@ -141,6 +142,7 @@ class ParsedBatch:
     frames: list[Any]
     dead: list[dict[str, Any]]
     outcome: BatchOutcome
+    taken_at: float = 0.0  # wall clock when the ingester took the messages (stage trace)
 
 
 def parse_messages(
@@ -468,7 +470,9 @@ class MqttIngester:
                 batch = self._take()
                 self.retention.maybe_run(engine)
                 if batch:
+                    taken = time.time()
                     parsed = parse_messages(batch, max_batch=self.max_batch)
+                    parsed.taken_at = taken
                     with self._cond:
                         self._unwritten += 1
                     if not self._put(batches, parsed, writer):
@@ -525,6 +529,14 @@ class MqttIngester:
                     self._unwritten -= 1
                     self._cond.notify_all()  # an idle writer ends a _take's wait
                 self._account(out)
+                if TRACE is not None:
+                    TRACE.write(
+                        "stored",
+                        taken=parsed.taken_at,
+                        t=time.time(),
+                        n=out.readings,
+                        last=out.last_times,
+                    )
                 if self.on_stored is not None:
                     self.on_stored(out)
         except BaseException as exc:

@@ -56,6 +56,7 @@ import sqlalchemy as sa
 
 from sensorguard.jsonsafe import json_safe
 from sensorguard.live.metrics import LiveMetrics
+from sensorguard.live.watch_metrics import TRACE
 from sensorguard.store.retention import PeriodicPrune
 from sensorguard.store.schema import notification_deliveries as deliveries
 from sensorguard.store.schema import notifications
@@ -355,6 +356,8 @@ class Notifier:
         from sensorguard.store import ensure_schema
 
         engine = ensure_schema(self.store_url)
+        if TRACE is not None:
+            TRACE.write("drain", t=time.time())
         with engine.connect() as conn:
             receivers = [
                 r
@@ -418,14 +421,24 @@ class Notifier:
                     conn.commit()
                     if not rows:
                         break
+                    picked = time.time()
                     blocked = False
                     for row in rows:
                         if row["next_attempt_at"] > utc_now():
                             blocked = True  # the head waits for its backoff; so do the rest
                             break
                         result = self._deliver(conn, receiver, row)
+                        sent_at = time.time()
                         self._record(conn, receiver, row, result)
                         conn.commit()
+                        if TRACE is not None:
+                            TRACE.write(
+                                "sent",
+                                key=f"{row['event_id']}:{row['transition']}",
+                                picked=picked,
+                                sent=sent_at,
+                                recorded=time.time(),
+                            )
                         if result.ok:
                             sent += 1
                         elif not self._gave_up(row, result):

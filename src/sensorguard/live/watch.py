@@ -75,7 +75,7 @@ from sensorguard.live.checkpoints import load_checkpoints, save_checkpoints
 from sensorguard.live.events import FAILURE, Transition, iso, to_datetime
 from sensorguard.live.leases import Leases
 from sensorguard.live.quality_alarms import QualityRules
-from sensorguard.live.watch_metrics import WatchMetrics
+from sensorguard.live.watch_metrics import TRACE, WatchMetrics
 from sensorguard.live.watch_state import _Asset, _Model, new_asset, same_model, swap
 from sensorguard.live.watch_store import (
     Predictions,
@@ -86,6 +86,7 @@ from sensorguard.live.watch_store import (
     relax_commit,
     write_predictions_many,
 )
+from sensorguard.scoring.stream import StreamResult
 from sensorguard.store.alarms import apply_transitions
 from sensorguard.store.engine import ensure_schema
 
@@ -193,6 +194,7 @@ class Watcher:
         self._last_sweep = 0.0
         self._last_model_check = 0.0
         self._asset_models_at = -math.inf
+        self._solo_until = -math.inf  # score assets one by one until then (_score_many)
         self._ref = self.config.model_ref or (
             f"models:/{self.settings.model_name}@{self.settings.production_alias}"
         )
@@ -478,6 +480,7 @@ class Watcher:
         if not plan:
             return set()
         wall = time.time()
+        stamps = {"t0": wall}
         cfg = self.config
         # at most pass_rows readings in memory per pass, at most batch_rows per asset
         limit = max(1, min(cfg.batch_rows, cfg.pass_rows // len(plan)))
@@ -519,14 +522,20 @@ class Watcher:
                         sets=self._sensor_sets,
                     )
                 )
+            stamps["read"] = time.time()
             preds: list[Predictions] = []
             done: list[tuple[str, _Asset, _Model, list[Transition], int, bool]] = []
             late_due: list[tuple[str, _Asset]] = []
+            scored = self._score_many(work, new, failed)
             for asset, a, m, transitions in work:
+                if asset in failed:
+                    continue
                 times, X = new.get(asset, _EMPTY)
                 n = times.size
                 try:
-                    dirty = self._score(a, m, asset, times, X, transitions, preds, wall)
+                    dirty = self._score(
+                        a, m, asset, times, X, transitions, preds, wall, scored.get(asset)
+                    )
                 except SensorGuardError as exc:
                     self._asset_failed(asset, exc)
                     failed.add(asset)
@@ -560,6 +569,7 @@ class Watcher:
                         a.ck.n_late = late
                         changed.add(asset)
                 done = [(*d[:5], d[5] or d[0] in changed) for d in done]
+            stamps["scored"] = time.time()
             # the writes: checkpoints first (they fence), then what they cover
             write = [d for d in done if d[5]]
             for asset, a, m, _t, _n, _d in write:
@@ -572,11 +582,14 @@ class Watcher:
                     "first_time": a.ck.state.get("first_time"),
                     "sensors": m.sensors,  # the open event's, should another model take over
                 }
+            stamps["state"] = time.time()
             saved = save_checkpoints(conn, [d[1].ck for d in write])
             fenced = {d[0] for d in write if d[0] not in saved}
+            stamps["checkpoints"] = time.time()
             write_predictions_many(
                 conn, [p for p in preds if p.asset not in fenced], every=cfg.predictions_every
             )
+            stamps["predictions"] = time.time()
             all_transitions: list[Transition] = []
             for asset, _a, _m, transitions, _n, _d in write:
                 if asset not in fenced:
@@ -586,6 +599,16 @@ class Watcher:
             self._enqueue(conn, all_transitions, ids)
             if not all_transitions:
                 relax_commit(conn)  # no alarm in it: no WAL flush wait (watch_store)
+            stamps["written"] = time.time()
+        if TRACE is not None:
+            TRACE.write(
+                "pass",
+                **stamps,
+                commit=time.time(),
+                assets=len(plan),
+                rows=sum(d[4] for d in done),
+                keys=[f"{i}:{t.name}" for t, i in zip(all_transitions, ids, strict=True)],
+            )
         for asset, a, _m, _t, n, _d in done:
             if asset in fenced:
                 self._forget(asset)  # another process owns it now
@@ -611,15 +634,19 @@ class Watcher:
         transitions: list[Transition],
         preds: list[Predictions],
         wall: float,
+        res: StreamResult | None = None,
     ) -> bool:
         """Score one asset's new readings in memory (``transitions`` and ``preds`` get
-        what is to be written). True = its checkpoint has to be written."""
+        what is to be written; ``res``: the stream scorer's result for them when
+        :meth:`_score_many` computed it already). True = its checkpoint has to be
+        written."""
         n = times.size
         dirty = bool(transitions)
         first_new = times[0] if n else None
         if n:
-            # a copy: the scorer fills gaps in place, the quality rules need them
-            res = m.streams.update(asset, times, X.copy())
+            if res is None:
+                # a copy: the scorer fills gaps in place, the quality rules need them
+                res = m.streams.update(asset, times, X.copy())
             flags = np.asarray(res.is_anomaly, dtype=bool)
             score = np.asarray(res.score, dtype=np.float64)
             contrib = np.asarray(res.contributions, dtype=np.float64)
@@ -643,6 +670,72 @@ class Watcher:
         transitions += a.quality.check_silence(wall, a.last_arrival, a.ck.last_time, first_new)
         return dirty or bool(transitions)
 
+    def _score_many(
+        self,
+        work: list[tuple[str, _Asset, _Model, list[Transition]]],
+        new: dict[str, tuple[np.ndarray, np.ndarray]],
+        failed: set[str],
+    ) -> dict[str, StreamResult]:
+        """The pass's new readings of all assets of one model through one call of its
+        stream scorer (each asset continues its own filter and alarm state there; a
+        score may differ from a one-asset call in the last float32 bit, as another
+        chunking of one asset's readings already does: at most 1.2e-7 measured).
+        Measured (100 assets x 150 readings, operating-states, 10 sensors): 31 ms
+        against 99-114 ms one asset at a time, the per-call overhead of the scorer and
+        detector repeated per asset. An asset whose
+        readings the model refuses (``arrange``: shape, infinite values) fails alone, as
+        before; should the shared call itself fail, its assets are forgotten for this
+        pass (their committed checkpoints stay) and scored one by one for a minute, so
+        one bad asset cannot stop the others."""
+        out: dict[str, StreamResult] = {}
+        if time.monotonic() < self._solo_until:
+            return out
+        groups: dict[int, list[tuple[str, _Model, np.ndarray]]] = {}
+        for asset, _a, m, _t in work:
+            got = new.get(asset)
+            if got is None or not got[0].size:
+                continue
+            try:
+                # a new array: the scorer fills gaps in place, the quality rules need them
+                A = m.streams.detector.schema_.arrange(got[1])
+            except SensorGuardError as exc:
+                self._asset_failed(asset, exc)
+                failed.add(asset)
+                continue
+            groups.setdefault(id(m), []).append((asset, m, A))
+        for group in groups.values():
+            if len(group) == 1:
+                continue  # one asset: update() in _score, as before
+            m = group[0][1]
+            keys = [asset for asset, _m, A in group for _ in range(A.shape[0])]
+            try:
+                res = m.streams.score(np.vstack([g[2] for g in group]), keys, transitions=False)
+            except SensorGuardError as exc:
+                log.warning(
+                    "watch: scoring %d assets of %s together failed (%s); one by one for 60 s",
+                    len(group),
+                    m.name,
+                    exc.message,
+                )
+                self._solo_until = time.monotonic() + 60.0
+                for asset, _m, _A in group:
+                    self._forget(asset)
+                    failed.add(asset)
+                continue
+            lo = 0
+            for asset, _m, A in group:
+                hi = lo + A.shape[0]
+                out[asset] = StreamResult(
+                    res.score[lo:hi],
+                    res.is_anomaly[lo:hi],
+                    res.above[lo:hi],
+                    res.state[lo:hi],
+                    res.contributions[lo:hi],
+                    res.top[lo:hi],
+                )
+                lo = hi
+        return out
+
     def _step_asset(self, asset: str, stats: StepStats) -> None:
         """One asset on its own (a pass of one); raises :class:`_Fenced` when fenced."""
         if self._step_assets([asset], stats):
@@ -662,9 +755,12 @@ class Watcher:
     def step(self) -> StepStats:
         """Refresh leases and the model when due, then score every owned asset once."""
         stats = StepStats()
+        t0 = time.time()
         self.check_model()
         owned = sorted(self.refresh_leases())
         due = self._due(owned)
+        if TRACE is not None:
+            TRACE.write("step", t0=t0, due_at=time.time(), due=len(due), owned=len(owned))
         size = max(1, self.config.pass_assets)
         for lo in range(0, len(due), size):
             chunk = due[lo : lo + size]

@@ -142,3 +142,35 @@ class WatchMetrics:
         self._kinds |= set(counts)
         self.owned.set(len(watcher.leases.owned))
         self.workers.set(watcher.leases.workers)
+
+
+class StageTrace:
+    """Wall-clock stage stamps of the live loop, one JSON line per event, for the
+    latency benchmark (``benchmarks/bench_live.py`` sets ``SENSORGUARD_WATCH_TRACE`` to
+    a file): the ingester's commits (which assets, their newest reading), the watch
+    passes (start, read, scored, commit, the alarm transitions they wrote) and the
+    notifier's deliveries (picked up, sent). Off (None) unless the variable is set; an
+    event costs one ``orjson.dumps`` and an unbuffered append."""
+
+    def __init__(self, path: str) -> None:
+        import threading
+
+        self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - lives with the process
+        self._lock = threading.Lock()
+
+    def write(self, kind: str, **fields: Any) -> None:
+        import orjson
+
+        line = orjson.dumps({"k": kind, **fields}, default=str) + b"\n"
+        with self._lock:
+            self._fh.write(line)
+
+
+def _stage_trace() -> StageTrace | None:
+    import os
+
+    path = os.environ.get("SENSORGUARD_WATCH_TRACE")
+    return StageTrace(path) if path else None
+
+
+TRACE: StageTrace | None = _stage_trace()

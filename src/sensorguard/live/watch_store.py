@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import orjson
 import sqlalchemy as sa
 
-from sensorguard.store.copy import PG_EPOCH_US, float8_array_fields
+from sensorguard.store.copy import (
+    _PG_COPY_HEADER,
+    _PG_COPY_TRAILER,
+    PG_EPOCH_US,
+    float8_array_fields,
+)
 from sensorguard.store.schema import predictions, readings, sensor_sets
 from sensorguard.timeutil import utc_now
 
+_PG_EPOCH = datetime(2000, 1, 1)
+_US = timedelta(microseconds=1)
 _COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4)
 
 
@@ -356,37 +363,64 @@ def write_predictions_many(conn: sa.Connection, parts: list[Predictions], *, eve
     if every <= 0 or not parts:
         return
     now = utc_now()
-    rows = [r for part in parts for r in _prediction_rows(part, every, now)]
-    if not rows:
+    kept = [(part, _kept(part, every)) for part in parts]
+    kept = [(part, idx) for part, idx in kept if idx.size]
+    total = sum(idx.size for _p, idx in kept)
+    if not total:
         return
+    if conn.dialect.name == "postgresql" and total > _INSERT_ROWS:
+        _copy_predictions(conn, kept, now)
+        return
+    rows = [r for part, idx in kept for r in _prediction_rows(part, idx, now)]
     if conn.dialect.name == "postgresql":
-        if len(rows) <= _INSERT_ROWS:
-            _insert_predictions(conn, rows)
-        else:
-            _copy_predictions(conn, rows)
+        _insert_predictions(conn, rows)
         return
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     conn.execute(sqlite_insert(predictions).on_conflict_do_nothing(), rows)
 
 
-def _prediction_rows(part: Predictions, every: int, now: datetime) -> list[dict[str, Any]]:
-    times, res, flags = part.times, part.res, part.flags
-    n = times.size
-    keep = (
-        np.ones(n, dtype=bool)
-        if every == 1
-        else ((np.arange(n) + part.offset) % every == 0) | flags
-    )
-    idx = np.flatnonzero(keep)
-    if not idx.size:
-        return []
-    names = np.asarray(part.sensors, dtype=object)
-    top = np.asarray(res.top)[idx]
-    tops = [";".join(r) for r in names[top].tolist()]
-    state = np.asarray(getattr(res, "state", np.full(n, -1)))[idx]
-    score = np.asarray(res.score, dtype=np.float64)[idx]
-    score = np.nan_to_num(score, nan=0.0, posinf=1e308, neginf=-1e308)
+def _kept(part: Predictions, every: int) -> np.ndarray:
+    """Positions of the part's readings that get a prediction row."""
+    n = part.times.size
+    if every == 1:
+        return np.arange(n)
+    return np.flatnonzero(((np.arange(n) + part.offset) % every == 0) | part.flags)
+
+
+def _tops(part: Predictions, idx: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The kept rows' top sensors as (distinct ``;``-joined names, index per row)."""
+    return _top_strings(part.sensors, np.asarray(part.res.top)[idx])
+
+
+def _top_strings(sensors: list[str], top: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Rows of top sensor indices as (distinct ``;``-joined names, index per row): the
+    join runs per distinct tuple, not per row. Each tuple is one integer (the indices
+    as digits base the sensor count), so finding the distinct ones is one integer sort,
+    not ``np.unique(axis=0)`` (40 ms for 100 assets x 300 rows)."""
+    names = np.asarray(sensors, dtype=object)
+    if top.ndim != 2 or not top.shape[1]:
+        return [""], np.zeros(top.shape[0], dtype=np.intp)
+    base, k = max(len(sensors), 1), top.shape[1]
+    if base**k >= 2**62:
+        uniq, inv = np.unique(top, axis=0, return_inverse=True)
+        return [";".join(r) for r in names[uniq].tolist()], inv.reshape(-1)
+    weights = base ** np.arange(k - 1, -1, -1, dtype=np.int64)
+    codes, inv = np.unique(top.astype(np.int64) @ weights, return_inverse=True)
+    digits = (codes[:, None] // weights[None, :]) % base
+    return [";".join(r) for r in names[digits].tolist()], inv.reshape(-1)
+
+
+def _scores_states(part: Predictions, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = part.times.size
+    state = np.asarray(getattr(part.res, "state", np.full(n, -1)))[idx].astype(np.int64)
+    score = np.asarray(part.res.score, dtype=np.float64)[idx]
+    return np.nan_to_num(score, nan=0.0, posinf=1e308, neginf=-1e308), state
+
+
+def _prediction_rows(part: Predictions, idx: np.ndarray, now: datetime) -> list[dict[str, Any]]:
+    texts, inv = _tops(part, idx)
+    score, state = _scores_states(part, idx)
     asset, model_name, model_version = part.asset, part.model_name, part.model_version
     return [
         {
@@ -397,15 +431,15 @@ def _prediction_rows(part: Predictions, every: int, now: datetime) -> list[dict[
             "score": s,
             "is_anomaly": f,
             "state": st,
-            "top_sensors": tp,
+            "top_sensors": texts[k],
             "created_at": now,
         }
-        for t, s, f, st, tp in zip(
-            times[idx].astype(datetime).tolist(),
+        for t, s, f, st, k in zip(
+            part.times[idx].astype(datetime).tolist(),
             score.tolist(),
-            flags[idx].tolist(),
-            state.astype(np.int64).tolist(),
-            tops,
+            part.flags[idx].tolist(),
+            state.tolist(),
+            inv.tolist(),
             strict=True,
         )
     ]
@@ -444,48 +478,120 @@ def _insert_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None
     )
 
 
-def _copy_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """PostgreSQL: ``COPY`` (text) straight into ``predictions`` when none is stored
+_PRED_COLS = (
+    "asset_id, time, model_name, model_version, score, is_anomaly, state, top_sensors, created_at"
+)
+
+
+def _predictions_payload(kept: list[tuple[Predictions, np.ndarray]], now: datetime) -> bytes:
+    """The kept rows in ``COPY`` binary format, laid out by numpy: the rows of all
+    assets whose text fields have the same byte lengths are one record array (COPY
+    takes rows in any order; usually the whole pass is one). Measured on 30k rows
+    (100 assets x 300): about 0.25 s per pass building dicts and text lines before, a
+    few ms now."""
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("a", "m", "v", "t", "s", "f", "st")}
+    lens: dict[str, list[np.ndarray]] = {k: [] for k in ("a", "m", "v")}
+    for part, idx in kept:
+        n = idx.size
+        score, state = _scores_states(part, idx)
+        for key, b in (
+            ("a", part.asset.encode()),
+            ("m", part.model_name.encode()),
+            ("v", part.model_version.encode()),
+        ):
+            cols[key].append(np.full(n, b, dtype=f"S{max(len(b), 1)}"))
+            lens[key].append(np.full(n, len(b), dtype=np.int64))
+        cols["t"].append(part.times[idx].astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US)
+        cols["s"].append(score)
+        cols["f"].append(np.asarray(part.flags, dtype=bool)[idx])
+        cols["st"].append(state)
+    # the top sensors: distinct tuples over all assets of a sensor list at once (a
+    # pass has at most a few hundred), joined once each
+    total = sum(idx.size for _p, idx in kept)
+    by_sensors: dict[tuple[str, ...], list[tuple[int, Predictions, np.ndarray]]] = {}
+    at = 0
+    for part, idx in kept:
+        by_sensors.setdefault(tuple(part.sensors), []).append((at, part, idx))
+        at += idx.size
+    texts: list[bytes] = []
+    inv_all = np.empty(total, dtype=np.intp)
+    for sensors, group in by_sensors.items():
+        top = np.concatenate([np.asarray(part.res.top)[idx] for _at, part, idx in group])
+        strings, inv = _top_strings(list(sensors), top)
+        pos = np.concatenate([np.arange(a, a + idx.size) for a, _p, idx in group])
+        inv_all[pos] = inv + len(texts)
+        texts += [t.encode() for t in strings]
+    widths = np.array([len(t) for t in texts], dtype=np.int64)
+    cols["tp"] = [np.array(texts, dtype=f"S{max(int(widths.max()), 1)}")[inv_all]]
+    lens["tp"] = [widths[inv_all]]
+    col = {k: np.concatenate(v) for k, v in cols.items()}
+    ln = {k: np.concatenate(v) for k, v in lens.items()}
+    created = (now - _PG_EPOCH) // _US
+    # one record layout per combination of text lengths
+    # (byte lengths bounded by the schema: 200, 200 and 50 characters, so below 4096;
+    # top sensors below 2**20 bytes)
+    shape = ((ln["a"] * 4096 + ln["m"]) * 4096 + ln["v"]) * (1 << 20) + ln["tp"]
+    if shape.min() == shape.max():  # the usual pass: one layout, no sort
+        layouts, which = shape[:1], None
+    else:
+        layouts, which = np.unique(shape, return_inverse=True)
+    parts = [_PG_COPY_HEADER]
+    for j, key in enumerate(layouts.tolist()):
+        la, lm = key >> 44, (key >> 32) & 4095
+        lv, ltp = (key >> 20) & 4095, key & ((1 << 20) - 1)
+        sel = slice(None) if which is None else np.flatnonzero(which.reshape(-1) == j)
+        fields: list[tuple[str, str]] = [("nfields", ">i2")]
+        for name, width in (("a", la), ("t", -8), ("m", lm), ("v", lv)):
+            fields.append((f"len_{name}", ">i4"))
+            if width == -8:
+                fields.append((name, ">i8"))
+            elif width:
+                fields.append((name, f"S{width}"))
+        fields += [("len_s", ">i4"), ("s", ">f8"), ("len_f", ">i4"), ("f", "u1")]
+        fields += [("len_st", ">i4"), ("st", ">i4"), ("len_tp", ">i4")]
+        if ltp:
+            fields.append(("tp", f"S{ltp}"))
+        fields += [("len_c", ">i4"), ("c", ">i8")]
+        t = col["t"][sel]
+        rec = np.empty(t.size, dtype=np.dtype(fields))
+        rec["nfields"] = 9
+        for name, width in (("a", la), ("m", lm), ("v", lv), ("tp", ltp)):
+            rec[f"len_{name}"] = width
+            if width:
+                rec[name] = col[name][sel]
+        rec["len_t"], rec["t"] = 8, t
+        rec["len_s"], rec["s"] = 8, col["s"][sel]
+        rec["len_f"], rec["f"] = 1, col["f"][sel]
+        rec["len_st"], rec["st"] = 4, col["st"][sel]
+        rec["len_c"], rec["c"] = 8, created
+        parts.append(rec.tobytes())
+    parts.append(_PG_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _copy_predictions(
+    conn: sa.Connection, kept: list[tuple[Predictions, np.ndarray]], now: datetime
+) -> None:
+    """PostgreSQL: binary ``COPY`` straight into ``predictions`` when none is stored
     yet for these assets, versions and time spans (the live case; one probe for all),
     else through a temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` (a span
     scored before, e.g. by ``sensorguard store score``). Measured on 20k rows: about
     140k rows/s direct and 64k rows/s through the temporary table, against 15k rows/s
-    for one multi-row INSERT over arrays."""
-    spans: dict[tuple[str, str, str], list[datetime]] = {}
-    for r in rows:
-        key = (r["asset_id"], r["model_name"], r["model_version"])
-        span = spans.get(key)
-        if span is None:
-            spans[key] = [r["time"], r["time"]]
-        else:
-            span[0] = min(span[0], r["time"])
-            span[1] = max(span[1], r["time"])
-    keys = list(spans)
+    for one multi-row INSERT over arrays (text COPY; the binary payload since)."""
     overlap = conn.exec_driver_sql(
         "SELECT 1 FROM unnest(%(a)s::varchar[], %(m)s::varchar[], %(v)s::varchar[], "
         "%(lo)s::timestamp[], %(hi)s::timestamp[]) AS u(a, m, v, lo, hi) WHERE EXISTS "
         "(SELECT 1 FROM predictions p WHERE p.asset_id = u.a AND p.model_name = u.m "
         "AND p.model_version = u.v AND p.time >= u.lo AND p.time <= u.hi) LIMIT 1",
         {
-            "a": [k[0] for k in keys],
-            "m": [k[1] for k in keys],
-            "v": [k[2] for k in keys],
-            "lo": [spans[k][0] for k in keys],
-            "hi": [spans[k][1] for k in keys],
+            "a": [p.asset for p, _i in kept],
+            "m": [p.model_name for p, _i in kept],
+            "v": [p.model_version for p, _i in kept],
+            "lo": [p.times[idx].min().astype(datetime) for p, idx in kept],
+            "hi": [p.times[idx].max().astype(datetime) for p, idx in kept],
         },
     ).first()
-    cols = list(rows[0])
-    esc = _copy_escape
-    const = {k: (esc(k[0]), esc(k[1]), esc(k[2])) for k in keys}
-    created = rows[0]["created_at"].isoformat(sep=" ")
-    lines = []
-    for r in rows:
-        a, m, v = const[(r["asset_id"], r["model_name"], r["model_version"])]
-        lines.append(
-            f"{a}\t{r['time'].isoformat(sep=' ')}\t{m}\t{v}\t{r['score']!r}\t"
-            f"{'t' if r['is_anomaly'] else 'f'}\t{r['state']}\t{esc(r['top_sensors'])}\t"
-            f"{created}\n"
-        )
+    payload = _predictions_payload(kept, now)
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cur = raw.cursor()
@@ -496,7 +602,7 @@ def _copy_predictions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
             cur.execute("TRUNCATE sg_watch_predictions")
             target = "sg_watch_predictions"
         cur.copy_expert(
-            f"COPY {target} ({', '.join(cols)}) FROM STDIN", io.StringIO("".join(lines))
+            f"COPY {target} ({_PRED_COLS}) FROM STDIN (FORMAT binary)", io.BytesIO(payload)
         )
         if overlap is not None:
             cur.execute(

@@ -106,7 +106,6 @@ class ModelPool:
         failing = False
         while True:
             try:
-                await self._refresh_assets()
                 await self._discover()
                 if failing:
                     log.info("model pool refresh works again")
@@ -119,13 +118,21 @@ class ModelPool:
             await asyncio.sleep(self.settings.poll_interval)
 
     async def _discover(self) -> None:
-        names = await asyncio.to_thread(self._production_models)
+        # the asset map and the production models in one worker-thread hop: each hop makes
+        # the event loop give up the GIL to the worker and wait to get it back
+        self._assets, names = await asyncio.to_thread(self._read_registry)
+        self._assets_at = time.monotonic()
         for name in names:
             if name == self.default_name or name in self.extra:
                 continue
             if 1 + len(self.extra) >= self.max_models:
                 return  # full: more models load on demand, replacing the least recently used
             await self._load(name, "start")
+
+    def _read_registry(self) -> tuple[dict[str, str], list[str]]:
+        from sensorguard.store.assets import asset_models
+
+        return asset_models(self.settings.resolved_store_url), self._production_models()
 
     def _production_models(self) -> list[str]:
         from sensorguard.pipelines.fleet import model_names

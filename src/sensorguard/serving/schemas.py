@@ -12,6 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+# every alarm kind the watch service opens: the alarm API and the console list these
+AlarmKind = Literal[
+    "failure", "silent", "sensor_missing", "flatline", "out_of_range", "regime_change"
+]
+
 _NUMBER_OR_NULL: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "null"}]}
 
 

@@ -44,6 +44,7 @@ def alarm_detail(
         else "not yet"
     )
     out["reason"] = a.get("close_reason")
+    out["regime"] = regime_view(a)
     shares = (a.get("detail") or {}).get("blame") or {}
     names = a.get("top_sensors") or a.get("first_top_sensors") or []
     out["top_sensors"] = [{"name": n, "share": shares.get(n)} for n in names]
@@ -165,3 +166,22 @@ def failure_type_view(detector: Any, type_id: Any) -> tuple[str | None, list[dic
         for k in top
     ]
     return name, rows
+
+
+def regime_view(a: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``regime_change`` alarm's verdict: what moved (training range, median of the
+    judged readings) and what to do; ``None`` for other kinds."""
+    if a.get("kind") != "regime_change":
+        return None
+    detail = a.get("detail") or {}
+    moved = [
+        {
+            "sensor": s.get("sensor", ""),
+            "range": f"{s['train_min']:.4g} … {s['train_max']:.4g}"
+            if s.get("train_min") is not None and s.get("train_max") is not None
+            else "—",
+            "median": "—" if s.get("median") is None else f"{s['median']:.4g}",
+        }
+        for s in detail.get("sensors") or []
+    ]
+    return {"summary": detail.get("summary"), "hint": detail.get("hint"), "sensors": moved}

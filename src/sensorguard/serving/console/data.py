@@ -10,20 +10,38 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from sensorguard.config import Settings
 from sensorguard.serving.console.charts import sparkline
+from sensorguard.serving.schemas import AlarmKind
 from sensorguard.timeutil import utc_now
 
-# Overview order: what needs a person first. Ranks sort ascending.
-STATUS_RANK = {"alarm": 0, "data-quality": 1, "stale": 2, "normal": 3}
+# Overview order: what needs a person first. Ranks sort ascending. A regime change
+# (the model does not apply to the asset's readings: retrain) comes after a failure and
+# before data quality: no failure alarm is raised over it, so nothing else flags the asset.
+STATUS_RANK = {"alarm": 0, "regime-change": 1, "data-quality": 2, "stale": 3, "normal": 4}
 STATUS_LABEL = {
     "alarm": "alarm",
+    "regime-change": "regime change",
     "data-quality": "data quality",
     "stale": "stale",
     "normal": "normal",
 }
+# Every alarm kind the watch service opens: the API's list, so the two cannot diverge.
+ALARM_KINDS: tuple[str, ...] = get_args(AlarmKind)
+KIND_LABEL = {
+    "failure": "failure",
+    "regime_change": "regime change",
+    "silent": "silent",
+    "sensor_missing": "sensor missing",
+    "flatline": "flatline",
+    "out_of_range": "out of range",
+}
+
+
+def kind_text(kind: str | None) -> str:
+    return KIND_LABEL.get(kind or "", kind or "—")
 
 
 def now_text() -> str:
@@ -100,7 +118,7 @@ def asset_row(
         "score_sort": "" if last_score is None or not math.isfinite(last_score) else -last_score,
         "open_alarms": len(open_alarms),
         "first_alarm_id": open_alarms[0]["id"] if open_alarms else None,
-        "alarm_kinds": ", ".join(k for k in kinds if k),
+        "alarm_kinds": ", ".join(kind_text(k) for k in kinds if k),
         "last_text": time_text(last_reading_at),
         "last_sort": last_sort,
         "version_text": "—" if version is None else f"{model or ''} v{version}".strip(),
@@ -128,6 +146,8 @@ def _status(live: dict[str, Any] | None, last: datetime | None, stale_after: flo
     kinds = {a.get("kind") for a in (live or {}).get("open_alarms", [])}
     if "failure" in kinds:
         return "alarm"
+    if "regime_change" in kinds:
+        return "regime-change"
     if kinds & set(DQ_KINDS):
         return "data-quality"
     if last is None:
@@ -247,15 +267,20 @@ def alarm_summary(a: dict[str, Any]) -> dict[str, Any]:
         **a,
         "start_text": time_text(a.get("start")),
         "end_text": "open" if a.get("state") == "open" else time_text(a.get("end")),
+        "kind_text": kind_text(a.get("kind")),
         "top_text": ", ".join(str(s) for s in top[:3]) or "—",
         "label_text": _label_text(a.get("label")),
     }
 
 
-def alarm_rows(settings: Settings, state: str | None, asset: str | None) -> list[dict[str, Any]]:
+def alarm_rows(
+    settings: Settings, state: str | None, asset: str | None, kind: str | None = None
+) -> list[dict[str, Any]]:
     from sensorguard.store.alarms import list_alarms
 
-    alarms, _ = list_alarms(asset=asset, state=state, limit=200, url=settings.resolved_store_url)
+    alarms, _ = list_alarms(
+        asset=asset, kind=kind, state=state, limit=200, url=settings.resolved_store_url
+    )
     return [alarm_summary(a) for a in alarms]
 
 

@@ -226,13 +226,25 @@ async def asset_page(request: Request, asset_id: str) -> Response:
 
 
 @router.get("/alarms")
-async def alarms_page(request: Request, state: str = "", asset: str = "") -> Response:
+async def alarms_page(
+    request: Request, state: str = "", asset: str = "", kind: str = ""
+) -> Response:
     if (r := _guard(request)) is not None:
         return r
+    kind = kind if kind in data.ALARM_KINDS else ""  # an unknown kind lists every alarm
     rows = await run_in_threadpool(
-        data.alarm_rows, request.app.state.settings, state or None, asset or None
+        data.alarm_rows, request.app.state.settings, state or None, asset or None, kind or None
     )
-    return _render(request, "alarms.html", page="alarms", alarms=rows, state=state, asset=asset)
+    return _render(
+        request,
+        "alarms.html",
+        page="alarms",
+        alarms=rows,
+        state=state,
+        asset=asset,
+        kind=kind,
+        kinds=[{"value": k, "label": data.kind_text(k)} for k in data.ALARM_KINDS],
+    )
 
 
 @router.get("/alarms/{alarm_id}")

@@ -19,11 +19,11 @@ from sensorguard.serving.auth import check_bearer
 from sensorguard.serving.deps import BearerDep, SettingsDep
 from sensorguard.serving.errors import RequestError
 from sensorguard.serving.openapi import error_responses
+from sensorguard.serving.schemas import AlarmKind as Kind
 from sensorguard.serving.schemas import IsoTime, UtcTime
 
 router = APIRouter(tags=["alarms"])
 
-Kind = Literal["failure", "silent", "sensor_missing", "flatline", "out_of_range", "regime_change"]
 INT64_MAX = 2**63 - 1  # the store's integer columns (and SQLite's) hold no more
 AlarmId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The alarm's id.")]
 
