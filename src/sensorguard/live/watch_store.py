@@ -12,6 +12,7 @@ checkpoint together.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -150,26 +151,20 @@ def _read_new_copy(
     per-value parsing into Python floats dominated a step (12 s of 13 s for 200k
     readings). ``None`` when the rows are not uniform (several sensor sets in the
     step, NULL elements): the caller takes the SELECT path."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
+
+    def sql(cur: Any) -> str:
         where = cur.mogrify(
             "asset_id = %s" + ("" if after is None else " AND time > %s"),
             (asset,) if after is None else (asset, after),
         ).decode()
-        sql = (
+        return (
             "COPY (SELECT time, sensor_set_id, sensor_values FROM readings WHERE "
             f"{where} ORDER BY time LIMIT {int(batch_rows)}) "
             "TO STDOUT (FORMAT binary)"
         )
-        buf = io.BytesIO()
-        cur.copy_expert(sql, buf)
-    finally:
-        cur.close()
-    data = buf.getvalue()
+
     p = len(sensors)
-    body = data[_COPY_HEADER:-2]
+    body = _copy_out(conn, sql)
     if not body:
         return np.zeros(0, dtype="datetime64[us]"), np.zeros((0, p))
     rec = _copy_records(body, ())
@@ -185,6 +180,21 @@ def _read_new_copy(
     if src.size:
         X[:, dst] = values[:, src]
     return times, X
+
+
+def _copy_out(conn: sa.Connection, sql: Callable[[Any], str]) -> bytes:
+    """The rows of a binary ``COPY ... TO STDOUT`` (without its header and trailer) on the
+    connection's raw psycopg cursor; ``sql`` builds the statement with that cursor (its
+    ``mogrify`` quotes the values)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        buf = io.BytesIO()
+        cur.copy_expert(sql(cur), buf)
+    finally:
+        cur.close()
+    return buf.getvalue()[_COPY_HEADER:-2]
 
 
 def read_new_many(
@@ -225,27 +235,22 @@ def _read_many_copy(
     limit: int,
     sets: SensorSets,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
+
+    def sql(cur: Any) -> str:
         # '-infinity', not "t IS NULL OR": an OR is no index condition, and the scan of
         # an asset without checkpoint would then filter its whole history
         args = cur.mogrify(
             "%s::varchar[], %s::timestamp[]", (assets, [t or "-infinity" for t in after])
         ).decode()
-        sql = (
+        return (
             "COPY (SELECT v.i, r.time, r.sensor_set_id, r.sensor_values "
             f"FROM unnest({args}) WITH ORDINALITY AS v(a, t, i) CROSS JOIN LATERAL "
             "(SELECT time, sensor_set_id, sensor_values FROM readings "
             f"WHERE asset_id = v.a AND time > v.t ORDER BY time LIMIT {int(limit)}) r) "
             "TO STDOUT (FORMAT binary)"
         )
-        buf = io.BytesIO()
-        cur.copy_expert(sql, buf)
-    finally:
-        cur.close()
-    body = buf.getvalue()[_COPY_HEADER:-2]
+
+    body = _copy_out(conn, sql)
     if not body:
         return {}
     rec = _copy_records(body, ("i",))
