@@ -223,8 +223,11 @@ def main() -> None:
     ap.add_argument(
         "--compare-src",
         type=Path,
+        action="append",
+        default=[],
         help="also serve with the sensorguard package of this source folder (e.g. an older "
-        "checkout's src/), for before/after ratios in the same run",
+        "checkout's src/), for before/after ratios in the same run; repeat it to add "
+        "several trees (e.g. the old tree and this tree's own src/ as the null control)",
     )
     ap.add_argument(
         "--rounds",
@@ -309,11 +312,12 @@ def main() -> None:
             "bodies": sg_bodies,
         }
     )
-    if args.compare_src:
+    own = servers[-1]
+    for i, compare_src in enumerate(args.compare_src):
         # the same model trained and registered by the other tree, in its own home: a
         # version's files are written by the code that registers it
-        other = work / "compare-home"
-        src = str(args.compare_src.resolve())
+        other = work / f"compare-home-{i}"
+        src = str(compare_src.resolve())
         subprocess.run(
             [sys.executable, __file__, "--register-only", str(other), "--rows", str(args.rows)],
             env={**env, "PYTHONPATH": src},
@@ -322,8 +326,9 @@ def main() -> None:
         )
         servers.append(
             {
-                **servers[-1],
-                "name": "sensorguard serve (compare)",
+                **own,
+                "name": f"sensorguard serve (compare {i + 1})",
+                "compare_src": compare_src,
                 "env": {**env, "PYTHONPATH": src, "SENSORGUARD_HOME": str(other)},
             }
         )
@@ -333,7 +338,9 @@ def main() -> None:
     # end; the cases then take turns. Started one after the other (the previous protocol),
     # the server started first in a round measured 1.08-1.28x the second when both were
     # this very tree: the order, not the code, set the ratio. Now round r measures the
-    # servers in order (r even) or in reverse (r odd), so each is first equally often.
+    # servers in order (r even) or in reverse (r odd), so each is first equally often;
+    # with three or more, the order is also rotated by r so that no server is always
+    # in the middle.
     running: list[tuple[dict[str, Any], subprocess.Popen[bytes], str]] = []
     try:
         for srv in servers:
@@ -364,7 +371,8 @@ def main() -> None:
             runs = [args.connections] + ([1] if batch == 1 and args.connections > 1 else [])
             for conns in runs:
                 for rnd in range(args.rounds):
-                    for srv, proc, base in present if rnd % 2 == 0 else present[::-1]:
+                    turn = present[rnd % len(present) :] + present[: rnd % len(present)]
+                    for srv, proc, base in turn if rnd % 2 == 0 else turn[::-1]:
                         body = srv["bodies"][label]
                         cpu0 = _tree_cpu_seconds(proc.pid)
                         res = _wrk(base + srv["path"], body, args.duration, conns, 1, work)
@@ -412,14 +420,16 @@ def main() -> None:
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_request']:,.0f} "
             f"| {ratio} |"
         )
-    compare = [r for r in results if r["server"] == "sensorguard serve (compare)"]
-    if compare:
-        import statistics
+    import statistics
 
-        print(f"\nthis tree vs {args.compare_src} (same run; > 1 = this tree is better)")
+    for srv in servers:
+        if "compare_src" not in srv:
+            continue
+        compare = [r for r in results if r["server"] == srv["name"]]
+        print(f"\nthis tree vs {srv['compare_src']} (same run; > 1 = this tree is better)")
         print(
-            "| batch | connections | readings/s ratio | p99 ratio (before/after) "
-            "| CPU µs/req ratio (before/after) | rounds |"
+            "| batch | connections | readings/s ratio (median, min-max) "
+            "| p99 ratio (before/after) | CPU µs/req ratio (before/after) | rounds |"
         )
         print("|---|---:|---:|---:|---:|---:|")
         keys = dict.fromkeys((r["payload"], r["connections"]) for r in compare)
@@ -437,10 +447,13 @@ def main() -> None:
             if not pairs:
                 continue
             med = statistics.median
-            rate = med(a["readings_per_s"] / b["readings_per_s"] for a, b in pairs)
+            rates = [a["readings_per_s"] / b["readings_per_s"] for a, b in pairs]
             p99 = med(b["p99_ms"] / a["p99_ms"] for a, b in pairs)
             cpu = med(b["cpu_us_per_request"] / a["cpu_us_per_request"] for a, b in pairs)
-            print(f"| {payload} | {conns} | {rate:.2f}× | {p99:.2f}× | {cpu:.2f}× | {len(pairs)} |")
+            print(
+                f"| {payload} | {conns} | {med(rates):.2f}× ({min(rates):.2f}-{max(rates):.2f}) "
+                f"| {p99:.2f}× | {cpu:.2f}× | {len(pairs)} |"
+            )
     load = os.getloadavg()
     print(f"\nload average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     if args.json:

@@ -138,7 +138,7 @@ class HoldoutRunner(CaseRunner):
         return Scored(
             score=np.asarray(res.score, dtype=np.float64),
             flags=np.asarray(res.is_anomaly).astype(np.int8),
-            contributions=np.asarray(res.contributions) if contributions else None,
+            ranking=np.asarray(res.blame) if contributions else None,
             sensors=list(res.sensors),
             fit_seconds=fit_s,
             score_seconds=time.perf_counter() - t0,

@@ -7,13 +7,14 @@ Every detector is fitted and scored once per case exactly as the suite does (SMD
 protocol, TEP faults with root-cause variables, the simulator's sensor faults); the
 rankings are then computed from its contributions, alarm flags, scores and threshold:
 
-* ``today``: each reading's own contributions (what ``top_sensors`` ranks);
+* ``own``: each reading's own contributions (what ``top_sensors`` ranked before the
+  ranking below was adopted);
 * ``raw meanW`` / ``share meanW``: causal mean over the last W readings of the
   contributions / of their shares (contributions divided by the row sum);
 * ``share alarmW``: shares averaged since the alarm started inside an alarm, over the
   last W readings elsewhere;
 * ``share excursionW``: the same with excursion = alarmed or above the threshold
-  (``sensorguard.evaluation.blame`` at W = 10, the candidate).
+  (``sensorguard.detectors.blame`` at W = 10: what ``top_sensors`` ranks now).
 
 Figures: SMD HitRate@150 % (mean of the three machines), TEP top-3 hit over all faulty
 samples (mean of the six faults), simulator top-3 hit over the injected sensor-fault rows;
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality_common import SHARED
 
 from sensorguard.detectors import make_detector
-from sensorguard.evaluation.blame import blame
+from sensorguard.detectors.blame import blame
 from sensorguard.evaluation.explain import hit_rate, top_k_hit
 from sensorguard.evaluation.readers import TEP_FAULT_START
 from suite import simulator, smd, tep
@@ -63,7 +64,7 @@ Ranker = Callable[[dict[str, Any]], np.ndarray]
 
 
 def candidates() -> dict[str, Ranker]:
-    out: dict[str, Ranker] = {"today": lambda r: r["contrib"]}
+    out: dict[str, Ranker] = {"own": lambda r: r["contrib"]}
     for w in (3, 5, 10, 20, 40):
         out[f"raw mean{w}"] = lambda r, w=w: _mean(r["contrib"], w)
         out[f"share mean{w}"] = lambda r, w=w: _mean(_share(r["contrib"]), w)
@@ -159,9 +160,9 @@ def main() -> None:
         b = max(rows, key=lambda c: agg(c, others))
         print(
             f"leave out {left}: chosen '{b}' on {others}; {left} = {agg(b, [left]):.3f} "
-            f"(today {agg('today', [left]):.3f})"
+            f"(own {agg('own', [left]):.3f})"
         )
-    for c in ("today", best):
+    for c in ("own", best):
         print(f"\n{c}, per detector:")
         for d in args.detectors:
             print(f"  {d:18s} " + " ".join(f"{k} {rows[c][d][k]:.3f}" for k in keys))

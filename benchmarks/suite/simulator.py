@@ -64,7 +64,7 @@ def wants_contributions(case: Case) -> bool:
 def per_case(case: Case, scored: Scored) -> dict[str, Any]:
     cp = changepoint_score(case.meta["times"], scored.flags, y_true=case.y, window_seconds=3600)
     out: dict[str, Any] = {**point_scores(case.y, scored.flags), "cp": cp, "explain": []}
-    assert scored.contributions is not None
+    assert scored.ranking is not None
     for s, e, sensor, mode in case.meta["injected"]:
         j = scored.sensors.index(sensor)
         rows = np.zeros(len(case.y), dtype=bool)
@@ -73,8 +73,8 @@ def per_case(case: Case, scored: Scored) -> dict[str, Any]:
             {
                 "mode": mode,
                 "rows": int(rows.sum()),
-                "top1": top_k_hit(scored.contributions, [j], 1, rows),
-                "top3": top_k_hit(scored.contributions, [j], 3, rows),
+                "top1": top_k_hit(scored.ranking, [j], 1, rows),
+                "top3": top_k_hit(scored.ranking, [j], 3, rows),
             }
         )
     return out

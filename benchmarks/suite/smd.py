@@ -99,13 +99,13 @@ def per_case(case: Case, scored: Scored) -> dict[str, Any]:
         if verdict.regime_change:
             kept, removed = suppress_regime_alarms(scored.flags, verdict)
             out["after_verdict"] = {**point_scores(case.y, kept), "alarm_rows_removed": removed}
-        if scored.contributions is not None:
+        if scored.ranking is not None:
             T = case.meta["truth"]
             flagged = scored.flags.astype(bool)
             for tag, ratio in (("100", 1.0), ("150", 1.5)):
-                out[f"hitrate{tag}"], out["hit_rows"] = hit_rate(scored.contributions, T, ratio)
+                out[f"hitrate{tag}"], out["hit_rows"] = hit_rate(scored.ranking, T, ratio)
                 out[f"hitrate{tag}_alarmed"], out["hit_rows_alarmed"] = hit_rate(
-                    scored.contributions, T, ratio, flagged
+                    scored.ranking, T, ratio, flagged
                 )
     return out
 

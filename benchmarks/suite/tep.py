@@ -58,12 +58,12 @@ def wants_contributions(case: Case) -> bool:
 def per_case(case: Case, scored: Scored) -> dict[str, Any]:
     fault = int(case.group)
     out: dict[str, Any] = {"fault": fault, **point_scores(case.y, scored.flags)}
-    if scored.contributions is not None and fault in ROOT_CAUSE:
+    if scored.ranking is not None and fault in ROOT_CAUSE:
         targets = [scored.sensors.index(v) for v in ROOT_CAUSE[fault]]
         faulty = np.arange(len(case.y)) >= TEP_FAULT_START
         alarmed = faulty & scored.flags.astype(bool)
-        out["top3_hit_alarmed"] = top_k_hit(scored.contributions, targets, 3, alarmed)
-        out["top3_hit_faulty"] = top_k_hit(scored.contributions, targets, 3, faulty)
+        out["top3_hit_alarmed"] = top_k_hit(scored.ranking, targets, 3, alarmed)
+        out["top3_hit_faulty"] = top_k_hit(scored.ranking, targets, 3, faulty)
     return out
 
 

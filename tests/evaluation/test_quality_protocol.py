@@ -200,7 +200,7 @@ def test_case_runner_fits_once_per_training_key() -> None:
     out = [runner.run(c, contributions=True) for c in cases]
     assert out[0].fit_seconds > 0 and out[1].fit_seconds == 0 and out[2].fit_seconds > 0
     assert np.array_equal(out[0].score, out[1].score)
-    assert out[0].contributions is not None and out[0].contributions.shape == (50, 3)
+    assert out[0].ranking is not None and out[0].ranking.shape == (50, 3)
     assert out[0].flags.dtype == np.int8 and out[0].sensors == ["s0", "s1", "s2"]
 
 

@@ -75,3 +75,40 @@ def test_unbounded_and_bounded_assets(detector) -> None:  # type: ignore[no-unty
 def test_a_frame_without_a_sensor_is_a_clear_error(detector, stream) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SchemaMismatchError, match="flow_rate"):
         AssetStreams(detector).update("a", None, stream[list(SENSORS)].drop(columns="flow_rate"))
+
+
+def test_the_ranking_of_any_cut_equals_one_pass(detector, stream) -> None:  # type: ignore[no-untyped-def]
+    # the ranking averages shares over the excursion / the last 10 readings, so a
+    # stream cut anywhere (one reading per request, checkpoints) must carry its sums
+    X = stream[list(SENSORS)]
+    whole = detector.detect(X)
+    assert whole.is_anomaly.any()
+    names = [list(t) for t in whole.top_sensors(3)]
+    own = np.argsort(-whole.contributions, axis=1, kind="stable")[:, :3]
+    assert (np.asarray(detector.schema_.sensors)[own].tolist()) != names  # it differs
+    streams = AssetStreams(detector)
+    got: list[list[str]] = []
+    rng = np.random.default_rng(3)
+    i = 0
+    while i < len(X):
+        n = int(rng.choice([1, 1, 2, 17, 150]))
+        res = streams.update("p", None, X.iloc[i : i + n])
+        got += [[detector.schema_.sensors[j] for j in row] for row in res.top.tolist()]
+        i += n
+        if rng.random() < 0.2:  # a restart from a checkpoint
+            state = json.loads(json.dumps(streams.state_of("p"), allow_nan=False))
+            streams = AssetStreams(detector)
+            streams.restore("p", state)
+    assert got == names
+
+
+def test_a_checkpoint_without_ranking_sums_still_restores(detector, stream) -> None:  # type: ignore[no-untyped-def]
+    streams = AssetStreams(detector)
+    streams.update("a", None, stream[list(SENSORS)].iloc[:50])
+    state = streams.state_of("a")
+    assert state is not None and state["format"] == 2 and state["blame"]["n"] == 50
+    old = {k: v for k, v in state.items() if k != "blame"} | {"format": 1}
+    again = AssetStreams(detector)
+    again.restore("a", old)  # saved before the ranking carried state: it starts afresh
+    again.update("a", None, stream[list(SENSORS)].iloc[50:60])
+    assert again.state_of("a")["blame"]["n"] == 10  # type: ignore[index]

@@ -107,12 +107,16 @@ def test_predict_records_matches_the_detector(client: TestClient, registry: dict
 
 
 def test_columnar_request_and_response_agree_with_records(client: TestClient) -> None:
+    # stateless: each request a batch on its own (in one stream, the second request's
+    # ranking would continue the first's window)
     X = frame(30, seed=6)
-    rec = _post(client, {"readings": X.to_dict(orient="records")}).json()
+    rec = client.post(
+        "/v1/predict?stateless=true", json={"readings": X.to_dict(orient="records")}
+    ).json()
     col_in = {"columns": {s: X[s].tolist() for s in SENSORS}}
-    col = _post(client, col_in).json()
+    col = client.post("/v1/predict?stateless=true", json=col_in).json()
     assert col["predictions"] == rec["predictions"]
-    out = client.post("/v1/predict?orient=columns", json=col_in)
+    out = client.post("/v1/predict?orient=columns&stateless=true", json=col_in)
     assert out.status_code == 200, out.text
     body = out.json()
     schemas.PredictResponse.model_validate(body)

@@ -37,6 +37,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from sensorguard import errors
 from sensorguard.detectors.alarm import AlarmRule
+from sensorguard.detectors.blame import blame
 from sensorguard.detectors.events import SCORE_CAP
 from sensorguard.detectors.names import detector_class
 from sensorguard.detectors.params import Rule, check_params
@@ -53,14 +54,19 @@ class DetectionResult:
     contributions: np.ndarray
     sensors: list[str]
     threshold: float
+    blame: np.ndarray | None = None
+    """``(n, n_sensors)``: what ``top_sensors`` ranks (:mod:`sensorguard.detectors.blame`,
+    contribution shares averaged over the excursion); ``None``: the contributions."""
 
     def top_sensors(self, k: int = 3) -> list[list[str]]:
-        """The ``k`` sensors contributing most to each reading's score, largest first."""
+        """The ``k`` sensors most to blame for each reading, largest first (ties: schema
+        order)."""
         k = max(1, min(k, len(self.sensors)))
-        if self.contributions.shape[0] == 0:
+        R = self.contributions if self.blame is None else self.blame
+        if R.shape[0] == 0:
             return []
-        part = np.argpartition(-self.contributions, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(self.contributions, part, axis=1)
+        part = np.argpartition(-R, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(R, part, axis=1)
         order = np.argsort(-vals, axis=1, kind="stable")
         idx = np.take_along_axis(part, order, axis=1)
         names = np.asarray(self.sensors, dtype=object)
@@ -219,13 +225,18 @@ class BaseDetector(BaseEstimator, abc.ABC):  # type: ignore[misc]
         """Score, alarms, nearest state and contributions in one pass over the data."""
         c = self.compute(self.prepare(X), want_contrib=True)
         assert c.contributions is not None
+        flags = self.alarm_rule_.flags(c.score)
+        threshold = float(self.threshold_)
+        # the excursion as the live path sees it: alarmed, or a float64 score above
+        excursion = flags | (np.asarray(c.score, dtype=np.float64) > threshold)
         return DetectionResult(
             score=c.score,
-            is_anomaly=self.alarm_rule_.flags(c.score),
+            is_anomaly=flags,
             state=c.states(),
             contributions=c.contributions,
             sensors=list(self.schema_.sensors),
-            threshold=float(self.threshold_),
+            threshold=threshold,
+            blame=blame(c.contributions, excursion),
         )
 
     def score_one(self, row: np.ndarray) -> Computed:

@@ -191,16 +191,25 @@ class AssetCalibrated(BaseDetector):
         n, p = A.shape
         score, alarm = np.empty(n), np.zeros(n, dtype=bool)
         state, contrib = np.empty(n, dtype=np.int64), np.empty((n, p))
+        blamed = np.empty((n, p))
         for a, rows in groups.items():
             r = parts[a]
-            score[rows], alarm[rows], state[rows], contrib[rows] = (
+            assert r.blame is not None
+            score[rows], alarm[rows], state[rows], contrib[rows], blamed[rows] = (
                 r.score,
                 r.is_anomaly,
                 r.state,
                 r.contributions,
+                r.blame,
             )
         return DetectionResult(
-            score, alarm, state, contrib, list(self.schema_.sensors), float(self.threshold_)
+            score,
+            alarm,
+            state,
+            contrib,
+            list(self.schema_.sensors),
+            float(self.threshold_),
+            blamed,
         )
 
     # ---------------------------------------------------------------- persistence

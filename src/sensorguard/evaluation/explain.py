@@ -1,8 +1,9 @@
 """Measuring explanations: does the sensor ranking blame the sensors that are at fault?
 
-Rules of this module: pure functions on arrays, no data sets. A ranking comes from a
-detector's per-sensor ``contributions`` (``(n, p)``, non-negative, larger = more to
-blame), the same numbers ``DetectionResult.top_sensors`` sorts.
+Rules of this module: pure functions on arrays, no data sets. A ranking comes from
+per-sensor values (``(n, p)``, non-negative, larger = more to blame): the suite passes
+``DetectionResult.blame``, the numbers ``top_sensors`` sorts
+(:mod:`sensorguard.detectors.blame`); a detector's raw ``contributions`` rank too.
 
 * **HitRate@P %** (OmniAnomaly, Su et al., KDD 2019): for every anomalous row whose
   truth names ``k`` sensors, the share of them found in the top ``⌈P/100 · k⌉`` of the

@@ -384,7 +384,8 @@ class Scored:
 
     score: np.ndarray
     flags: np.ndarray
-    contributions: np.ndarray | None
+    ranking: np.ndarray | None
+    """What ``top_sensors`` ranks (``DetectionResult.blame``); ``None`` when not asked."""
     sensors: list[str]
     fit_seconds: float
     score_seconds: float
@@ -416,7 +417,7 @@ class CaseRunner:
         return Scored(
             score=np.asarray(res.score, dtype=np.float64),
             flags=np.asarray(res.is_anomaly).astype(np.int8),
-            contributions=np.asarray(res.contributions) if contributions else None,
+            ranking=np.asarray(res.blame) if contributions else None,
             sensors=list(res.sensors),
             fit_seconds=fit_s,
             score_seconds=score_s,

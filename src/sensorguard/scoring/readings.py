@@ -88,6 +88,9 @@ def detect_readings(detector: BaseDetector, readings: Readings) -> DetectionResu
         contributions=np.concatenate([p.contributions for p in parts])[inv],
         sensors=parts[0].sensors,
         threshold=parts[0].threshold,
+        blame=np.concatenate([p.blame for p in parts])[inv]  # type: ignore[misc]
+        if all(p.blame is not None for p in parts)
+        else None,
     )
 
 

@@ -11,7 +11,9 @@ assets, a restart from a checkpoint) gets exactly the scores and flags of one pa
 * the last reading, so a gap (NaN) takes the asset's last value, as one pass would
   fill it (the model's missing-value policy, with the earlier pieces as context);
 * the filter state of a :class:`~sensorguard.detectors.base.StreamingDetector`;
-* the last flag given out, so alarm transitions (opened / closed) are reported once.
+* the last flag given out, so alarm transitions (opened / closed) are reported once;
+* the running sums of the sensor ranking (:class:`~sensorguard.detectors.blame.BlameState`),
+  so ``top`` names the sensors to blame exactly as one pass does.
 
 Rules of this room:
 
@@ -41,12 +43,13 @@ import pandas as pd
 
 from sensorguard.detectors.alarm import AlarmTracker
 from sensorguard.detectors.base import BaseDetector, Computed, StreamingDetector
+from sensorguard.detectors.blame import BlameState, blame_one, blame_step
 from sensorguard.errors import SensorGuardError
 
 DEFAULT_ASSET: Any = None
 """Key of the readings that carry no asset id (never equal to a real asset id)."""
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: with the ranking's running sums ("blame"); 1 still restores
 _SMALL = 16  # rows up to which per-row Python is faster than vectorised numpy
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
@@ -61,6 +64,7 @@ class AssetState:
     last: np.ndarray | None = None  # the last (filled) reading
     filter: Any = None  # a StreamingDetector's filter state
     flag: bool = False  # the last alarm flag given out
+    blame: BlameState = field(default_factory=BlameState)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class StreamResult:
     above: np.ndarray  # score > threshold, reading by reading
     state: np.ndarray
     contributions: np.ndarray  # (n, n_sensors)
-    top: np.ndarray  # (n, k) sensor indices, largest contribution first (ties: schema order)
+    top: np.ndarray  # (n, k) sensor indices, most to blame first (ties: schema order)
     transitions: list[Transition] = field(default_factory=list)
 
 
@@ -149,11 +153,12 @@ class AssetStreams:
                 "last": None if st.last is None else st.last.tolist(),
                 "filter": filt,
                 "flag": st.flag,
+                "blame": st.blame.to_dict(),
             }
 
     def restore(self, asset: Any, state: dict[str, Any]) -> None:
         """Continue ``asset`` from a state returned by :meth:`state_of`."""
-        if state.get("format") != STATE_FORMAT or state.get("rule") != self.rule.to_dict():
+        if state.get("format") not in (1, STATE_FORMAT) or state.get("rule") != self.rule.to_dict():
             raise SensorGuardError(
                 f"the saved stream state of asset {asset!r} belongs to another model or alarm rule",
                 "start the asset's stream afresh (drop its checkpoint)",
@@ -164,6 +169,10 @@ class AssetStreams:
         if state.get("filter") is not None:
             st.filter = self.detector.stream_state_from_dict(state["filter"])  # type: ignore[attr-defined]
         st.flag = bool(state.get("flag", False))
+        # a format-1 state has no ranking sums: the ranking starts afresh there (its
+        # first readings are blamed on fewer readings than one pass would use)
+        if state.get("blame") is not None:
+            st.blame = BlameState.from_dict(state["blame"])
         with self._lock:
             self._assets[asset] = st
             self._assets.move_to_end(asset)
@@ -214,8 +223,12 @@ class AssetStreams:
         if not self.streaming:  # stateless arithmetic: concurrent requests overlap here
             c = self._score_bound(A, blocks) if self.bound else self.detector.compute(A, True)
         score = np.asarray(c.score, dtype=np.float64)
+        above = score > self.threshold
         flags = np.empty(n, dtype=bool)
         found: list[Transition] = []
+        assert c.contributions is not None
+        contrib = np.asarray(c.contributions)
+        blamed = contrib if len(blocks) == 1 else np.empty(contrib.shape)
         with self._lock:
             for key, rows in blocks.items():
                 st = states[key]
@@ -225,21 +238,21 @@ class AssetStreams:
                     f = st.tracker.update(score if rows is None else score[rows])
                 if rows is None:
                     flags[:] = f
+                    blamed, st.blame = blame_step(contrib, f | above, st.blame)
                 else:
                     flags[rows] = f
+                    blamed[rows], st.blame = blame_step(contrib[rows], f | above[rows], st.blame)
                 if want:
                     st.flag = _transitions(key, f, rows, st.flag, found)
                 elif f.size:
                     st.flag = bool(f[-1])
-        assert c.contributions is not None
-        contrib = np.asarray(c.contributions)
         return StreamResult(
             score=score,
             is_anomaly=flags,
-            above=score > self.threshold,
+            above=above,
             state=c.states(),
             contributions=contrib,
-            top=top_indices(contrib, self.top_k),
+            top=top_indices(blamed, self.top_k),
             transitions=found,
         )
 
@@ -260,6 +273,9 @@ class AssetStreams:
         if score.dtype is not _F64:
             score = score.astype(np.float64)
         s = score.item()
+        above = s > self.threshold
+        contrib = c.contributions
+        assert contrib is not None
         with lock:
             flag = st.tracker.step(s)
             if flag != st.flag:
@@ -267,8 +283,7 @@ class AssetStreams:
                 st.flag = flag
             else:
                 transitions = []
-        contrib = c.contributions
-        assert contrib is not None
+            row = blame_one(contrib.tolist()[0], flag or above, st.blame)
         state = c.state
         if state is None or state.dtype is not _I64:
             state = c.states()
@@ -278,10 +293,13 @@ class AssetStreams:
         return StreamResult(
             score,
             _ONE_FLAG[flag].copy(),
-            _ONE_FLAG[s > self.threshold].copy(),
+            _ONE_FLAG[above].copy(),
             state,
             contrib,
-            top_indices(contrib, self.top_k),
+            np.array(
+                [sorted(range(len(row)), key=row.__getitem__, reverse=True)[: self.top_k]],
+                dtype=np.intp,
+            ),
             transitions,
         )
 
@@ -342,13 +360,15 @@ def score_batch(
     score = np.asarray(c.score, dtype=np.float64)
     assert c.contributions is not None
     contrib = np.asarray(c.contributions)
+    flags = detector.alarm_rule_.flags(score)
+    above = score > float(detector.threshold_)
     return StreamResult(
         score=score,
-        is_anomaly=detector.alarm_rule_.flags(score),
-        above=score > float(detector.threshold_),
+        is_anomaly=flags,
+        above=above,
         state=c.states(),
         contributions=contrib,
-        top=top_indices(contrib, top_k),
+        top=top_indices(blame_step(contrib, flags | above, None)[0], top_k),
     )
 
 

@@ -1,0 +1,68 @@
+"""The sensor ranking (detectors.blame): hand-made cases with known answers, and any
+cut of a stream (numpy pieces, one-reading steps, checkpoints) giving one pass's floats."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from sensorguard.detectors.blame import BlameState, blame, blame_one, blame_step
+
+# rows' shares: [1, 0], [.5, .5], [0, 1], [.75, .25]
+C = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 4.0], [3.0, 1.0]])
+
+
+def test_outside_an_excursion_the_mean_share_over_the_window() -> None:
+    out = blame(C, np.zeros(4, dtype=bool), window=2)
+    expect = [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.375, 0.625]]
+    np.testing.assert_allclose(out, expect)
+    # window 1 is each reading's own shares
+    np.testing.assert_allclose(blame(C, np.zeros(4, dtype=bool), window=1), C / C.sum(1)[:, None])
+
+
+def test_inside_an_excursion_the_mean_share_since_it_started() -> None:
+    out = blame(C, np.array([False, True, True, True]), window=2)
+    expect = [[1.0, 0.0], [0.5, 0.5], [0.25, 0.75], [1.25 / 3, 1.75 / 3]]
+    np.testing.assert_allclose(out, expect)
+    # two excursions: the second starts afresh
+    out = blame(C, np.array([True, True, False, True]), window=10)
+    np.testing.assert_allclose(out[1], [0.75, 0.25])
+    np.testing.assert_allclose(out[3], [0.75, 0.25])  # its own reading only
+
+
+def test_zero_rows_huge_rows_and_empty_input() -> None:
+    Z = np.array([[0.0, 0.0], [1e100, 1.0], [0.0, 0.0]])
+    out = blame(Z, np.zeros(3, dtype=bool), window=3)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[0], [0.0, 0.0])  # nothing to blame
+    assert out[1, 0] > out[1, 1] and out[2, 0] > out[2, 1]
+    assert blame(np.zeros((0, 2)), np.zeros(0, dtype=bool)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_any_cut_of_a_stream_gives_one_passs_floats(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(30):
+        n, p, w = int(rng.integers(1, 150)), int(rng.integers(1, 14)), int(rng.integers(1, 15))
+        C = rng.exponential(size=(n, p)) * (rng.random((n, p)) > 0.2)
+        C[rng.integers(0, n)] = 0.0  # a row with nothing to blame
+        f = np.zeros(n, dtype=bool)
+        for _ in range(int(rng.integers(0, 5))):
+            a = int(rng.integers(0, n))
+            f[a : a + int(rng.integers(1, 40))] = True
+        whole = blame(C, f, w)
+        parts, st, i = [], None, 0
+        while i < n:
+            if rng.random() < 0.4:  # the predictor's one-reading path
+                st = st or BlameState()
+                parts.append([blame_one(C[i].tolist(), bool(f[i]), st, w)])
+                i += 1
+            else:
+                k = int(rng.integers(1, 30))
+                b, st = blame_step(C[i : i + k], f[i : i + k], st, w)
+                parts.append(b)
+                i += k
+            if rng.random() < 0.3:  # a checkpoint and a restart
+                st = BlameState.from_dict(orjson.loads(orjson.dumps(st.to_dict())))
+        np.testing.assert_array_equal(np.vstack([np.asarray(x) for x in parts]), whole)
