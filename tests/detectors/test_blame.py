@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 import pytest
 
-from sensorguard.detectors.blame import BlameState, blame, blame_one, blame_step
+from sensorguard.detectors.blame import BlameState, blame, blame_one, blame_step, top_indices
 
 # rows' shares: [1, 0], [.5, .5], [0, 1], [.75, .25]
 C = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 4.0], [3.0, 1.0]])
@@ -66,3 +66,15 @@ def test_any_cut_of_a_stream_gives_one_passs_floats(seed: int) -> None:
             if rng.random() < 0.3:  # a checkpoint and a restart
                 st = BlameState.from_dict(orjson.loads(orjson.dumps(st.to_dict())))
         np.testing.assert_array_equal(np.vstack([np.asarray(x) for x in parts]), whole)
+
+
+def test_top_indices_is_a_stable_sort_of_each_row() -> None:
+    # ties (rounded values, all-zero rows) keep column order at every size, also at the
+    # k-th place, so the batch and the one-reading path name the same sensors
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n, p, k = int(rng.integers(1, 60)), int(rng.integers(1, 40)), int(rng.integers(1, 6))
+        V = np.round(rng.exponential(size=(n, p)), int(rng.integers(0, 3)))
+        V[0] = 0.0
+        expect = np.argsort(-V, axis=1, kind="stable")[:, : min(k, p)]
+        np.testing.assert_array_equal(top_indices(V, k), expect)

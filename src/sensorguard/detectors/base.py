@@ -37,7 +37,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from sensorguard import errors
 from sensorguard.detectors.alarm import AlarmRule
-from sensorguard.detectors.blame import blame
+from sensorguard.detectors.blame import blame, top_indices
 from sensorguard.detectors.events import SCORE_CAP
 from sensorguard.detectors.names import detector_class
 from sensorguard.detectors.params import Rule, check_params
@@ -65,10 +65,7 @@ class DetectionResult:
         R = self.contributions if self.blame is None else self.blame
         if R.shape[0] == 0:
             return []
-        part = np.argpartition(-R, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(R, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, axis=1)
+        idx = top_indices(np.asarray(R), k)
         names = np.asarray(self.sensors, dtype=object)
         return [list(row) for row in names[idx]]
 

@@ -43,14 +43,13 @@ import pandas as pd
 
 from sensorguard.detectors.alarm import AlarmTracker
 from sensorguard.detectors.base import BaseDetector, Computed, StreamingDetector
-from sensorguard.detectors.blame import BlameState, blame_one, blame_step
+from sensorguard.detectors.blame import BlameState, blame_one, blame_step, top_indices
 from sensorguard.errors import SensorGuardError
 
 DEFAULT_ASSET: Any = None
 """Key of the readings that carry no asset id (never equal to a real asset id)."""
 
 STATE_FORMAT = 2  # 2: with the ranking's running sums ("blame"); 1 still restores
-_SMALL = 16  # rows up to which per-row Python is faster than vectorised numpy
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 _ONE_FLAG = (np.array([False]), np.array([True]))  # copied, never handed out
@@ -370,28 +369,6 @@ def score_batch(
         contributions=contrib,
         top=top_indices(blame_step(contrib, flags | above, None)[0], top_k),
     )
-
-
-def top_indices(contrib: np.ndarray, k: int) -> np.ndarray:
-    """``(n, k)`` column indices of the largest values per row, largest first; ties keep
-    column order."""
-    n, n_s = contrib.shape
-    k = max(1, min(k, n_s))
-    if n == 1:  # the predictor's one reading: no nested lists, no reshape
-        row = contrib.tolist()[0]
-        return np.array([sorted(range(n_s), key=row.__getitem__, reverse=True)[:k]], dtype=np.intp)
-    if n <= _SMALL:
-        # a few rows: plain Python beats numpy's per-call overhead; ties keep schema
-        # order, exactly like the stable argsort below
-        order = range(n_s)
-        rows = [sorted(order, key=row.__getitem__, reverse=True)[:k] for row in contrib.tolist()]
-        return np.array(rows, dtype=np.intp).reshape(n, k)
-    if k >= n_s:
-        return np.argsort(-contrib, axis=1, kind="stable")
-    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(contrib, part, axis=1)
-    order2 = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(part, order2, axis=1)
 
 
 def _blocks(assets: list[Any] | None) -> dict[Any, list[int] | None]:
