@@ -111,7 +111,12 @@ def _ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 def _measure(
-    src: Path, home: Path, cases: list[tuple[str, bytes, int]], work: Path, tag: str
+    src: Path,
+    home: Path,
+    cases: list[tuple[str, bytes, int]],
+    work: Path,
+    tag: str,
+    cache_sim: bool = False,
 ) -> dict[str, float]:
     port = _free_port()
     out = work / f"callgrind-{tag}.out"
@@ -131,6 +136,7 @@ def _measure(
         "--tool=callgrind",
         "--separate-threads=yes",
         "--instr-atstart=no",
+        *(["--cache-sim=yes"] if cache_sim else []),
         f"--callgrind-out-file={out}",
         sys.executable,
         "-c",
@@ -160,13 +166,24 @@ def _measure(
             dumps = [p for p in set(glob.glob(f"{out}*")) - before if p.endswith("-01")]
             if len(dumps) != 1:
                 raise RuntimeError(f"expected one dump of the main thread, got {dumps}")
-            total = next(
-                int(line.split()[1])
-                for line in Path(dumps[0]).read_text().splitlines()
-                if line.startswith("totals:")
+            text = Path(dumps[0]).read_text().splitlines()
+            events = next(line.split()[1:] for line in text if line.startswith("events:"))
+            totals = next(line.split()[1:] for line in text if line.startswith("totals:"))
+            per = {e: int(v) / n for e, v in zip(events, totals, strict=False)}
+            result[name] = per["Ir"]
+            extra = ""
+            if cache_sim:
+                # last-level misses (instruction, data read, data write) per request
+                ll = per.get("ILmr", 0) + per.get("DLmr", 0) + per.get("DLmw", 0)
+                result[f"{name} LL misses"] = ll
+                extra = f", {ll:,.0f} LL misses/request"
+                keep = work / f"callgrind-{tag}-{name.replace(' ', '_')}.out"
+                Path(dumps[0]).rename(keep)
+                extra += f" ({keep}: callgrind_annotate --inclusive=yes {keep})"
+            print(
+                f"  {tag:>8} {name:<22} {per['Ir']:>14,.0f} instructions/request{extra}",
+                flush=True,
             )
-            result[name] = total / n
-            print(f"  {tag:>8} {name:<22} {total / n:>14,.0f} instructions/request", flush=True)
     finally:
         proc.terminate()
         try:
@@ -183,6 +200,15 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000, help="measured requests at batch 1")
     ap.add_argument("--rows", type=int, default=5000, help="training rows of the model")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    ap.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also simulate the caches (valgrind's model, not this CPU's): last-level "
+        "misses per request, and the dumps are kept for callgrind_annotate (slower)",
+    )
+    ap.add_argument(
+        "--cases", default="", help="comma-separated case names to run [all], e.g. 'batch 1000'"
+    )
     args = ap.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind not found: apt-get install -y valgrind")
@@ -210,6 +236,9 @@ def main() -> None:
         ("batch 1000", _body(1000, "records"), nk),
         ("batch 1000 (columns)", _body(1000, "columns"), nk),
     ]
+    if args.cases:
+        wanted = {c.strip() for c in args.cases.split(",")}
+        cases = [c for c in cases if c[0] in wanted]
     trees: list[tuple[str, Path]] = [("this", SRC)]
     if args.compare_src:
         trees.append(("compare", args.compare_src.resolve()))
@@ -218,7 +247,7 @@ def main() -> None:
         # each tree on its own copy of the home: a tree may write to it (signing key)
         tree_home = work / f"home-{tag}"
         shutil.copytree(home, tree_home)
-        results[tag] = _measure(src, tree_home, cases, work, tag)
+        results[tag] = _measure(src, tree_home, cases, work, tag, args.cache_sim)
 
     print("\n| case | this tree (instructions/request) |", end="")
     if args.compare_src:
@@ -233,6 +262,13 @@ def main() -> None:
             other = results["compare"][name]
             row += f" {other:,.0f} | {mine / other:.3f} |"
         print(row)
+        if args.cache_sim:
+            ll = f"{name} LL misses"
+            row = f"| {name}: last-level misses | {results['this'][ll]:,.0f} |"
+            if args.compare_src:
+                other = results["compare"][ll]
+                row += f" {other:,.0f} | {results['this'][ll] / max(other, 1):.2f} |"
+            print(row)
     if args.json:
         out: dict[str, Any] = {"results": results, "workdir": str(work)}
         args.json.write_text(json.dumps(out, indent=2))
