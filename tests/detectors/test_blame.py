@@ -78,3 +78,5 @@ def test_top_indices_is_a_stable_sort_of_each_row() -> None:
         V[0] = 0.0
         expect = np.argsort(-V, axis=1, kind="stable")[:, : min(k, p)]
         np.testing.assert_array_equal(top_indices(V, k), expect)
+        # a transposed (Fortran-ordered) view, as blame_step returns
+        np.testing.assert_array_equal(top_indices(np.asfortranarray(V), k), expect)
