@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
 
     # --- detector default
+    # not `benchmark`'s pca-smoothed (measured, docs/quality.md "Default of `sensorguard
+    # train`"): with it the default gate rejected the demo's model in 5 of 8 seeds and the
+    # README walkthrough's, and fleet calibration cannot wrap it
     detector: str = Field(
         default="operating-states", description="Detector used by `train` when none is given."
     )
@@ -174,6 +177,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Watch: store the prediction of every N-th reading of an asset (and of "
         "every reading in alarm); 1 = all, 0 = none.",
+    )
+    watch_pass_assets: int = Field(
+        default=100,
+        ge=1,
+        description="Watch: most assets scored in one pass (one transaction); the other "
+        "due assets are scored in the next passes.",
+    )
+    watch_pass_rows: int = Field(
+        default=200_000,
+        ge=1,
+        description="Watch: most readings read in one pass, over all its assets (each asset "
+        "gets at most this / the pass's assets); bounds a pass's memory.",
     )
     watch_silent_after: float = Field(
         default=300.0, gt=0, description="Watch: seconds without readings before `silent`."

@@ -117,6 +117,15 @@ def test_fleet_default_detector_for_several_assets(fleet: Any) -> None:
     assert fleet_detector(one, None, None, settings) == (None, None)
     off = settings.model_copy(update={"fleet_calibration": False})
     assert fleet_detector(several, None, None, off) == (None, None)
+    # a streaming default cannot be calibrated per asset: the fleet keeps operating-states
+    for streaming in ("pca-smoothed", "drift-robust"):
+        other = settings.model_copy(update={"detector": streaming})
+        assert fleet_detector(several, None, None, other) == (
+            "asset-calibrated",
+            {"base": "operating-states", "base_params": {}},
+        )
+    plain = settings.model_copy(update={"detector": "iforest"})
+    assert fleet_detector(several, None, None, plain)[1] == {"base": "iforest", "base_params": {}}
 
 
 def test_plan_training_per_machine_type(sg_home: Path) -> None:

@@ -71,6 +71,21 @@ def test_nodes_fit_profile_and_evaluate_without_mlflow(no_mlflow: None) -> None:
     assert "mlflow" not in {m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}
 
 
+@pytest.mark.parametrize("name", ["pca-smoothed", "asset-calibrated"])
+def test_every_detector_gets_failure_types_in_training(no_mlflow: None, name: str) -> None:
+    from sensorguard.pipelines import training as tr
+
+    train_part, _ = tr.split_readings(_readings(), 0.4)
+    X = tr.normal_rows(train_part)
+    params = {"base_params": FAST} if name == "asset-calibrated" else {}
+    detector = tr.fit_detector(name, params, X)
+    profile = tr.profile_training(detector, train_part)
+    assert profile.failure_types["source"] == "labels"
+    assert profile.failure_types["n_episodes"] >= 1 and profile.failure_types["types"]
+    assert detector.failure_types_ is profile.failure_types
+    assert profile.state_profiles["learned"]["n_states"] == 0  # no operating states
+
+
 def test_unlabelled_readings_train_on_every_row(no_mlflow: None) -> None:
     from dataclasses import replace
 

@@ -55,6 +55,22 @@ def watch(
         help="Store every N-th prediction (and all in alarm); 1 = all, 0 = none "
         "[default: SENSORGUARD_WATCH_PREDICTIONS_EVERY or 1].",
     ),
+    pass_assets: int | None = typer.Option(
+        None,
+        "--pass-assets",
+        min=1,
+        help="Most assets scored in one pass: their predictions, alarms and checkpoints "
+        "commit in one transaction; the other due assets are scored in the next passes "
+        "[default: SENSORGUARD_WATCH_PASS_ASSETS or 100].",
+    ),
+    pass_rows: int | None = typer.Option(
+        None,
+        "--pass-rows",
+        min=1,
+        help="Most readings read in one pass, over all its assets (each gets at most this "
+        "divided by the pass's assets; an asset with more is due again at the next pass): "
+        "bounds a pass's memory [default: SENSORGUARD_WATCH_PASS_ROWS or 200000].",
+    ),
     metrics_port: int | None = typer.Option(
         None,
         "--metrics-port",
@@ -84,19 +100,34 @@ def watch(
     """
     import logging
 
+    from pydantic import ValidationError
+
     from sensorguard.cli._common import fail
+    from sensorguard.config import get_settings
     from sensorguard.live.watch import WatchConfig, run_service
 
     if start not in ("earliest", "latest"):
         raise fail(f"--from must be 'earliest' or 'latest', got {start!r}")
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a bad SENSORGUARD_* value: one line, no traceback
+        first = exc.errors()[0]
+        var = "SENSORGUARD_" + ".".join(str(p) for p in first["loc"]).upper()
+        raise fail(
+            f"invalid setting {var}={first.get('input')!r}: {first['msg']} — fix it in the "
+            "environment or .env"
+        ) from None
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     stop = stop_on_signals("stopping (checkpoints are committed)")
     config = WatchConfig.from_settings(
+        settings,
         model_ref=model,
         start=start,
         predictions_every=predictions_every,
+        pass_assets=pass_assets,
+        pass_rows=pass_rows,
         assets=split_csv_list(assets) if assets else None,
     )
 
@@ -112,6 +143,7 @@ def watch(
 
     watcher = run_service(
         config,
+        settings=settings,
         stop=stop,
         ingest=ingest,
         notify=notify,

@@ -42,6 +42,7 @@ from sensorguard.detectors.events import SCORE_CAP
 from sensorguard.detectors.names import detector_class
 from sensorguard.detectors.params import Rule, check_params
 from sensorguard.detectors.schema import MISSING_POLICY, SensorSchema
+from sensorguard.jsonsafe import json_safe
 
 
 @dataclass
@@ -151,6 +152,11 @@ class BaseDetector(BaseEstimator, abc.ABC):  # type: ignore[misc]
     name: ClassVar[str] = "base"
     param_rules: ClassVar[dict[str, Rule]] = {}
     param_aliases: ClassVar[dict[str, str]] = {}
+    failure_types_: dict[str, Any]
+    """The failure types of the training window, set by training
+    (:func:`sensorguard.evaluation.failure_types.profile_failures`) for every detector
+    and saved with the model. Models saved before they existed have no such attribute
+    (readers use ``getattr(detector, "failure_types_", None)``)."""
 
     # ---- to implement
     @abc.abstractmethod
@@ -256,6 +262,11 @@ class BaseDetector(BaseEstimator, abc.ABC):  # type: ignore[misc]
             # the schema is saved on its own; the alarm rule and feature names are
             # rebuilt from what is saved
             if key in ("schema_", "alarm_rule_", "feature_names_in_"):
+                continue
+            if key == "failure_types_":
+                # made JSON-safe, not skipped like other non-JSON values: a profile
+                # holding a numpy number would otherwise vanish from the saved model
+                scalars[key] = json_safe(value)
                 continue
             if isinstance(value, np.ndarray):
                 if value.dtype == object:

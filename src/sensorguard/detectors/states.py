@@ -96,9 +96,6 @@ class OperatingStateDetector(BaseDetector):
         "threshold_quantile": "quantile",
         "threshold_margin": "margin",
     }
-    failure_types_: dict[str, Any]
-    """Set by training (:func:`sensorguard.evaluation.failure_types.profile_failures`)
-    and saved with the model."""
 
     def __init__(
         self,

@@ -9,6 +9,13 @@ most ``max_types``), and every type is profiled: its mean signature, the mean si
 deviation of each sensor from its operating state (in state scales), the top sensors,
 the number of episodes and readings, and the typical duration. Everything returned is
 JSON-serialisable, ready to be logged next to the model.
+
+Nothing here depends on the kind of detector: signatures come from the contributions
+every detector gives. Only the mean deviation has two sources: a detector with
+operating states (``deviations``: the signed z from the nearest state, in state scales)
+gives its own; for any other detector it is the signed z from the readings outside the
+episodes (their mean and standard deviation; in a labelled training window, the
+normal rows the detector was fitted on).
 """
 
 from __future__ import annotations
@@ -83,7 +90,7 @@ def profile_failures(
     deviations = (
         np.stack([np.asarray(dev_fn(X.iloc[e])).mean(axis=0) for e in episodes])
         if dev_fn is not None
-        else np.zeros_like(signatures)
+        else _normal_deviations(detector.prepare(X), flags, episodes)
     )
     labels_k, sil = _cluster(signatures, max_types, random_state)
     out["silhouette"] = sil
@@ -130,6 +137,17 @@ def profile_failures(
     out["types"] = types
     out["n_types"] = len(types)
     return out
+
+
+def _normal_deviations(A: np.ndarray, flags: np.ndarray, episodes: list[np.ndarray]) -> np.ndarray:
+    """Mean signed z of each episode's readings from the readings outside any flagged
+    run (all readings when fewer than 2 are outside): the state-free counterpart of
+    ``deviations`` for detectors without operating states."""
+    normal = A[~flags] if int((~flags).sum()) >= 2 else A
+    mu = normal.mean(axis=0)
+    sd = normal.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return np.stack([((A[e] - mu) / sd).mean(axis=0) for e in episodes])
 
 
 def _cluster(sig: np.ndarray, max_types: int, seed: int) -> tuple[np.ndarray, float | None]:

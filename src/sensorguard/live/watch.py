@@ -110,6 +110,7 @@ class WatchConfig:
     late_check_s: float = 30.0
     sweep_s: float = 1.0  # with ingester hints: visit every asset at least this often
     # one transaction per this many due assets, at most pass_rows readings read in it
+    # (SENSORGUARD_WATCH_PASS_ASSETS / SENSORGUARD_WATCH_PASS_ROWS)
     pass_assets: int = 100
     pass_rows: int = 200_000
     quality: QualityRules = field(default_factory=QualityRules)
@@ -125,6 +126,8 @@ class WatchConfig:
             lease_ttl=s.watch_lease_seconds,
             batch_rows=s.watch_batch_rows,
             predictions_every=s.watch_predictions_every,
+            pass_assets=s.watch_pass_assets,
+            pass_rows=s.watch_pass_rows,
             quality=QualityRules(
                 silent_after_s=s.watch_silent_after,
                 missing_readings=s.watch_missing_readings,

@@ -129,7 +129,9 @@ def run_demo(
 
     if quick:  # small but still every failure mode in the new readings
         days, new_days = min(days, 6.0), min(new_days, 2.0)
-    params: dict[str, Any] = {"max_states": 5} if quick else {}
+    # a smaller state search is operating-states' parameter; other detectors are quick as is
+    small = quick and settings.detector == "operating-states"
+    params: dict[str, Any] = {"max_states": 5} if small else {}
 
     step(DEMO_STEPS[0])
     run_no = count_versions(settings.model_name, settings)

@@ -226,12 +226,11 @@ def profile_training(detector: BaseDetector, train_part: Readings) -> TrainingPr
         if isinstance(detector, OperatingStateDetector)
         else {"detector": detector.name, "n_states": 0, "states": []}
     )
-    failure_types: dict[str, Any] = {"types": []}
-    if isinstance(detector, OperatingStateDetector):
-        # failure episodes of the training window (labels, else the detector's own alarms)
-        # become failure types; they travel with the model
-        failure_types = profile_failures(detector, train_part, result=result)
-        detector.failure_types_ = failure_types
+    # failure episodes of the training window (labels, else the detector's own alarms)
+    # become failure types, for every detector (signatures come from the contributions
+    # every detector gives); they travel with the model
+    failure_types = profile_failures(detector, train_part, result=result)
+    detector.failure_types_ = failure_types
     return TrainingProfile(
         result=result,
         state_profiles={"learned": learned, **state_profiles(detector, X_train, states)},
