@@ -52,10 +52,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tree_cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and all its descendants (mlflow serves in a child)."""
+def _tree_stat(pid: int) -> dict[str, float]:
+    """CPU seconds (utime + stime), kernel seconds (stime) and minor page faults of
+    ``pid`` and all its descendants (mlflow serves in a child)."""
     tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
+    stats: dict[int, tuple[int, int, int, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -63,15 +64,19 @@ def _tree_cpu_seconds(pid: int) -> float:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = raw.rsplit(")", 1)[1].split()
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    total, todo = 0.0, [pid]
+        f = raw.rsplit(")", 1)[1].split()
+        stats[int(entry)] = (int(f[1]), int(f[11]), int(f[12]), int(f[7]))
+    out = {"cpu": 0.0, "sys": 0.0, "minflt": 0.0}
+    todo = [pid]
     while todo:
         p = todo.pop()
         if p in stats:
-            total += stats[p][1]
-        todo.extend(c for c, (ppid, _) in stats.items() if ppid == p)
-    return total
+            _ppid, ut, st, mf = stats[p]
+            out["cpu"] += (ut + st) / tick
+            out["sys"] += st / tick
+            out["minflt"] += mf
+        todo.extend(c for c, (ppid, *_rest) in stats.items() if ppid == p)
+    return out
 
 
 def _wait(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -374,9 +379,11 @@ def main() -> None:
                     turn = present[rnd % len(present) :] + present[: rnd % len(present)]
                     for srv, proc, base in turn if rnd % 2 == 0 else turn[::-1]:
                         body = srv["bodies"][label]
-                        cpu0 = _tree_cpu_seconds(proc.pid)
+                        st0 = _tree_stat(proc.pid)
                         res = _wrk(base + srv["path"], body, args.duration, conns, 1, work)
-                        cpu = _tree_cpu_seconds(proc.pid) - cpu0
+                        st1 = _tree_stat(proc.pid)
+                        cpu = st1["cpu"] - st0["cpu"]
+                        nreq = max(res["requests"], 1)
                         row = {
                             "server": srv["name"],
                             "round": rnd,
@@ -385,14 +392,20 @@ def main() -> None:
                             "connections": conns,
                             **res,
                             "readings_per_s": res["rps"] * batch,
-                            "cpu_us_per_request": cpu / max(res["requests"], 1) * 1e6,
+                            "cpu_us_per_request": cpu / nreq * 1e6,
+                            # kernel share and page faults: what instruction counts of
+                            # the Python process (callgrind) do not see
+                            "sys_us_per_request": (st1["sys"] - st0["sys"]) / nreq * 1e6,
+                            "minflt_per_request": (st1["minflt"] - st0["minflt"]) / nreq,
                         }
                         results.append(row)
                         print(
                             f"  {srv['name']}, round {rnd}, batch {label}, {conns} conn: "
                             f"{res['rps']:,.0f} req/s, {row['readings_per_s']:,.0f} "
                             f"readings/s, p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} "
-                            f"ms, cpu {row['cpu_us_per_request']:,.0f} µs/req, "
+                            f"ms, cpu {row['cpu_us_per_request']:,.0f} µs/req "
+                            f"(kernel {row['sys_us_per_request']:,.0f}, "
+                            f"{row['minflt_per_request']:,.1f} page faults), "
                             f"non-2xx {res['non_2xx']}",
                             flush=True,
                         )
