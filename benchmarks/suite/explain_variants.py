@@ -13,8 +13,13 @@ rankings are then computed from its contributions, alarm flags, scores and thres
   contributions / of their shares (contributions divided by the row sum);
 * ``share alarmW``: shares averaged since the alarm started inside an alarm, over the
   last W readings elsewhere;
-* ``share excursionW``: the same with excursion = alarmed or above the threshold
-  (``sensorguard.detectors.blame`` at W = 10: what ``top_sensors`` ranks now).
+* ``share excursionW``: the same with excursion = alarmed or above the threshold (at
+  W = 10 the first ranking adopted);
+* ``share ewmaA`` / ``share excursion-ewmaA``: an exponentially weighted mean of the
+  shares (decay A) everywhere / outside excursions, the mean since the excursion
+  started inside;
+* ``product``: ``sensorguard.detectors.blame``, what ``top_sensors`` ranks now
+  (excursion-ewma0.8, computed by the product's code).
 
 Figures: SMD HitRate@150 % (mean of the three machines), TEP top-3 hit over all faulty
 samples (mean of the six faults), simulator top-3 hit over the injected sensor-fault rows;
@@ -38,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality_common import SHARED
 
 from sensorguard.detectors import make_detector
-from sensorguard.detectors.blame import blame
+from sensorguard.detectors.blame import blame as product_blame
 from sensorguard.evaluation.explain import hit_rate, top_k_hit
 from sensorguard.evaluation.readers import TEP_FAULT_START
 from suite import simulator, smd, tep
@@ -63,6 +68,41 @@ def _share(C: np.ndarray) -> np.ndarray:
 Ranker = Callable[[dict[str, Any]], np.ndarray]
 
 
+def blame(C: np.ndarray, excursion: np.ndarray, window: int) -> np.ndarray:
+    """Shares since the excursion started inside one, their mean over the last
+    ``window`` readings elsewhere (the first ranking adopted, kept here to compare)."""
+    S = _share(C)
+    n = S.shape[0]
+    cs = np.vstack([np.zeros((1, S.shape[1])), np.cumsum(S, axis=0)])
+    idx = np.arange(1, n + 1)
+    lo = np.maximum(idx - max(1, int(window)), 0)
+    f = np.asarray(excursion, dtype=bool)
+    if f.any():
+        start = np.flatnonzero(f & ~np.r_[False, f[:-1]])
+        run = np.zeros(n, dtype=np.int64)
+        run[start] = start
+        lo = np.where(f, np.maximum.accumulate(run), lo)
+    return (cs[idx] - cs[lo]) / (idx - lo)[:, None]  # type: ignore[no-any-return]
+
+
+def _ewma(S: np.ndarray, a: float) -> np.ndarray:
+    """Causal exponentially weighted mean of each column (the first row as its start)."""
+    from scipy.signal import lfilter
+
+    y, _ = lfilter([1 - a], [1, -a], S, axis=0, zi=(a * S[:1])[None, :].reshape(1, -1))
+    return y  # type: ignore[no-any-return]
+
+
+def _excursion_ewma(r: dict[str, Any], a: float) -> np.ndarray:
+    """Shares since the excursion started inside one, their EWMA elsewhere."""
+    S = _share(r["contrib"])
+    f = r["flags"] | (r["score"] > r["threshold"])
+    out = _ewma(S, a)
+    inside = blame(r["contrib"], f, 10**9)  # since the excursion started (window unused)
+    out[f] = inside[f]
+    return out
+
+
 def candidates() -> dict[str, Ranker]:
     out: dict[str, Ranker] = {"own": lambda r: r["contrib"]}
     for w in (3, 5, 10, 20, 40):
@@ -72,6 +112,13 @@ def candidates() -> dict[str, Ranker]:
         out[f"share excursion{w}"] = lambda r, w=w: blame(
             r["contrib"], r["flags"] | (r["score"] > r["threshold"]), w
         )
+    # what top_sensors ranks (sensorguard.detectors.blame): excursion-ewma0.8
+    out["product"] = lambda r: product_blame(
+        r["contrib"], r["flags"] | (r["score"] > r["threshold"])
+    )
+    for a in (0.8, 0.9, 0.95):
+        out[f"share ewma{a}"] = lambda r, a=a: _ewma(_share(r["contrib"]), a)
+        out[f"share excursion-ewma{a}"] = lambda r, a=a: _excursion_ewma(r, a)
     return out
 
 

@@ -109,8 +109,8 @@ class Prediction(BaseModel):
     state: int = Field(description="Nearest learned operating state (-1 when not applicable).")
     top_sensors: list[str] = Field(
         description="Sensors most to blame, first the most: contribution shares averaged "
-        "since the excursion started (alarmed or above the threshold), else over the last "
-        "10 readings of the asset's stream."
+        "since the excursion started (alarmed or above the threshold), else their "
+        "exponentially weighted mean (decay 0.8) over the asset's stream."
     )
     timestamp: Any = Field(default=None, description="Echoed unchanged from the request.")
     asset_id: Any = Field(default=None, description="Echoed unchanged from the request.")
