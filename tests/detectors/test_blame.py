@@ -7,7 +7,14 @@ import numpy as np
 import orjson
 import pytest
 
-from sensorguard.detectors.blame import BlameState, blame, blame_one, blame_step, top_indices
+from sensorguard.detectors.blame import (
+    BlameState,
+    blame,
+    blame_one,
+    blame_step,
+    blame_streams,
+    top_indices,
+)
 
 # rows' shares: [1, 0], [.5, .5], [0, 1], [.75, .25]
 C = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 4.0], [3.0, 1.0]])
@@ -82,3 +89,27 @@ def test_top_indices_is_a_stable_sort_of_each_row() -> None:
         np.testing.assert_array_equal(top_indices(V, k), expect)
         # a transposed (Fortran-ordered) view, as blame_step returns
         np.testing.assert_array_equal(top_indices(np.asfortranarray(V), k), expect)
+
+
+def test_several_streams_at_once_equal_each_on_its_own() -> None:
+    # the watch service ranks all assets of a pass in one call (blame_streams)
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        n, p, nb = int(rng.integers(1, 200)), int(rng.integers(1, 12)), int(rng.integers(1, 6))
+        C = rng.exponential(size=(n, p))
+        f = rng.random(n) < rng.choice([0.0, 0.1, 0.6])
+        owner = rng.integers(0, nb, n)
+        rows = [np.flatnonzero(owner == b).tolist() for b in range(nb)]
+        rows = [r for r in rows if r]
+        states = [BlameState() for _ in rows]
+        # each stream has a past (some in an excursion) to continue
+        for st in states:
+            past = rng.exponential(size=(int(rng.integers(1, 20)), p))
+            pf = rng.random(past.shape[0]) < 0.5
+            _, st2 = blame_step(past, pf, None)
+            st.__dict__.update(st2.__dict__)
+        together, new = blame_streams(C, f, rows, states)
+        for r, st, st_new in zip(rows, states, new, strict=True):
+            alone, after = blame_step(C[r], f[r], st)
+            np.testing.assert_array_equal(together[r], alone)
+            assert st_new.to_dict() == after.to_dict()

@@ -43,7 +43,13 @@ import pandas as pd
 
 from sensorguard.detectors.alarm import AlarmTracker
 from sensorguard.detectors.base import BaseDetector, Computed, StreamingDetector
-from sensorguard.detectors.blame import BlameState, blame_one, blame_step, top_indices
+from sensorguard.detectors.blame import (
+    BlameState,
+    blame_one,
+    blame_step,
+    blame_streams,
+    top_indices,
+)
 from sensorguard.errors import SensorGuardError
 
 DEFAULT_ASSET: Any = None
@@ -227,7 +233,6 @@ class AssetStreams:
         found: list[Transition] = []
         assert c.contributions is not None
         contrib = np.asarray(c.contributions)
-        blamed = contrib if len(blocks) == 1 else np.empty(contrib.shape)
         with self._lock:
             for key, rows in blocks.items():
                 st = states[key]
@@ -237,14 +242,20 @@ class AssetStreams:
                     f = st.tracker.update(score if rows is None else score[rows])
                 if rows is None:
                     flags[:] = f
-                    blamed, st.blame = blame_step(contrib, f | above, st.blame)
                 else:
                     flags[rows] = f
-                    blamed[rows], st.blame = blame_step(contrib[rows], f | above[rows], st.blame)
                 if want:
                     st.flag = _transitions(key, f, rows, st.flag, found)
                 elif f.size:
                     st.flag = bool(f[-1])
+            # every asset's ranking in one pass (per asset it cost 20-45 µs of numpy
+            # calls: 100 assets a watch pass)
+            keys = list(blocks)
+            blamed, ranked = blame_streams(
+                contrib, flags | above, [blocks[k] for k in keys], [states[k].blame for k in keys]
+            )
+            for key, b in zip(keys, ranked, strict=True):
+                states[key].blame = b
         return StreamResult(
             score=score,
             is_anomaly=flags,
