@@ -19,18 +19,20 @@ own contributions 0.551 / 0.740 / 0.810, this ranking 0.609 / 0.828 / 0.927 (the
 shares and decay chosen on those sets; each left-out set still improves,
 ``benchmarks/suite/explain_variants.py``). A plain mean over the last 10 readings
 instead of the weighted one ranks as well (0.605 / 0.828 / 0.929) but must carry those
-10 readings' sums per stream: in the watch service's checkpoints that was 1.9 kB per
-asset and raised the p99 alarm latency from 0.54 to 0.80-0.87 s (docs/benchmarks.md);
-this state is two rows.
+10 readings' sums per stream: in the watch service's checkpoints that was 2.1 kB per
+asset and slowed the checkpoint writes of a watch pass by half (docs/benchmarks.md);
+this state is three rows.
 
 It is causal, and a stream cut into any pieces gets the same floats as one pass: the
-per-stream state (:class:`BlameState`) carries the weighted mean and the excursion's
-running sum and length; the weighted mean is ``scipy.signal.lfilter``'s first-order
-recursion in the batch and the same two products and one sum in the one-reading path;
-the excursion sums are accumulated in reading order in both (``np.cumsum`` is
-sequential); and the sum over a reading's sensors is taken sensor by sensor in schema
-order in both (numpy's pairwise row sum would differ in the last bit from a plain loop
-at 8 sensors or more).
+per-stream state (:class:`BlameState`) carries the weighted mean, the running sum of
+all shares and, in an excursion, that sum before its first reading and its length (the
+mean since the excursion started is a difference of running sums, so any number of
+excursions costs a few array operations). The weighted mean is
+``scipy.signal.lfilter``'s first-order recursion in the batch and the same two
+products and one sum in the one-reading path; the running sum is accumulated in reading
+order in both (``np.cumsum`` is sequential); and the sum over a reading's sensors is
+taken sensor by sensor in schema order in both (numpy's pairwise row sum would differ
+in the last bit from a plain loop at 8 sensors or more).
 """
 
 from __future__ import annotations
@@ -47,18 +49,20 @@ _KEEP = 1.0 - BLAME_DECAY  # the weight of the new reading, as the filter's b0
 @dataclass
 class BlameState:
     """What one stream carries from one piece to the next (JSON-able via
-    :meth:`to_dict`)."""
+    :meth:`to_dict`): three rows of sensors at most."""
 
     ewma: list[float] | None = None  # the weighted mean after the last reading
+    total: list[float] | None = None  # the sum of all shares since the stream started
     in_excursion: bool = False  # the last reading was in an excursion
-    ex_sum: list[float] | None = None  # the sum of shares since the excursion started
-    ex_len: int = 0  # its readings
+    ex_base: list[float] | None = None  # ``total`` before the excursion's first reading
+    ex_len: int = 0  # its readings so far
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ewma": self.ewma,
+            "total": self.total,
             "in_excursion": self.in_excursion,
-            "ex_sum": self.ex_sum,
+            "ex_base": self.ex_base,
             "ex_len": self.ex_len,
         }
 
@@ -70,8 +74,9 @@ class BlameState:
 
         return cls(
             ewma=row("ewma"),
+            total=row("total"),
             in_excursion=bool(data.get("in_excursion", False)),
-            ex_sum=row("ex_sum"),
+            ex_base=row("ex_base"),
             ex_len=int(data.get("ex_len", 0)),
         )
 
@@ -153,8 +158,18 @@ def blame_streams(
     ewma = Y[np.arange(nb), last].tolist()
     ends_on = f.reshape(nb, L)[np.arange(nb), last].tolist()
     new = [BlameState(ewma=ewma[b], in_excursion=ends_on[b]) for b in range(nb)]
+    # the running sum of the shares, continued in reading order from each stream's (the
+    # one-reading path adds the same way): T[b, k] = the sum before reading k
+    zero = np.zeros(p)
+    T = np.empty((nb, L + 1, p))
+    T[:, 0] = [zero if st.total is None else st.total for st in states]
+    T[:, 1:] = S3
+    np.cumsum(T, axis=1, out=T)
+    totals = T[np.arange(nb), lens].tolist()
+    for b in range(nb):
+        new[b].total = totals[b]
     if f.any():
-        _excursions(S, f, L, lens, states, out, new)
+        _excursions(f, L, lens, states, T, out, new)
     if src is None:
         return out[:n], new
     res = np.empty((n, p))
@@ -163,54 +178,46 @@ def blame_streams(
 
 
 def _excursions(
-    S: np.ndarray,
     f: np.ndarray,
     L: int,
     lens: np.ndarray,
     states: list[BlameState],
+    T: np.ndarray,
     out: np.ndarray,
     new: list[BlameState],
 ) -> None:
-    """``out`` of the excursion readings: each run's mean share since its start (a run
-    at the start of a stream's piece may continue the stream's); ``new`` gets the sum
-    and length of a run still open at a stream's end. ``S``/``f``: the streams one
-    after the other, each in ``L`` rows (its readings, then padding that is no
-    excursion). Every sum is accumulated in reading order from 0 (or the stream's
-    sum), as the one-reading path does: the runs are gathered into rows of a padded
-    array, one per run, and summed along them. Runs are grouped by length (up to 2,
-    4, 8, ... readings), so the padding at most doubles what is summed and a pass of
-    100 assets, or a flickering alarm of hundreds of runs, takes a few numpy calls per
-    group, not per run."""
-    p = S.shape[1]
-    d = np.diff(f.astype(np.int8), prepend=np.int8(0))
-    starts = np.flatnonzero(d > 0)
-    ends = np.flatnonzero(d < 0)  # every run ends in its stream's padding
-    lengths = ends - starts
-    block = starts // L
-    base = np.zeros((starts.size, p))
-    n0 = np.zeros(starts.size, dtype=np.intp)
-    for r in np.flatnonzero(starts % L == 0).tolist():
-        st = states[int(block[r])]
-        if st.in_excursion and st.ex_sum is not None:  # continues the stream's run
-            base[r] = st.ex_sum
-            n0[r] = st.ex_len
-    closing = ends - block * L == lens[block]  # still open at the stream's end
-    group = np.ceil(np.log2(lengths)).astype(np.intp)
-    for g in np.unique(group).tolist():
-        sel = np.flatnonzero(group == g)
-        w = 1 << g
-        pos = starts[sel][:, None] + np.arange(w)
-        valid = np.arange(w) < lengths[sel][:, None]
-        G = np.empty((sel.size, w + 1, p))
-        G[:, 0] = base[sel]
-        G[:, 1:] = S[np.where(valid, pos, 0)]  # past a run's end: unused
-        sums = np.cumsum(G, axis=1)[:, 1:]
-        count = n0[sel][:, None] + np.arange(1, w + 1)
-        out[pos[valid]] = (sums / count[:, :, None])[valid]
-        for i in np.flatnonzero(closing[sel]).tolist():
-            r, k = int(sel[i]), int(lengths[sel[i]])
-            nb = new[int(block[r])]
-            nb.ex_sum, nb.ex_len = sums[i, k - 1].tolist(), int(n0[r]) + k
+    """``out`` of the excursion readings: the mean share since the excursion started,
+    as a difference of running sums (``T``, per stream), so it is a few array
+    operations for any number of excursions (a flickering alarm makes hundreds); a run
+    at the start of a stream's piece may continue the stream's. ``new`` gets the base
+    and length of a run still open at a stream's end. ``f``: the streams one after the
+    other, each in ``L`` rows (its readings, then padding that is no excursion)."""
+    nb, _, p = T.shape
+    e = np.flatnonzero(f)
+    blk, k = np.divmod(e, L)
+    carried = np.array([st.in_excursion and st.ex_base is not None for st in states], dtype=bool)
+    prev = np.empty(f.size, dtype=bool)
+    prev[1:] = f[:-1]
+    prev[::L] = carried  # a stream's first reading continues its run, or starts one
+    start = np.where(f & ~prev, np.arange(f.size), -1)
+    at_begin = np.zeros(f.size, dtype=bool)
+    at_begin[::L] = carried
+    start[at_begin & f] = np.flatnonzero(at_begin & f)
+    k0 = np.maximum.accumulate(start)[e] - blk * L  # where each reading's run started
+    Tf = T.reshape(nb * (L + 1), p)
+    base = Tf[blk * (L + 1) + k0]
+    n0 = np.zeros(e.size, dtype=np.intp)
+    cont = (k0 == 0) & carried[blk]
+    if cont.any():
+        rows = blk[cont]
+        base[cont] = [states[int(b)].ex_base for b in rows.tolist()]  # type: ignore[misc]
+        n0[cont] = [states[int(b)].ex_len for b in rows.tolist()]
+    count = k - k0 + 1 + n0
+    out[e] = (Tf[blk * (L + 1) + k + 1] - base) / count[:, None]
+    # runs still open at a stream's end
+    for i in np.flatnonzero(k == lens[blk] - 1).tolist():
+        nb_ = new[int(blk[i])]
+        nb_.ex_base, nb_.ex_len = base[i].tolist(), int(count[i])
 
 
 def blame_one(row: list[float], excursion: bool, st: BlameState) -> list[float]:
@@ -227,18 +234,18 @@ def blame_one(row: list[float], excursion: bool, st: BlameState) -> list[float]:
     prev = s if st.ewma is None else st.ewma
     # lfilter's recursion: b0 * x plus the state decay * y (computed as 0 * x - (-decay) * y)
     st.ewma = y = [_KEEP * x + BLAME_DECAY * v for x, v in zip(s, prev, strict=True)]
+    before = [0.0] * len(s) if st.total is None else st.total
+    st.total = total = [a + x for a, x in zip(before, s, strict=True)]
     if not excursion:
         st.in_excursion = False
         return y
-    if st.in_excursion and st.ex_sum is not None:
-        st.ex_sum = [a + x for a, x in zip(st.ex_sum, s, strict=True)]
+    if st.in_excursion and st.ex_base is not None:
         st.ex_len += 1
     else:
-        st.ex_sum = [0.0 + x for x in s]
-        st.ex_len = 1
+        st.ex_base, st.ex_len = before, 1
     st.in_excursion = True
     n = float(st.ex_len)
-    return [v / n for v in st.ex_sum]
+    return [(t - b) / n for t, b in zip(total, st.ex_base, strict=True)]
 
 
 _SMALL = 16  # rows up to which per-row Python is faster than vectorised numpy
