@@ -208,10 +208,11 @@ def _excursions(
     base = Tf[blk * (L + 1) + k0]
     n0 = np.zeros(e.size, dtype=np.intp)
     cont = (k0 == 0) & carried[blk]
-    if cont.any():
-        rows = blk[cont]
-        base[cont] = [states[int(b)].ex_base for b in rows.tolist()]  # type: ignore[misc]
-        n0[cont] = [states[int(b)].ex_len for b in rows.tolist()]
+    if cont.any():  # per stream, not per reading: a long alarm continues in every piece
+        for b in np.unique(blk[cont]).tolist():
+            mine = cont & (blk == b)
+            base[mine] = states[b].ex_base
+            n0[mine] = states[b].ex_len
     count = k - k0 + 1 + n0
     out[e] = (Tf[blk * (L + 1) + k + 1] - base) / count[:, None]
     # runs still open at a stream's end
