@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.cli import assert_fails_cleanly
 from typer.testing import CliRunner
 
 from sensorguard.cli import app
@@ -21,14 +22,7 @@ runner = CliRunner()
 
 
 def _fails_cleanly(args: list[str], *needles: str) -> str:
-    res = runner.invoke(app, args)
-    out = res.output
-    assert res.exit_code != 0, out
-    assert "Traceback" not in out, out
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    for needle in needles:
-        assert needle in out, out
-    return out
+    return assert_fails_cleanly(runner.invoke(app, args), *needles)
 
 
 @pytest.fixture

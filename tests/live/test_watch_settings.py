@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import assert_fails_cleanly
 from typer.testing import CliRunner
 
 from sensorguard.cli import app, live_cmds
@@ -60,20 +61,11 @@ def test_options_override_the_environment(
     assert [(c.pass_assets, c.pass_rows) for c in started] == [(25, 200_000), (7, 900)]
 
 
-def _fails_cleanly(res: Any, *needles: str) -> None:
-    out = res.output
-    assert res.exit_code != 0, out
-    assert "Traceback" not in out, out
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    for needle in needles:
-        assert needle in out, out
-
-
 @pytest.mark.parametrize("option", ["--pass-assets", "--pass-rows"])
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
 def test_bad_option_values_are_refused(started: list[Any], option: str, value: str) -> None:
     res = runner.invoke(app, ["watch", option, value])
-    _fails_cleanly(res, "Invalid value", option)
+    assert_fails_cleanly(res, "Invalid value", option)
     assert not started
 
 
@@ -87,5 +79,5 @@ def test_bad_environment_values_are_refused(
     monkeypatch.setenv(var, value)
     get_settings.cache_clear()
     res = runner.invoke(app, ["watch", "--no-ingest"])
-    _fails_cleanly(res, "invalid setting", var, why)
+    assert_fails_cleanly(res, "invalid setting", var, why)
     assert not started

@@ -252,18 +252,19 @@ def blame_one(row: list[float], excursion: bool, st: BlameState) -> list[float]:
 _SMALL = 16  # rows up to which per-row Python is faster than vectorised numpy
 
 
+def top_of_row(row: list[float], k: int) -> list[int]:
+    """The indices of the ``k`` largest values of one row, largest first; ties keep
+    column order (Python's sort is stable, also reversed)."""
+    return sorted(range(len(row)), key=row.__getitem__, reverse=True)[:k]
+
+
 def top_indices(values: np.ndarray, k: int) -> np.ndarray:
     """``(n, k)`` column indices of the largest values per row, largest first; ties keep
     column order (as a stable sort of the row would)."""
     n, n_s = values.shape
     k = max(1, min(k, n_s))
-    if n == 1:  # the predictor's one reading: no nested lists, no reshape
-        row = values.tolist()[0]
-        return np.array([sorted(range(n_s), key=row.__getitem__, reverse=True)[:k]], dtype=np.intp)
-    if n <= _SMALL:
-        # a few rows: plain Python beats numpy's per-call overhead
-        order = range(n_s)
-        rows = [sorted(order, key=row.__getitem__, reverse=True)[:k] for row in values.tolist()]
+    if n <= _SMALL:  # a few rows: plain Python beats numpy's per-call overhead
+        rows = [top_of_row(row, k) for row in values.tolist()]
         return np.array(rows, dtype=np.intp).reshape(n, k)
     if 2 * k > n_s:  # most of the row: one stable sort
         return np.argsort(-values, axis=1, kind="stable")[:, :k]

@@ -49,6 +49,7 @@ from sensorguard.detectors.blame import (
     blame_step,
     blame_streams,
     top_indices,
+    top_of_row,
 )
 from sensorguard.errors import SensorGuardError
 
@@ -306,10 +307,7 @@ class AssetStreams:
             _ONE_FLAG[above].copy(),
             state,
             contrib,
-            np.array(
-                [sorted(range(len(row)), key=row.__getitem__, reverse=True)[: self.top_k]],
-                dtype=np.intp,
-            ),
+            np.array([top_of_row(row, self.top_k)], dtype=np.intp),
             transitions,
         )
 
