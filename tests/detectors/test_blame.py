@@ -13,6 +13,8 @@ from sensorguard.detectors.blame import (
     blame_one,
     blame_step,
     blame_streams,
+    excursion,
+    excursion_one,
     top_indices,
 )
 
@@ -113,3 +115,14 @@ def test_several_streams_at_once_equal_each_on_its_own() -> None:
             alone, after = blame_step(C[r], f[r], st)
             np.testing.assert_array_equal(together[r], alone)
             assert st_new.to_dict() == after.to_dict()
+
+
+def test_the_excursion_rule_alarmed_or_above_in_both_paths() -> None:
+    # a glitch above the threshold that the alarm rule ignores, and a smoothed alarm
+    # whose score fell back below: both are in the excursion; equal stays out
+    alarmed = np.array([False, True, False, False])
+    score = np.array([2.5, 0.5, 1.0, 0.2], dtype=np.float32)
+    expect = [True, True, False, False]
+    assert excursion(alarmed, score, 1.0).tolist() == expect
+    one = [excursion_one(bool(a), float(s), 1.0) for a, s in zip(alarmed, score, strict=True)]
+    assert one == expect

@@ -37,7 +37,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from sensorguard import errors
 from sensorguard.detectors.alarm import AlarmRule
-from sensorguard.detectors.blame import blame, top_indices
+from sensorguard.detectors.blame import blame, excursion, top_indices
 from sensorguard.detectors.events import SCORE_CAP
 from sensorguard.detectors.names import detector_class
 from sensorguard.detectors.params import Rule, check_params
@@ -230,8 +230,6 @@ class BaseDetector(BaseEstimator, abc.ABC):  # type: ignore[misc]
         assert c.contributions is not None
         flags = self.alarm_rule_.flags(c.score)
         threshold = float(self.threshold_)
-        # the excursion as the live path sees it: alarmed, or a float64 score above
-        excursion = flags | (np.asarray(c.score, dtype=np.float64) > threshold)
         return DetectionResult(
             score=c.score,
             is_anomaly=flags,
@@ -239,7 +237,7 @@ class BaseDetector(BaseEstimator, abc.ABC):  # type: ignore[misc]
             contributions=c.contributions,
             sensors=list(self.schema_.sensors),
             threshold=threshold,
-            blame=blame(c.contributions, excursion),
+            blame=blame(c.contributions, excursion(flags, c.score, threshold)),
         )
 
     def score_one(self, row: np.ndarray) -> Computed:

@@ -81,13 +81,25 @@ class BlameState:
         )
 
 
+def excursion(alarmed: np.ndarray, score: np.ndarray, threshold: float) -> np.ndarray:
+    """The excursion rule, the one place it is written: a reading is in an excursion
+    when the alarm rule has it on or its (float64) score is above the threshold, so a
+    glitch the alarm rule ignores is blamed on its own contributions and a reading still
+    inside a smoothed alarm but back below the threshold keeps the event's blame."""
+    return np.asarray(alarmed, dtype=bool) | (np.asarray(score, dtype=np.float64) > threshold)
+
+
+def excursion_one(alarmed: bool, score: float, threshold: float) -> bool:
+    """:func:`excursion` of one reading, in plain Python (the predictor's hot path)."""
+    return alarmed or score > threshold
+
+
 def blame(contributions: np.ndarray, excursion: np.ndarray) -> np.ndarray:
     """``(n, p)`` blame per reading of one stream from its start (see the module
     docstring); rows keep their order.
 
     ``contributions``: the detector's non-negative ``(n, p)`` contributions (finite; the
-    detectors cap overflow); ``excursion``: ``n`` booleans, a reading alarmed or above
-    the threshold."""
+    detectors cap overflow); ``excursion``: ``n`` booleans, :func:`excursion` of each reading."""
     return blame_step(contributions, excursion, None)[0]
 
 

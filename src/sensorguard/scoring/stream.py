@@ -48,6 +48,8 @@ from sensorguard.detectors.blame import (
     blame_one,
     blame_step,
     blame_streams,
+    excursion,
+    excursion_one,
     top_indices,
     top_of_row,
 )
@@ -253,7 +255,10 @@ class AssetStreams:
             # calls: 100 assets a watch pass)
             keys = list(blocks)
             blamed, ranked = blame_streams(
-                contrib, flags | above, [blocks[k] for k in keys], [states[k].blame for k in keys]
+                contrib,
+                excursion(flags, score, self.threshold),
+                [blocks[k] for k in keys],
+                [states[k].blame for k in keys],
             )
             for key, b in zip(keys, ranked, strict=True):
                 states[key].blame = b
@@ -294,7 +299,7 @@ class AssetStreams:
                 st.flag = flag
             else:
                 transitions = []
-            row = blame_one(contrib.tolist()[0], flag or above, st.blame)
+            row = blame_one(contrib.tolist()[0], excursion_one(flag, s, self.threshold), st.blame)
         state = c.state
         if state is None or state.dtype is not _I64:
             state = c.states()
@@ -376,7 +381,9 @@ def score_batch(
         above=above,
         state=c.states(),
         contributions=contrib,
-        top=top_indices(blame_step(contrib, flags | above, None)[0], top_k),
+        top=top_indices(
+            blame_step(contrib, excursion(flags, score, float(detector.threshold_)), None)[0], top_k
+        ),
     )
 
 
