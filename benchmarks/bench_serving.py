@@ -191,6 +191,7 @@ def _train_and_register(home: Path, rows: int) -> tuple[str, Any]:
     from sensorguard.config import get_settings
     from sensorguard.data.simulator import simulate_pump
     from sensorguard.detectors import make_detector
+    from sensorguard.pipelines.drift import training_profile
     from sensorguard.registry import (
         configure_mlflow,
         ensure_experiment,
@@ -209,7 +210,9 @@ def _train_and_register(home: Path, rows: int) -> tuple[str, Any]:
     configure_mlflow(settings)
     exp = ensure_experiment(settings.experiment, settings)
     with mlflow.start_run(experiment_id=exp) as run:
-        info = log_detector_model(detector, X.head(5))
+        # with the training profile every trained version carries (the predictor's
+        # regime rule judges each asset's first 60 readings against its ranges)
+        info = log_detector_model(detector, X.head(5), training_profile=training_profile(X))
     mv = register_model_version(info.model_uri, run.info.run_id, settings.model_name, {}, settings)
     get_client(settings).set_registered_model_alias(
         settings.model_name, settings.production_alias, mv.version

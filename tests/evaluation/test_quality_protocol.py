@@ -328,6 +328,23 @@ def test_the_stream_gives_the_batch_verdict_for_any_cut() -> None:
             got += s.feed(vals[lo : lo + step])
         assert got == [("opened", 59), ("closed", batch.closed_at)], step
         assert s.last_out + 1 == batch.until
+    # one reading at a time in plain Python (the predictor's path), mixed with pieces,
+    # with gaps and the release run broken once: the same decisions and state
+    brief.loc[100, "s2"] += 10
+    brief.loc[80:90, "s2"] = np.nan
+    vals = brief.to_numpy()
+    whole = RegimeStream(list(brief.columns), ranges)
+    expect = whole.feed(vals)
+    s, got, i = RegimeStream(list(brief.columns), ranges), [], 0
+    while i < len(vals):
+        if i % 3 == 0:
+            got += s.feed(vals[i : i + 5])
+            i += 5
+        else:
+            got += s.feed_one(vals[i].tolist())
+            i += 1
+    assert got == expect and expect[-1] == ("closed", 160)
+    assert s.state() == whole.state()
 
 
 def test_regime_check_on_arrays_profiles_and_gaps() -> None:

@@ -167,6 +167,9 @@ class RegimeStream:
         self.head = max(1, int(head))
         self.head_share = float(head_share)
         self.release = max(1, int(release if release is not None else head))
+        # the same as Python lists, for the one-reading path (feed_one)
+        self._cols = self.cols.tolist()
+        self._lower, self._upper = self.lower.tolist(), self.upper.tolist()
         self.phase = HEAD if self.names else DONE
         self.n = 0  # readings fed
         self.buf: list[list[float]] = []  # the head's judged columns (HEAD only)
@@ -218,6 +221,29 @@ class RegimeStream:
         if self.phase == OPEN and vals.shape[0]:
             out += self._follow(vals, base)
         return out
+
+    def feed_one(self, row: list[float]) -> list[tuple[str, int]]:
+        """:meth:`feed` of one reading (``row``: its values of all ``sensors``), in plain
+        Python once the head is judged: the predictor's one-reading path, where the
+        numpy calls of :meth:`feed` cost about 10 µs a reading. Same decisions."""
+        if self.phase == DONE:
+            self.n += 1
+            return []
+        if self.phase == HEAD:
+            return self.feed(np.asarray([row], dtype=np.float64))
+        r = self.n
+        self.n += 1
+        lower, upper, cols = self._lower, self._upper, self._cols
+        for j in self.moved:
+            v = row[cols[j]]
+            if v < lower[j] or v > upper[j]:  # NaN compares False: a gap is not out
+                self.last_out, self.run = r, 0
+                return []
+        self.run += 1
+        if self.run >= self.release:
+            self.phase = DONE
+            return [("closed", r)]
+        return []
 
     def finish(self) -> list[tuple[str, int]]:
         """Judge a head that will not fill up (a file or stream shorter than ``head``)."""

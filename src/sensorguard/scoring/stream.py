@@ -97,6 +97,9 @@ class StreamResult:
     contributions: np.ndarray  # (n, n_sensors)
     top: np.ndarray  # (n, k) sensor indices, most to blame first (ties: schema order)
     transitions: list[Transition] = field(default_factory=list)
+    # filled by a caller that judges the regime (the predictor): one entry per asset
+    # in a regime change
+    regime: list[dict[str, Any]] | None = None
 
 
 class AssetStreams:

@@ -22,6 +22,7 @@ from sensorguard.detectors.base import BaseDetector
 from sensorguard.registry.models import LoadedModel
 from sensorguard.scoring.stream import AssetStreams, StreamResult, score_batch
 from sensorguard.serving.metrics import ServingMetrics
+from sensorguard.serving.regime import PredictorRegimes
 
 Scored = StreamResult
 """What a request's scoring yields (score, flags, state, top sensors): the scoring
@@ -45,6 +46,8 @@ class ServedModel:
     """Whether a reading's unknown fields are refused (the schema's ``extra_columns``)."""
     sensor_colons: int = field(init=False, repr=False)
     """Colons inside the sensor names of one reading (the duplicate-key check counts them)."""
+    regimes: PredictorRegimes | None = field(init=False, repr=False)
+    """The regime-change rule per asset (``None``: the version has no training ranges)."""
     _names: np.ndarray = field(init=False, repr=False)
     _children: dict[str, Any] = field(init=False, repr=False, default_factory=dict)
 
@@ -66,6 +69,9 @@ class ServedModel:
         self.top_k = max(1, min(self.top_k, len(self.sensors)))
         # stream state lives with the version: a swap starts every asset afresh
         self.alarms = AssetStreams(det, self.max_assets, top_k=self.top_k)
+        self.regimes = PredictorRegimes.of_profile(
+            self.sensors, self.model.training_profile, self.max_assets
+        )
 
     # ---- metadata
     @property
@@ -148,11 +154,24 @@ class ServedModel:
         ``None`` = no asset), or with ``stateless`` from the alarm rule over this batch
         alone. Missing values follow the model's policy, with the asset's earlier
         readings as context unless ``stateless``; ``missing=False`` promises ``A``
-        holds no NaN.
+        holds no NaN. The regime-change verdict (serving/regime.py) then drops the
+        alarm a new regime carries and fills ``regime``.
         """
+        regimes = self.regimes
+        if regimes is None:
+            if stateless:
+                return score_batch(self.detector, A, missing, self.top_k)
+            return self.alarms.score(A, assets, missing, transitions=False)
+        # scoring fills gaps in place; the rule judges the readings as sent
+        raw = A.copy() if missing and np.isnan(A).any() else A
         if stateless:
-            return score_batch(self.detector, A, missing, self.top_k)
-        return self.alarms.score(A, assets, missing, transitions=False)
+            scored = score_batch(self.detector, A, missing, self.top_k)
+            kept, scored.regime = regimes.judge_batch(raw, scored.is_anomaly)
+        else:
+            scored = self.alarms.score(A, assets, missing, transitions=False)
+            kept, scored.regime = regimes.apply(raw, assets, scored.is_anomaly)
+        scored.is_anomaly = kept
+        return scored
 
     def top_names(self, top: np.ndarray) -> list[list[str]]:
         return self._names[top].tolist()  # type: ignore[no-any-return]
@@ -169,9 +188,10 @@ class ServedModel:
                 "top_sensors": top,
                 **passthrough,
             }
-            return orjson.dumps(
-                {"model": self.ref, "columns": cols}, option=orjson.OPT_SERIALIZE_NUMPY
-            )
+            doc: dict[str, Any] = {"model": self.ref, "columns": cols}
+            if scored.regime:
+                doc["regime"] = scored.regime
+            return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
         values = zip(
             scored.score.tolist(),
             scored.is_anomaly.tolist(),
@@ -188,6 +208,8 @@ class ServedModel:
         for key, column in passthrough.items():
             for pred, value in zip(preds, column, strict=True):
                 pred[key] = value
+        if scored.regime:
+            return orjson.dumps({"model": self.ref, "predictions": preds, "regime": scored.regime})
         return orjson.dumps({"model": self.ref, "predictions": preds})
 
     def warm(self) -> None:

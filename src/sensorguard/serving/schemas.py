@@ -126,6 +126,24 @@ class PredictionColumns(BaseModel):
     asset_id: list[Any] | None = None
 
 
+class RegimeShift(BaseModel):
+    sensor: str
+    train_min: float = Field(description="Lowest value of the sensor in training.")
+    train_max: float = Field(description="Highest value of the sensor in training.")
+    median: float | None = Field(description="Median of the asset's first 60 readings.")
+
+
+class RegimeEntry(BaseModel):
+    asset_id: Any = Field(description="The asset (null: readings without asset_id).")
+    verdict: Literal["regime_change"]
+    state: Literal["open", "closed"] = Field(
+        description="open: the moved sensors are still out; closed: these readings brought "
+        "them back (60 consecutive readings in range)."
+    )
+    sensors: list[RegimeShift] = Field(description="The sensors that moved, most out first.")
+    hint: str = Field(description="What to do: check the named sensors, then retrain.")
+
+
 class PredictResponse(BaseModel):
     """``predictions`` (records, the default) or ``columns`` (with ``?orient=columns``)."""
 
@@ -135,6 +153,14 @@ class PredictResponse(BaseModel):
     )
     columns: PredictionColumns | None = Field(
         default=None, description="Present instead of `predictions` with ?orient=columns."
+    )
+    regime: list[RegimeEntry] | None = Field(
+        default=None,
+        description="Present only while an asset of the request is in a regime change: its "
+        "first 60 readings under this model version were outside the training range "
+        "(the rule of `sensorguard score` and the watch service). The model does not "
+        "apply; is_anomaly is false for the alarm that the new regime carries (an alarm "
+        "that started within those 60 readings); later alarms are reported.",
     )
 
 
