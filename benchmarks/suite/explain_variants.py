@@ -19,7 +19,10 @@ rankings are then computed from its contributions, alarm flags, scores and thres
   shares (decay A) everywhere / outside excursions, the mean since the excursion
   started inside;
 * ``product``: ``sensorguard.detectors.blame``, what ``top_sensors`` ranks now
-  (excursion-ewma0.8, computed by the product's code).
+  (excursion-ewma0.8, computed by the product's code);
+* ``relative-mean`` / ``relative-med`` (``own``, ``product``, ``sqrt product``): the
+  contributions divided by each sensor's mean / median contribution on its training
+  rows (or its square root) first (tried, not kept: docs/quality.md).
 
 Figures: SMD HitRate@150 % (mean of the three machines), TEP top-3 hit over all faulty
 samples (mean of the six faults), simulator top-3 hit over the injected sensor-fault rows;
@@ -85,6 +88,13 @@ def blame(C: np.ndarray, excursion: np.ndarray, window: int) -> np.ndarray:
     return (cs[idx] - cs[lo]) / (idx - lo)[:, None]  # type: ignore[no-any-return]
 
 
+def _floor(scale: np.ndarray) -> np.ndarray:
+    """A per-sensor divisor: at least 1e-3 of the largest (a sensor silent in training
+    does not divide by zero)."""
+    s = np.asarray(scale, dtype=np.float64)
+    return np.maximum(s, 1e-3 * max(float(s.max()), 1e-12))
+
+
 def _ewma(S: np.ndarray, a: float) -> np.ndarray:
     """Causal exponentially weighted mean of each column (the first row as its start)."""
     from scipy.signal import lfilter
@@ -116,6 +126,17 @@ def candidates() -> dict[str, Ranker]:
     out["product"] = lambda r: product_blame(
         r["contrib"], r["flags"] | (r["score"] > r["threshold"])
     )
+    # contributions relative to the sensor's typical training contribution (a sensor
+    # that is always loud in the model's residual no longer tops every ranking)
+    for k in ("mean", "med"):
+        out[f"relative-{k} own"] = lambda r, k=k: r["contrib"] / _floor(r[f"scale_{k}"])
+        out[f"relative-{k} product"] = lambda r, k=k: product_blame(
+            r["contrib"] / _floor(r[f"scale_{k}"]), r["flags"] | (r["score"] > r["threshold"])
+        )
+        out[f"relative-{k} sqrt product"] = lambda r, k=k: product_blame(
+            r["contrib"] / np.sqrt(_floor(r[f"scale_{k}"])),
+            r["flags"] | (r["score"] > r["threshold"]),
+        )
     for a in (0.8, 0.9, 0.95):
         out[f"share ewma{a}"] = lambda r, a=a: _ewma(_share(r["contrib"]), a)
         out[f"share excursion-ewma{a}"] = lambda r, a=a: _excursion_ewma(r, a)
@@ -134,8 +155,13 @@ def collect(detector: str) -> dict[str, list[dict[str, Any]]]:
         for c in cases:
             key = c.train_key or f"{c.protocol}/{c.name}"
             if key not in fitted:
-                fitted = {key: make_detector(detector).fit(c.train)}
-            res = fitted[key].detect(c.test)
+                det = make_detector(detector).fit(c.train)
+                # each sensor's typical contribution on its training rows (the
+                # ``relative`` rankings divide by it)
+                Ct = np.asarray(det.contributions(c.train), dtype=np.float64)
+                fitted = {key: (det, Ct.mean(axis=0), np.median(Ct, axis=0))}
+            det, scale_mean, scale_med = fitted[key]
+            res = det.detect(c.test)
             recs.append(
                 {
                     "contrib": np.asarray(res.contributions, dtype=np.float64),
@@ -143,6 +169,8 @@ def collect(detector: str) -> dict[str, list[dict[str, Any]]]:
                     "score": np.asarray(res.score, dtype=np.float64),
                     "threshold": float(res.threshold),
                     "sensors": list(res.sensors),
+                    "scale_mean": scale_mean,
+                    "scale_med": scale_med,
                     "case": c,
                 }
             )

@@ -42,6 +42,9 @@ be "ok" (measured on the suite's data: docs/quality.md).
 at the first reading or starting within the head): the regime change is reported once,
 by the verdict, instead of as one alarm over everything; later alarms are kept. Causal
 too: the live service holds the failure events of the head back until the verdict.
+
+(About 470 lines on purpose: the rule, its stream form, the verdict of a file and of
+every asset of a batch are one rule, and every caller reaches it through this module.)
 """
 
 from __future__ import annotations

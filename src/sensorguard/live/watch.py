@@ -49,7 +49,7 @@ Rules of this room:
 * **Predictions**: every ``predictions_every``-th reading of an asset and every
   reading in alarm (1 = all, 0 = none), in the ``predictions`` table.
 
-Around 800 lines on purpose: the pass and the loop around it (leases, wake-up hints,
+Around 900 lines on purpose: the pass and the loop around it (leases, wake-up hints,
 sweeps, model polls and routing, rollback of a failed pass) share the service's state,
 and each pass's transaction spans them. What a pass reads and writes is in
 :mod:`~sensorguard.live.watch_store`, the per-asset state it continues from in

@@ -7,6 +7,11 @@ SELECT of the arrays); writes add predictions without ever replacing one
 (``ON CONFLICT DO NOTHING``). The transaction is the caller's: the
 :class:`~sensorguard.live.watch.Watcher` commits a step's reads, predictions, alarms and
 checkpoint together.
+
+(About 650 lines on purpose: each read and write is written twice, once per dialect
+(PostgreSQL's binary ``COPY`` laid out by numpy, SQLite's plain statements), and the
+pair must change together; split by dialect, a change of what a pass stores would be
+made in two rooms.)
 """
 
 from __future__ import annotations

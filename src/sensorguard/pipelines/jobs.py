@@ -18,6 +18,10 @@ Rules of this module:
 * ``succeeded`` means trained and registered, and carries the run id, the version and
   the gate verdict with its reasons (a rejection by the gate is a normal outcome); any
   error is ``failed`` with the error and its hint — never reported as completed.
+
+(About 450 lines on purpose: both backends answer the same three calls (submit, status,
+run) with the same job states; split by backend, the rules of those states would live
+twice.)
 """
 
 from __future__ import annotations
