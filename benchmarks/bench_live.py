@@ -45,6 +45,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,7 @@ class Watch:
     """``sensorguard watch`` in a subprocess."""
 
     src: Path | None = None  # --src: run this source tree's sensorguard instead
+    extra: tuple[str, ...] = ()  # --watch-args: more options of `sensorguard watch`
 
     def __init__(
         self, model: Path | None, store: str, mqtt: str, home: Path, *args: str, **env: str
@@ -191,7 +193,9 @@ class Watch:
         if Watch.src is not None:
             base["PYTHONPATH"] = str(Watch.src)
         # model None: the ingester alone (`sensorguard ingest-mqtt`)
-        cmd = ["watch", "--model", str(model)] if model is not None else ["ingest-mqtt"]
+        cmd = (
+            ["watch", "--model", str(model), *Watch.extra] if model is not None else ["ingest-mqtt"]
+        )
         ready = "watching with" if model is not None else "ingesting"
         self.p = subprocess.Popen(
             [str(BIN / "sensorguard"), *cmd, "--log-level", "warning", *args],
@@ -808,6 +812,11 @@ def main() -> None:
         help="latency: the ingester in its own process (ingest-mqtt + watch --no-ingest)",
     )
     ap.add_argument(
+        "--watch-args",
+        default="",
+        help="more options for every `sensorguard watch` process, e.g. '--pass-assets 25'",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -822,6 +831,7 @@ def main() -> None:
     if args.src is not None:
         Watch.src = args.src.resolve()
     Watch.profile_to = args.profile
+    Watch.extra = tuple(shlex.split(args.watch_args))
 
     from bench_live_ingest import Broker
     from support.pg import pg_available
