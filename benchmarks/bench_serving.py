@@ -211,8 +211,12 @@ def _train_and_register(home: Path, rows: int) -> tuple[str, Any]:
     exp = ensure_experiment(settings.experiment, settings)
     with mlflow.start_run(experiment_id=exp) as run:
         # with the training profile every trained version carries (the predictor's
-        # regime rule judges each asset's first 60 readings against its ranges)
-        info = log_detector_model(detector, X.head(5), training_profile=training_profile(X))
+        # regime rule judges each asset's first 60 readings against its ranges); a tree
+        # older than profiles inside the model logs it without
+        try:
+            info = log_detector_model(detector, X.head(5), training_profile=training_profile(X))
+        except TypeError:
+            info = log_detector_model(detector, X.head(5))
     mv = register_model_version(info.model_uri, run.info.run_id, settings.model_name, {}, settings)
     get_client(settings).set_registered_model_alias(
         settings.model_name, settings.production_alias, mv.version
