@@ -181,3 +181,62 @@ def test_gaps_are_judged_as_sent_not_as_filled(fitted) -> None:
     assert got.regime is not None
     ranges = fitted_ranges(fitted)
     assert regime_check(pd.DataFrame(A, columns=list(SENSORS)), ranges).regime_change
+
+
+# ------------------------------------------------------------------ through the HTTP API
+class _ProfiledSource:
+    """One version of a fitted detector with its training profile (as registered
+    versions carry it); the interface of the predictor's model source."""
+
+    name = "pump-model"
+    alias = "production"
+
+    def __init__(self, fitted: dict[str, Any]) -> None:
+        self.fitted = fitted
+
+    def resolve(self) -> int:
+        return 1
+
+    def load(self, version: int) -> ServedModel:
+        return _served(self.fitted)
+
+    def location(self) -> str:
+        return "memory"
+
+
+def test_the_http_response_carries_the_verdict_and_the_schema_lists_it(fitted, tmp_path) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from sensorguard.serving.app import create_app
+    from sensorguard.serving.settings import ServingSettings
+
+    settings = ServingSettings(home=tmp_path, api_token="t", poll_interval=60.0)
+    A = _stream(41, by=40.0, n=120)
+    readings = []
+    for row in A:
+        r: dict[str, Any] = {
+            s: (None if np.isnan(v) else float(v)) for s, v in zip(SENSORS, row, strict=True)
+        }
+        r["asset_id"] = "p7"
+        readings.append(r)
+    auth = {"authorization": "Bearer t"}
+    with TestClient(create_app(settings, _ProfiledSource(fitted))) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        first = client.post("/v1/predict", json={"readings": readings[:30]}, headers=auth)
+        assert first.status_code == 200 and "regime" not in first.json()  # head not judged
+        rest = client.post("/v1/predict", json={"readings": readings[30:]}, headers=auth)
+        assert rest.status_code == 200
+        doc = rest.json()
+        (entry,) = doc["regime"]
+        assert entry["asset_id"] == "p7" and entry["state"] == "open"
+        assert entry["sensors"][0]["sensor"] == "bearing_temp"
+        assert not any(p["is_anomaly"] for p in doc["predictions"])
+        assert all(p["above_threshold"] for p in doc["predictions"][-30:])
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        assert "regime" in schema["PredictResponse"]["properties"]
+        assert set(schema["RegimeEntry"]["required"]) >= {"verdict", "state", "sensors", "hint"}
