@@ -237,6 +237,31 @@ def test_late_reading_is_stored_counted_and_not_scored(trained, store_url):
     assert pd.Timestamp(st["last_reading_at"]) == pd.Timestamp(test["timestamp"].iloc[-1])
 
 
+def test_late_readings_before_the_first_scored_one_and_restarts_count_once(trained, store_url):
+    # the check reads the writers' per-asset counts and the unscored tail (not the
+    # scored history); a reading older than the stream's first is late too, and a
+    # restart from the checkpoint neither loses nor doubles the count
+    test = trained["test"]
+    _insert(store_url, test.iloc[10:500])
+    w = _watcher(store_url, trained)
+    _drain(w)
+    w.step()
+    assert w.assets["pump-01"].ck.n_late == 0
+    _insert(store_url, test.iloc[:3])  # before the first scored reading
+    _insert(store_url, test.iloc[500:600])  # new: scored, not late
+    _drain(w)
+    w.step()
+    assert w.assets["pump-01"].ck.n_late == 3
+    w.leases.release_all()
+    again = _watcher(store_url, trained)  # a restart from the checkpoints
+    _insert(store_url, test.iloc[[5]])
+    _insert(store_url, test.iloc[600:601])
+    _drain(again)
+    again.step()
+    ck = again.assets["pump-01"].ck
+    assert (ck.n_late, ck.n_scored) == (4, 591)
+
+
 def test_hot_swap_closes_open_failure_with_model_changed(trained, store_url):
     test = trained["test"]
     spans = _batch_events(trained, test)

@@ -144,3 +144,30 @@ def test_a_fenced_asset_is_not_written_and_the_rest_of_its_pass_is(
     assert _counts(pg_url, "predictions") == {k: len(f) for k, f in tests.items()}
     for k, f in tests.items():
         assert _live_events(pg_url, k) == _batch_events(trained, f), k
+
+
+def test_late_readings_are_counted_per_asset_in_one_statement(
+    trained: dict[str, Any], pg_url: str
+) -> None:
+    """The late-readings check on PostgreSQL (one statement for all due assets): readings
+    stored behind an asset's scored stream, before its first scored reading too, are
+    counted for that asset alone; new readings are scored, not counted."""
+    tests = trained["tests"]
+    names = sorted(tests)
+    held = {names[0]: [100, 150]}  # left out of the first insert, sent late
+    for a in names:
+        f = tests[a].iloc[20:300]
+        _insert(pg_url, f.drop(index=tests[a].index[held.get(a, [])]))
+    w = _watcher(pg_url, trained)
+    _drain(w)
+    w.step()
+    late = {names[0]: [5, 100, 150], names[1]: [2]}  # 5, 2: before the first scored one
+    for a, rows in late.items():
+        _insert(pg_url, tests[a].iloc[rows])
+    for a in names:
+        _insert(pg_url, tests[a].iloc[300:320])  # new: scored, not late
+    _drain(w)
+    w.step()
+    for a in names:
+        ck = w.assets[a].ck
+        assert (ck.n_late, ck.n_scored) == (len(late.get(a, [])), 300 - len(held.get(a, []))), a

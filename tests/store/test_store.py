@@ -431,3 +431,65 @@ def test_a_store_at_revision_0001_upgrades_and_keeps_its_readings(store_url: str
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM sensor_sets")).scalar() == 1
     assert read_window_frame("old", url=store_url)["b"].tolist() == [2.0, 4.0]
+
+
+def _counts(url: str) -> tuple[dict[str, int], dict[str, int]]:
+    """``reading_counts`` and the readings actually stored, per asset."""
+    with get_engine(url).connect() as conn:
+        kept = dict(conn.execute(sa.text("SELECT asset_id, n FROM reading_counts")).all())
+        real = dict(
+            conn.execute(sa.text("SELECT asset_id, count(*) FROM readings GROUP BY asset_id")).all()
+        )
+    return {a: int(n) for a, n in kept.items()}, {a: int(n) for a, n in real.items()}
+
+
+def test_every_writer_keeps_the_readings_count_per_asset(store_url: str) -> None:
+    # the watch service's late-readings check reads these counts (migration 0007):
+    # inserts count, duplicates and merges do not, on every path of store.ingest
+    from sensorguard.store.ingest import insert_frames, write_transaction
+
+    engine = ensure_schema(store_url)
+    t = [datetime(2026, 1, 1, 0, 0, s) for s in range(6)]
+    insert_frame(engine, "a", t[:4], np.arange(8.0).reshape(4, 2), ["x", "y"])
+    insert_frame(engine, "a", t[2:], np.arange(8.0).reshape(4, 2) + [[4.0, 4.0]] * 4, ["x", "y"])
+    # the second call: t2, t3 identical (duplicates), t4, t5 new
+    insert_frame(engine, "a", t[:1], np.array([[0.0]]), ["x"])  # a duplicate subset
+    insert_frame(engine, "a", t[:2], np.array([[7.0], [8.0]]), ["z"])  # merged: no new row
+    with write_transaction(engine) as conn:  # several frames in one COPY, then one by one
+        insert_frames(
+            conn,
+            [
+                ("b", t[:3], np.ones((3, 2)), ["x", "y"], None),
+                ("c", t[:2], np.ones((2, 2)), ["x", "y"], None),
+            ],
+        )
+    with write_transaction(engine) as conn:  # a stored time: the merge path
+        insert_frames(
+            conn,
+            [
+                ("b", t[2:5], np.ones((3, 2)), ["x", "y"], None),
+                ("c", t[2:3], np.ones((1, 2)), ["x", "y"], None),
+            ],
+        )
+    insert_readings(
+        pd.DataFrame({"timestamp": t, "x": np.arange(6.0), "asset_id": "d"}), url=store_url
+    )
+    kept, real = _counts(store_url)
+    assert kept == real == {"a": 6, "b": 5, "c": 3, "d": 6}
+
+
+def test_upgrading_to_0007_counts_the_readings_already_stored(store_url: str) -> None:
+    assert upgrade(store_url, "0006") == "0006"
+    engine = get_engine(store_url)
+    with engine.begin() as conn:  # what code before 0007 wrote: readings, no counts
+        for day in (1, 2):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO readings (asset_id, time, sensor_set_id, sensor_values, status) "
+                    "VALUES ('old', :t, 1, :v, NULL)"
+                ),
+                {"t": datetime(2026, 1, day), "v": [1.0] if "postgresql" in store_url else "[1.0]"},
+            )
+    assert upgrade(store_url) == head_revision()
+    kept, real = _counts(store_url)
+    assert kept == real == {"old": 2}

@@ -17,7 +17,8 @@ Rules of this room:
   when it arrives is stored but never scored: scoring it would rewrite a past the
   alarms already reported. Each asset counts them (``late`` in ``GET /v1/assets/ID``,
   ``sensorguard_watch_late_readings``), by comparing every ``late_check_s`` seconds
-  the readings stored in the scored time span with the readings it scored. Readings
+  what is stored for the asset (the writers' per-asset count, minus the unscored tail
+  and what was stored before the first scored reading) with what it scored. Readings
   of one batch may arrive in any order: the step reads them sorted by time.
 * **One transaction per pass** (of at most ``pass_assets`` assets): one query reads
   the new readings of all of them, each is scored in memory, then the checkpoints
@@ -81,9 +82,9 @@ from sensorguard.live.watch_store import (
     Predictions,
     SensorSets,
     assets_with_new_readings,
-    count_stored_many,
     read_new_many,
     relax_commit,
+    stored_counts_many,
     write_predictions_many,
 )
 from sensorguard.scoring.stream import StreamResult
@@ -555,10 +556,17 @@ class Watcher:
                     late_due.append((asset, a))
                 done.append((asset, a, m, transitions, n, dirty))
             if late_due:
-                counts = count_stored_many(
+                # stored = before the first scored reading + scored + late + not yet
+                # scored; the first term is counted once per asset ("n_before")
+                counts = stored_counts_many(
                     conn,
                     [
-                        (asset, to_datetime(a.ck.state["first_time"]), a.ck.last_time)
+                        (
+                            asset,
+                            to_datetime(a.ck.state["first_time"]),
+                            a.ck.last_time,
+                            a.ck.state.get("n_before") is None,
+                        )
                         for asset, a in late_due
                         if a.ck.last_time is not None
                     ],
@@ -566,7 +574,14 @@ class Watcher:
                 changed = set()
                 for asset, a in late_due:
                     a.late_checked = wall
-                    late = max(0, counts.get(asset, 0) - a.ck.n_scored)
+                    c = counts.get(asset)
+                    if c is None:
+                        continue
+                    if c.before is not None:
+                        a.ck.state["n_before"] = c.before
+                        changed.add(asset)
+                    before = int(a.ck.state["n_before"])
+                    late = max(0, c.total - before - a.ck.n_scored - c.after)
                     if late != a.ck.n_late:
                         stats.late += late - a.ck.n_late
                         a.ck.n_late = late
@@ -583,6 +598,7 @@ class Watcher:
                     "regime": a.regime.state(),
                     "last_arrival": a.last_arrival,
                     "first_time": a.ck.state.get("first_time"),
+                    "n_before": a.ck.state.get("n_before"),
                     "sensors": m.sensors,  # the open event's, should another model take over
                 }
             stamps["state"] = time.time()

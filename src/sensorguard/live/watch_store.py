@@ -32,7 +32,7 @@ from sensorguard.store.copy import (
     PG_EPOCH_US,
     float8_array_fields,
 )
-from sensorguard.store.schema import predictions, readings, sensor_sets
+from sensorguard.store.schema import predictions, reading_counts, readings, sensor_sets
 from sensorguard.timeutil import utc_now
 
 _PG_EPOCH = datetime(2000, 1, 1)
@@ -287,22 +287,61 @@ def _read_many_copy(
     return out
 
 
-def count_stored_many(
-    conn: sa.Connection, spans: list[tuple[str, datetime, datetime]]
-) -> dict[str, int]:
-    """:func:`count_stored` of several ``(asset, lo, hi)`` spans, one round trip on
-    PostgreSQL."""
+@dataclass(frozen=True)
+class StoredCounts:
+    """What the late-readings check needs of one asset, read in one snapshot."""
+
+    total: int  # readings stored for the asset (``reading_counts``, kept by the writers)
+    after: int  # of them with a time after the last scored one (not scored yet)
+    before: int | None  # with a time before the first scored one (when asked), else None
+
+
+def stored_counts_many(
+    conn: sa.Connection, spans: list[tuple[str, datetime, datetime, bool]]
+) -> dict[str, StoredCounts]:
+    """:class:`StoredCounts` of several ``(asset, first, last, want_before)``; one
+    statement on PostgreSQL (one snapshot, so a commit of the ingester in between
+    cannot make the total and the tail disagree). Its cost is the unscored tail, and
+    the readings before ``first`` only when asked (once per asset): not the scored
+    history, which the former ``count(*)`` of ``[first, last]`` read every 30 s."""
     if not spans:
         return {}
     if conn.dialect.name != "postgresql":
-        return {a: count_stored(conn, a, lo, hi) for a, lo, hi in spans}
+        return {a: _stored_counts(conn, a, lo, hi, nb) for a, lo, hi, nb in spans}
     rows = conn.exec_driver_sql(
-        "SELECT v.a, (SELECT count(*) FROM readings r WHERE r.asset_id = v.a "
-        "AND r.time >= v.lo AND r.time <= v.hi) FROM unnest(%(a)s::varchar[], "
-        "%(lo)s::timestamp[], %(hi)s::timestamp[]) AS v(a, lo, hi)",
-        {"a": [s[0] for s in spans], "lo": [s[1] for s in spans], "hi": [s[2] for s in spans]},
+        "SELECT v.a, COALESCE(c.n, 0), (SELECT count(*) FROM readings r "
+        "WHERE r.asset_id = v.a AND r.time > v.hi), CASE WHEN v.nb THEN (SELECT count(*) "
+        "FROM readings r WHERE r.asset_id = v.a AND r.time < v.lo) END "
+        "FROM unnest(%(a)s::varchar[], %(lo)s::timestamp[], %(hi)s::timestamp[], "
+        "%(nb)s::boolean[]) AS v(a, lo, hi, nb) LEFT JOIN reading_counts c ON c.asset_id = v.a",
+        {
+            "a": [s[0] for s in spans],
+            "lo": [s[1] for s in spans],
+            "hi": [s[2] for s in spans],
+            "nb": [bool(s[3]) for s in spans],
+        },
     ).all()
-    return {r[0]: int(r[1]) for r in rows}
+    return {
+        r[0]: StoredCounts(int(r[1]), int(r[2]), None if r[3] is None else int(r[3])) for r in rows
+    }
+
+
+def _stored_counts(
+    conn: sa.Connection, asset: str, lo: datetime, hi: datetime, want_before: bool
+) -> StoredCounts:
+    """SQLite: a transaction reads one snapshot, so separate statements agree."""
+    total = conn.execute(
+        sa.select(reading_counts.c.n).where(reading_counts.c.asset_id == asset)
+    ).scalar()
+    after = conn.execute(
+        sa.select(sa.func.count()).where(readings.c.asset_id == asset, readings.c.time > hi)
+    ).scalar_one()
+    before = None
+    if want_before:
+        before = conn.execute(
+            sa.select(sa.func.count()).where(readings.c.asset_id == asset, readings.c.time < lo)
+        ).scalar_one()
+    return StoredCounts(int(total or 0), int(after), None if before is None else int(before))
 
 
 def relax_commit(conn: sa.Connection) -> None:
@@ -321,13 +360,6 @@ def relax_commit(conn: sa.Connection) -> None:
     the disk, which set the publish-to-alarm latency."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-
-
-def count_stored(conn: sa.Connection, asset: str, lo: datetime, hi: datetime) -> int:
-    q = sa.select(sa.func.count()).where(
-        readings.c.asset_id == asset, readings.c.time >= lo, readings.c.time <= hi
-    )
-    return int(conn.execute(q).scalar_one())
 
 
 @dataclass

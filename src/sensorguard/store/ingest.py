@@ -69,7 +69,7 @@ from sensorguard.store.prepare import (
     StoreLimitError,
     _prepare,
 )
-from sensorguard.store.schema import sensor_sets
+from sensorguard.store.schema import reading_counts, sensor_sets
 from sensorguard.store.writers import _insert_pg, _insert_sqlite, _update_pg, _update_sqlite
 
 if TYPE_CHECKING:
@@ -176,6 +176,27 @@ def _sensor_names(conn: sa.Connection, ids: Sequence[int]) -> dict[int, list[str
     return {int(i): orjson.loads(s) for i, s in rows}
 
 
+def _count_inserted(conn: sa.Connection, inserted: dict[str, int]) -> None:
+    """Add newly inserted rows to ``reading_counts`` (migration 0007), in the inserting
+    transaction. Assets in sorted order: two writers of overlapping assets lock their
+    count rows in the same order, so they queue instead of deadlocking."""
+    rows = [{"asset_id": a, "n": n} for a, n in sorted(inserted.items()) if n > 0]
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(reading_counts)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(reading_counts)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[reading_counts.c.asset_id], set_={"n": reading_counts.c.n + stmt.excluded.n}
+    )
+    conn.execute(stmt, rows)
+
+
 def _write(conn: sa.Connection, chunk: _Chunk, sids: dict[tuple[str, ...], int]) -> IngestResult:
     """Insert the new rows of a prepared chunk and merge the rest (see the module)."""
     started = time.perf_counter()
@@ -198,6 +219,7 @@ def _write(conn: sa.Connection, chunk: _Chunk, sids: dict[tuple[str, ...], int])
     sid = sid_of(chunk.sensors)
     pg = conn.dialect.name == "postgresql"
     inserted, identical, stored = (_insert_pg if pg else _insert_sqlite)(conn, chunk, sid)
+    _count_inserted(conn, {chunk.asset: inserted})
     result.inserted = inserted
     result.duplicates += identical
     if stored:
@@ -352,6 +374,10 @@ def _copy_all_pg(
             cur.execute("ROLLBACK TO SAVEPOINT sg_copy_all")
             return False
         cur.execute("RELEASE SAVEPOINT sg_copy_all")
+    counts: dict[str, int] = {}
+    for chunk in chunks:
+        counts[chunk.asset] = counts.get(chunk.asset, 0) + len(chunk.times_us)
+    _count_inserted(conn, counts)
     return True
 
 

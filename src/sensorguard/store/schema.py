@@ -59,6 +59,16 @@ readings = sa.Table(
     sa.Column("status", sa.String(100), nullable=True),
 )
 
+# readings stored per asset, kept by every writer in the transaction that inserts them
+# (migration 0007): the watch service's late-readings check reads it instead of
+# counting an asset's whole scored history every 30 s
+reading_counts = sa.Table(
+    "reading_counts",
+    metadata,
+    sa.Column("asset_id", sa.String(200), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
 predictions = sa.Table(
     "predictions",
     metadata,
