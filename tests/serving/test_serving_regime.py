@@ -237,6 +237,11 @@ def test_the_http_response_carries_the_verdict_and_the_schema_lists_it(fitted, t
         assert entry["sensors"][0]["sensor"] == "bearing_temp"
         assert not any(p["is_anomaly"] for p in doc["predictions"])
         assert all(p["above_threshold"] for p in doc["predictions"][-30:])
+        again = client.post("/v1/predict", json={"readings": readings[-5:]}, headers=auth)
+        assert again.json()["regime"][0]["state"] == "open"
+        metrics = client.get("/metrics").text
+        # counted once per asset, not once per response that carries it
+        assert 'sensorguard_regime_changes_total{model="pump-model",version="1"} 1.0' in metrics
         schema = client.get("/openapi.json").json()["components"]["schemas"]
         assert "regime" in schema["PredictResponse"]["properties"]
         assert set(schema["RegimeEntry"]["required"]) >= {"verdict", "state", "sensors", "hint"}

@@ -51,6 +51,13 @@ class ServingMetrics:
             ["model", "version"],
             registry=r,
         )
+        self.regime_changes = Counter(
+            "sensorguard_regime_changes",
+            "Assets judged a regime change (first 60 readings under a version outside its "
+            "training range), by model version.",
+            ["model", "version"],
+            registry=r,
+        )
         self.anomalies_by_sensor = Counter(
             "sensorguard_anomalies_by_sensor",
             "Anomalous readings by their top contributing sensor.",

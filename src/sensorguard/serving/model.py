@@ -232,6 +232,8 @@ class ServedModel:
             "anomalies": metrics.anomalies.labels(self.name, v),
             "by_sensor": [metrics.anomalies_by_sensor.labels(s) for s in self.sensors],
         }
+        if self.regimes is not None:
+            self.regimes.on_open = metrics.regime_changes.labels(self.name, v).inc
 
     def count(self, scored: Scored) -> None:
         c = self._children

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -75,6 +76,7 @@ class PredictorRegimes:
         self.head = RegimeStream(self.sensors, ranges).head
         self._assets: OrderedDict[Any, _AssetRegime] = OrderedDict()
         self._lock = threading.Lock()
+        self.on_open: Callable[[], Any] | None = None  # called once per regime change
 
     @classmethod
     def of_profile(
@@ -147,6 +149,8 @@ class PredictorRegimes:
             if what == "opened":
                 r.regime = True
                 r.report = _report(r.stream, "open")
+                if self.on_open is not None:
+                    self.on_open()
             elif what == "closed" and r.report is not None:
                 r.report = {**r.report, "state": "closed"}
 
