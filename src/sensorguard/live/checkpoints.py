@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from sensorguard.store.engine import dialect_insert
 from sensorguard.store.schema import watch_checkpoints
 from sensorguard.timeutil import utc_now
 
@@ -81,14 +82,7 @@ def save_checkpoint(conn: sa.Connection, ck: Checkpoint) -> bool:
         "updated_at": utc_now(),
     }
     if ck.seq == 0:
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Any = pg_insert(watch_checkpoints)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(watch_checkpoints)
+        stmt = dialect_insert(conn, watch_checkpoints)
         res = conn.execute(
             stmt.values(asset_id=ck.asset_id, **values).on_conflict_do_nothing(
                 index_elements=["asset_id"]

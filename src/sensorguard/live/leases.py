@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sensorguard.store.engine import dialect_insert
 from sensorguard.store.schema import watch_checkpoints, watch_leases, watch_workers
 from sensorguard.timeutil import utc_now
 
@@ -39,13 +40,7 @@ def new_worker_id() -> str:
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
+    return dialect_insert(conn, table)
 
 
 def store_assets(conn: sa.Connection) -> list[str]:

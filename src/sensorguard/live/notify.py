@@ -57,6 +57,7 @@ import sqlalchemy as sa
 from sensorguard.jsonsafe import json_safe
 from sensorguard.live.metrics import LiveMetrics
 from sensorguard.live.watch_metrics import TRACE
+from sensorguard.store.engine import dialect_insert
 from sensorguard.store.retention import PeriodicPrune
 from sensorguard.store.schema import notification_deliveries as deliveries
 from sensorguard.store.schema import notifications
@@ -123,13 +124,7 @@ def notification_body(t: Transition, created_at: datetime) -> bytes:
 
 
 def _insert_ignore(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
+    return dialect_insert(conn, table).on_conflict_do_nothing()
 
 
 def enqueue(

@@ -25,7 +25,7 @@ import orjson
 import sqlalchemy as sa
 
 from sensorguard.errors import DataValidationError, SensorGuardError
-from sensorguard.store.engine import ensure_schema
+from sensorguard.store.engine import dialect_insert, ensure_schema
 from sensorguard.store.schema import (
     alarm_labels,
     alarms,
@@ -58,13 +58,7 @@ def _alarm_id(alarm_id: Any) -> int:
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
+    return dialect_insert(conn, table)
 
 
 # ---------------------------------------------------------------- writing (watch service)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -20,6 +21,18 @@ _upgrade_lock = threading.Lock()
 
 class StoreError(SensorGuardError):
     """The readings store is unreachable or not migrated."""
+
+
+def dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """``INSERT`` for ``table`` in the connection's dialect, so that ``on_conflict_do_*``
+    (PostgreSQL's and SQLite's, same spelling) is available: the one place that picks."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def normalize_url(url: str) -> str:

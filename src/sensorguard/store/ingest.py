@@ -60,7 +60,7 @@ from sensorguard.store.copy import (
     _readings_copy_payload,
     float8_array_fields,
 )
-from sensorguard.store.engine import StoreError, ensure_schema
+from sensorguard.store.engine import StoreError, dialect_insert, ensure_schema
 from sensorguard.store.merge import ReadingConflictError, _Chunk, _reconcile
 from sensorguard.store.prepare import (
     MAX_NAME_CHARS,
@@ -154,14 +154,7 @@ def sensor_set_id(conn: sa.Connection, sensors: Sequence[str]) -> int:
     )
     found = conn.execute(query).first()
     if found is None:
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Any = pg_insert(sensor_sets)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(sensor_sets)
+        stmt = dialect_insert(conn, sensor_sets)
         conn.execute(stmt.values(sensors=text, sensors_sha256=digest).on_conflict_do_nothing())
         found = conn.execute(query).one()
     if found[1] != text:  # pragma: no cover - a SHA-256 collision
@@ -183,14 +176,7 @@ def _count_inserted(conn: sa.Connection, inserted: dict[str, int]) -> None:
     rows = [{"asset_id": a, "n": n} for a, n in sorted(inserted.items()) if n > 0]
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(reading_counts)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(reading_counts)
+    stmt = dialect_insert(conn, reading_counts)
     stmt = stmt.on_conflict_do_update(
         index_elements=[reading_counts.c.asset_id], set_={"n": reading_counts.c.n + stmt.excluded.n}
     )

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from sensorguard.detectors.events import flag_spans
 from sensorguard.errors import DataValidationError
-from sensorguard.store.engine import StoreError, ensure_schema
+from sensorguard.store.engine import StoreError, dialect_insert, ensure_schema
 from sensorguard.store.schema import alarm_events, predictions, readings, sensor_sets
 from sensorguard.timeutil import to_utc_naive, utc_now
 
@@ -160,14 +160,7 @@ def list_assets(url: str | None = None) -> pd.DataFrame:
 def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]):  # type: ignore[no-untyped-def]
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(table)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table)
+    stmt = dialect_insert(conn, table)
     update = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
