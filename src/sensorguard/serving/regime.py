@@ -34,7 +34,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -45,6 +44,7 @@ from sensorguard.evaluation.regime import (
     REGIME_CHANGE,
     RETRAIN_HINT,
     RegimeStream,
+    SensorShift,
     ranges_from_profile,
     regime_check,
     suppress_regime_alarms,
@@ -148,7 +148,7 @@ class PredictorRegimes:
         for what, _row in decisions:
             if what == "opened":
                 r.regime = True
-                r.report = _report(r.stream, "open")
+                r.report = _report(r.stream.sensor_shifts(), "open")
                 if self.on_open is not None:
                     self.on_open()
             elif what == "closed" and r.report is not None:
@@ -220,24 +220,23 @@ class PredictorRegimes:
         if not v.regime_change:
             return flags, None
         kept, _removed = suppress_regime_alarms(flags, v)
-        report = {
-            "asset_id": None,
-            "verdict": REGIME_CHANGE,
-            "state": "open" if v.until is None else "closed",
-            "sensors": [_shift(asdict(s)) for s in v.sensors],
-            "hint": RETRAIN_HINT,
-        }
-        return kept, [report]
+        state = "open" if v.until is None else "closed"
+        return kept, [{"asset_id": None, **_report(v.sensors, state)}]
 
 
-def _shift(s: dict[str, Any]) -> dict[str, Any]:
-    return {k: s[k] for k in ("sensor", "train_min", "train_max", "median")}
-
-
-def _report(st: RegimeStream, state: str) -> dict[str, Any]:
+def _report(shifts: list[SensorShift], state: str) -> dict[str, Any]:
+    """A ``regime`` entry of the response (without its asset): the schema's RegimeEntry."""
     return {
         "verdict": REGIME_CHANGE,
         "state": state,
-        "sensors": [_shift(asdict(s)) for s in st.sensor_shifts()],
+        "sensors": [
+            {
+                "sensor": s.sensor,
+                "train_min": s.train_min,
+                "train_max": s.train_max,
+                "median": s.median,
+            }
+            for s in shifts
+        ],
         "hint": RETRAIN_HINT,
     }
