@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -104,6 +105,7 @@ class ModelPool:
         async with self.default._lock:  # the first check has finished (or failed)
             pass
         failing = False
+        first = True
         while True:
             try:
                 await self._discover()
@@ -115,6 +117,14 @@ class ModelPool:
                 level = logging.DEBUG if failing else logging.WARNING
                 log.log(level, "model pool refresh failed: %s", redact(str(exc)))
                 failing = True
+            if first:
+                # the first round builds SQLAlchemy's statement caches (about 3,300
+                # objects) after ModelHolder._reload's gc.freeze(); left in the collected
+                # heap, the older generations' collections walked them: 10.9 / 24.2 us per
+                # 1,000-reading request (records / columns; gc callbacks, in-process), 2.2 /
+                # 4.4 us frozen, as before the pool existed (1.9 / 4.2)
+                gc.freeze()
+                first = False
             await asyncio.sleep(self.settings.poll_interval)
 
     async def _discover(self) -> None:
