@@ -224,7 +224,7 @@ def test_kill_9_mid_stream_then_restart_gives_one_run(services, model_and_file, 
     insert_readings(frame, url=services["store"])
     home = tmp_path / "home"
     env = {"SENSORGUARD_WATCH_BATCH_ROWS": "40"}
-    for i, frac in enumerate((0.2, 0.45, 0.7)):
+    for i, frac in enumerate((0.2, 0.4, 0.6)):  # 0.7 once saw the rest scored before the kill
         p = _watch(
             services, home, tmp_path / f"w{i}.log", m["model"], "--no-ingest", "--no-notify", **env
         )
