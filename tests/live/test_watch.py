@@ -700,3 +700,34 @@ def test_no_regime_change_costs_nothing_and_a_new_version_is_judged_afresh(train
         st = load_checkpoints(conn, ["pump-01"])["pump-01"].state["regime"]
     assert st["stream"]["phase"] == "done" and "held" not in st
     assert _live_events(other, kind="regime_change") == []
+
+
+def test_run_freezes_the_heap_after_its_first_pass(trained, store_url):
+    # what lives as long as the process (imported code, statement caches, the model) is
+    # moved out of the cyclic GC's generations, so full collections stay short
+    import gc
+    import threading
+
+    _insert(store_url, trained["test"].iloc[:500])
+    w = _watcher(store_url, trained)
+    made = [{"i": i} for i in range(200)]  # tracked objects that exist before the pass
+    stop = threading.Event()
+    step, passes = w.step, []
+
+    def one_step() -> Any:
+        stats = step()
+        passes.append((stats.readings, gc.get_freeze_count()))
+        if len(passes) == 2:
+            stop.set()
+        return stats
+
+    w.step = one_step  # type: ignore[method-assign]
+    gc.unfreeze()
+    try:
+        w.run(stop)
+        tracked = {id(o) for o in gc.get_objects()}
+    finally:
+        gc.unfreeze()
+    assert passes[0] == (500, 0)  # the first pass runs on an unfrozen heap ...
+    assert passes[1][1] > 1000  # ... and everything alive after it is frozen
+    assert not any(id(o) in tracked for o in made)

@@ -224,7 +224,8 @@ def test_kill_9_mid_stream_then_restart_gives_one_run(services, model_and_file, 
     insert_readings(frame, url=services["store"])
     home = tmp_path / "home"
     env = {"SENSORGUARD_WATCH_BATCH_ROWS": "40"}
-    for i, frac in enumerate((0.2, 0.4, 0.6)):  # 0.7 once saw the rest scored before the kill
+    killed_at = []
+    for i, frac in enumerate((0.2, 0.4, 0.6)):
         p = _watch(
             services, home, tmp_path / f"w{i}.log", m["model"], "--no-ingest", "--no-notify", **env
         )
@@ -239,7 +240,11 @@ def test_kill_9_mid_stream_then_restart_gives_one_run(services, model_and_file, 
             os.kill(p.p.pid, signal.SIGKILL)
             p.p.wait(10)
             p.stop()
-    assert _scored(services["store"])["pump-01"] < n  # really killed mid-stream
+        killed_at.append(_scored(services["store"]).get("pump-01", 0))
+    # really killed mid-stream: the first kill, at 20 %, always is; a later one may land
+    # after the rest is scored (one CI run saw 100 % scored between the 70 % check and
+    # its SIGKILL), and its restart then has nothing left to do
+    assert killed_at[0] < n and killed_at == sorted(killed_at)
     p = _watch(
         services, home, tmp_path / "last.log", m["model"], "--no-ingest", "--no-notify", **env
     )

@@ -59,6 +59,7 @@ and each pass's transaction spans them. What a pass reads and writes is in
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -224,6 +225,7 @@ class Watcher:
         if alias is not None:
             loaded.alias = alias
         m = _Model(loaded, self.config.quality, self.config.top_k)
+        gc.freeze()  # the model and what loading it imported: see run()
         log.info("watch: scoring with %s version %s", m.name, m.version)
         if self.metrics is not None:
             self.metrics.set_model(m.name, m.version, default=default)
@@ -815,10 +817,19 @@ class Watcher:
         """Score until ``stop`` is set; then release the leases (the checkpoints are
         already committed with every step, so a clean stop loses nothing)."""
         backoff = 0.5
+        frozen = False
         try:
             while not stop.is_set():
                 try:
                     stats = self.step()
+                    if not frozen:
+                        # After the first pass the heap holds what lives as long as the
+                        # process (imported code, SQLAlchemy's statement caches, the model):
+                        # about 210,000 tracked objects that every full collection walked,
+                        # 130-340 ms each, 10-21 of them per 30-s latency run (p99 0.76-3.2 s).
+                        # Frozen, the cyclic GC looks only at what the passes allocate.
+                        gc.freeze()
+                        frozen = True
                 except sa.exc.DBAPIError as exc:
                     # the store is down (leases cannot be renewed either): wait and retry;
                     # the checkpoints hold everything committed so far

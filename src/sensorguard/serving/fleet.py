@@ -120,9 +120,9 @@ class ModelPool:
             if first:
                 # the first round builds SQLAlchemy's statement caches (about 3,300
                 # objects) after ModelHolder._reload's gc.freeze(); left in the collected
-                # heap, the older generations' collections walked them: 10.9 / 24.2 us per
-                # 1,000-reading request (records / columns; gc callbacks, in-process), 2.2 /
-                # 4.4 us frozen, as before the pool existed (1.9 / 4.2)
+                # heap, the older generations' collections walked them: 12.5 / 27.5 us per
+                # 1,000-reading request (records / columns; bench_predict_inproc.py), 2.8 /
+                # 4.6 us frozen, as before the pool existed (2.0 / 4.0)
                 gc.freeze()
                 first = False
             await asyncio.sleep(self.settings.poll_interval)
