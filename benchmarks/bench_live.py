@@ -274,7 +274,9 @@ def run_throughput(
     from support.pg import temp_database
 
     total = args.assets * args.readings
-    msgs = messages(args.assets, args.sensors, args.readings, args.batch)
+    # --throughput-faulty: the latency part's workload (faults from a third of the way on)
+    f = args.throughput_faulty
+    msgs = messages(args.assets, args.sensors, args.readings, args.batch, f, args.readings // 3)
     with temp_database("bench_watch") as (_n, url):
         extra = ("--no-ingest",) if split else ()
         ing = Watch(None, url, broker.url, tmp / "home") if split else None
@@ -782,6 +784,13 @@ def main() -> None:
         type=int,
         default=1,
         help="latency: the watch process's --predictions-every (1 = all, 0 = none) [1]",
+    )
+    ap.add_argument(
+        "--throughput-faulty",
+        type=int,
+        default=0,
+        help="throughput: assets with a fault from a third of their readings on, as in the "
+        "latency part (its sustained rate with that many assets in alarm) [0]",
     )
     ap.add_argument("--clients", type=int, default=2, help="POST /v1/predict client processes")
     ap.add_argument("--predict-s", type=float, default=10.0)
