@@ -95,6 +95,15 @@ class QualityMonitor:
         self.model_version = model_version
         self.runs: dict[str, dict[str, Any]] = {}
         self.last: list[float | None] = [None] * len(self.sensors)
+        # per sensor: the run keys of its three rules, and its range as two arrays (no
+        # range: +-inf, and the rule is not run)
+        self._keys = [
+            (f"{SENSOR_MISSING}|{s}", f"{FLATLINE}|{s}", f"{OUT_OF_RANGE}|{s}")
+            for s in self.sensors
+        ]
+        self._ranged = [s in self.ranges for s in self.sensors]
+        self._lo = np.array([self.ranges.get(s, (-np.inf,))[0] for s in self.sensors], float)
+        self._hi = np.array([self.ranges.get(s, (0.0, np.inf))[1] for s in self.sensors], float)
         self.silent: dict[str, Any] = {"open": False, "start": None}
         r = self.rules
         self._rules = {
@@ -133,22 +142,30 @@ class QualityMonitor:
         prev = np.array([np.nan if v is None else v for v in self.last], dtype=np.float64)
         stacked = np.vstack([prev[None, :], X])
         same = (stacked[1:] == stacked[:-1]) & ~nan
+        with np.errstate(invalid="ignore"):
+            bad = np.less(X, self._lo) | np.greater(X, self._hi)
+        # which rule has a reading to look at, for all sensors in three calls: a rule with
+        # nothing pending and no hit is skipped (per sensor and rule, the check cost 30
+        # numpy calls an asset and pass, 110 us per asset fed 150 readings)
+        hits = np.vstack([nan.any(axis=0), same.any(axis=0), bad.any(axis=0)]).T.tolist()
+        runs = self.runs
         for j, name in enumerate(self.sensors):
-            out += self._rule(SENSOR_MISSING, name, nan[:, j], times, X[:, j])
-            out += self._rule(FLATLINE, name, same[:, j], times, X[:, j])
-            rng = self.ranges.get(name)
-            if rng is not None:
-                col = X[:, j]
-                with np.errstate(invalid="ignore"):
-                    bad = (col < rng[0]) | (col > rng[1])
-                out += self._rule(OUT_OF_RANGE, name, bad, times, col)
+            k_missing, k_flat, k_range = self._keys[j]
+            h_missing, h_flat, h_range = hits[j]
+            if h_missing or k_missing in runs:
+                out += self._rule(SENSOR_MISSING, name, nan[:, j], times, X[:, j])
+            if h_flat or k_flat in runs:
+                out += self._rule(FLATLINE, name, same[:, j], times, X[:, j])
+            if self._ranged[j] and (h_range or k_range in runs):
+                out += self._rule(OUT_OF_RANGE, name, bad[:, j], times, X[:, j])
         # remember each sensor's last value (a NaN keeps the last real one: a flat line
         # interrupted by a dropout is still the same value)
-        for j in range(len(self.sensors)):
-            col = X[:, j]
-            ok = np.flatnonzero(~nan[:, j])
-            if ok.size:
-                self.last[j] = float(col[ok[-1]])
+        ok = ~nan
+        seen = ok.any(axis=0)
+        at = n - 1 - np.argmax(ok[::-1], axis=0)  # the last real reading of each column
+        vals = X[at, np.arange(X.shape[1])].tolist()
+        for j in np.flatnonzero(seen).tolist():
+            self.last[j] = float(vals[j])
         out.sort(key=lambda it: (it[0], it[1].kind, it[1].sensor))
         return [t for _, t in out]
 
