@@ -114,3 +114,15 @@ def test_a_checkpoint_without_ranking_sums_still_restores(detector, stream) -> N
     fresh = AssetStreams(detector)
     fresh.update("b", None, stream[list(SENSORS)].iloc[50:60])
     assert again.state_of("a")["blame"] == fresh.state_of("b")["blame"]  # type: ignore[index]
+
+
+def test_warm_leaves_no_stream_and_changes_no_result(detector, stream) -> None:  # type: ignore[no-untyped-def]
+    warmed, cold = AssetStreams(detector, max_assets=2), AssetStreams(detector, max_assets=2)
+    warmed.warm()
+    assert len(warmed) == 0 and warmed.evicted == 0
+    X = stream[list(SENSORS)]
+    a, b = warmed.update("p", None, X), cold.update("p", None, X)
+    assert np.array_equal(a.score, b.score) and np.array_equal(a.is_anomaly, b.is_anomaly)
+    assert np.array_equal(a.top, b.top) and warmed.state_of("p") == cold.state_of("p")
+    warmed.warm()  # with a stream already there it does nothing (it could evict one)
+    assert len(warmed) == 1 and warmed.evicted == 0

@@ -36,6 +36,7 @@ class _Model:
         self.detector = loaded.detector
         self.sensors = list(self.detector.schema_.sensors)
         self.streams = AssetStreams(self.detector, max_assets=None, top_k=top_k)
+        self.streams.warm()
         self.failure_types = getattr(loaded, "failure_types", None) or getattr(
             self.detector, "failure_types_", None
         )

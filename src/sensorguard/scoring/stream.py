@@ -147,6 +147,18 @@ class AssetStreams:
         with self._lock:
             self._assets.pop(asset, None)
 
+    def warm(self) -> None:
+        """Score two readings of a throwaway stream and forget it, before the first
+        asset: the first real call then pays no first-call costs (the ranking's import
+        of scipy.signal took 0.5 s of the watch loop's first pass with readings)."""
+        if self._assets:
+            return  # a stream added now could evict a real one
+        key = ("warm-up", id(self))
+        try:
+            self.score(np.zeros((2, len(self.detector.schema_.sensors))), [key, key])
+        finally:
+            self.drop(key)
+
     # ---- checkpoints
     def state_of(self, asset: Any) -> dict[str, Any] | None:
         """The asset's state as a JSON-able dict (``None`` for an unknown asset)."""
