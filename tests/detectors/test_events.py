@@ -262,3 +262,47 @@ def test_event_mode_is_the_most_common_real_label() -> None:
     assert (
         event_mode(np.array(["wear", "leak"], dtype=object), slice(0, 2)) == "leak"
     )  # tie: sorted
+
+
+def test_trackers_updated_at_once_equal_one_by_one() -> None:
+    # update_trackers (the watch pass: all assets' alarm rules in one call) against one
+    # update per tracker: random rules, stream lengths around the scalar path's limit,
+    # missing and infinite scores, checkpoint restarts in between
+    import json
+
+    from sensorguard.detectors.alarm import AlarmTracker, update_trackers
+
+    rng = np.random.default_rng(0)
+    compared = 0
+    for _ in range(60):
+        rule = AlarmRule(
+            threshold=float(rng.uniform(0.5, 2)),
+            smooth_window=int(rng.integers(1, 8)),
+            min_duration=int(rng.integers(1, 6)),
+            off_ratio=float(rng.uniform(0.3, 1.0)),
+            release=int(rng.integers(1, 8)),
+            confirm=int(rng.integers(0, 6)),
+        )
+        n = int(rng.integers(2, 7))
+        one, many = [rule.tracker() for _ in range(n)], [rule.tracker() for _ in range(n)]
+        for _ in range(int(rng.integers(1, 7))):
+            xs = []
+            for _ in range(n):
+                x = rng.gamma(2.0, 0.5, int(rng.choice([0, 1, 16, 17, 40, 300])))
+                x *= rng.choice([0.5, 1.0, 2.0])
+                if x.size and rng.random() < 0.3:
+                    x[rng.integers(0, x.size)] = np.nan
+                if x.size and rng.random() < 0.1:
+                    x[rng.integers(0, x.size)] = np.inf
+                xs.append(x)
+            expected = [t.update(x) for t, x in zip(one, xs, strict=True)]
+            got = update_trackers(many, xs)
+            for e, g, a, b in zip(expected, got, one, many, strict=True):
+                assert np.array_equal(e, g)
+                assert a.state() == b.state() and list(a._win) == list(b._win)
+                assert (a._run_on, a._run_off) == (b._run_on, b._run_off)
+                compared += int(e.size > 16)
+            if rng.random() < 0.3:  # a checkpoint restart: the state through JSON
+                one = [AlarmTracker.restore(rule, json.loads(json.dumps(t.state()))) for t in one]
+                many = [AlarmTracker.restore(rule, json.loads(json.dumps(t.state()))) for t in many]
+    assert compared > 300  # the vectorised path itself was compared, not only the scalar one

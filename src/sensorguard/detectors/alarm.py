@@ -276,3 +276,91 @@ def _window_mean(values: Any) -> float:
     for v in values:
         total += v
     return total / len(values)
+
+
+def update_trackers(trackers: list[AlarmTracker], scores: list[np.ndarray]) -> list[np.ndarray]:
+    """:meth:`AlarmTracker.update` of several trackers of one rule, ``scores[i]`` the
+    new raw scores of ``trackers[i]``: the same flags and the same new states, with the
+    streams longer than the scalar path's limit laid out as the rows of one array (the
+    watch service updates up to 100 per pass: per tracker, ``update`` cost about 110 µs
+    of numpy calls whatever the rows)."""
+    out: list[np.ndarray | None] = [None] * len(trackers)
+    xs = [np.asarray(x, dtype=np.float64).ravel() for x in scores]
+    big = []
+    for i, (t, x) in enumerate(zip(trackers, xs, strict=True)):
+        if x.size <= _SMALL:
+            out[i] = t.update(x)
+        else:
+            big.append(i)
+    rule = trackers[big[0]].rule if big else None
+    if len(big) == 1 or any(trackers[i].rule != rule for i in big):
+        for i in big:  # one stream, or trackers of different rules: one by one
+            out[i] = trackers[i].update(xs[i])
+    elif big:
+        flags = _update_rows([trackers[i] for i in big], [xs[i] for i in big])
+        for i, f in zip(big, flags, strict=True):
+            out[i] = f
+    return out  # type: ignore[return-value]
+
+
+def _run_rows(c: np.ndarray) -> np.ndarray:
+    """:func:`run_length` along each row."""
+    idx = np.arange(c.shape[1])[None, :]
+    return np.where(c, idx - np.maximum.accumulate(np.where(c, -1, idx), axis=1), 0)
+
+
+def _update_rows(trackers: list[AlarmTracker], xs: list[np.ndarray]) -> list[np.ndarray]:
+    r = trackers[0].rule
+    w, m, rel = max(1, r.smooth_window), max(1, r.min_duration), max(1, r.release)
+    H = r.history
+    hist = [np.fromiter(t._hist, dtype=np.float64, count=len(t._hist)) for t in trackers]
+    hl = np.array([h.size for h in hist])
+    xl = np.array([x.size for x in xs])
+    tot = hl + xl
+    nb, L = len(trackers), int(tot.max())
+    # each stream's [history, new scores] from column 0: the zeros rolling_mean puts
+    # before a stream's first reading are the zero columns left of it
+    raw = np.zeros((nb, L))
+    for b in range(nb):
+        raw[b, : hl[b]] = hist[b]
+        raw[b, hl[b] : tot[b]] = xs[b]
+    pad = np.zeros((nb, w - 1 + L))
+    pad[:, w - 1 :] = np.clip(np.nan_to_num(raw, nan=0.0), -SCORE_CAP, SCORE_CAP)
+    if w == 1:
+        s = pad.copy()
+    else:  # summed oldest first, as rolling_mean does
+        s = pad[:, :L].copy()
+        for k in range(1, w):
+            s += pad[:, k : k + L]
+        s = s / w
+    run_on = _run_rows(s > r.threshold)
+    run_off = _run_rows(s < r.off_ratio * r.threshold)
+    t = np.arange(L)[None, :] - hl[:, None]  # the index within the new scores
+    new = (t >= 0) & (t < xl[:, None])
+    # with no trigger yet the state before decides, as in hysteresis: -1 against -2
+    was_on = np.array([tr.on for tr in trackers])[:, None]
+    on_at = np.where((run_on >= m) & new, t, np.where(was_on, -1, -2))
+    off_at = np.where((run_off >= rel) & new, t, np.where(was_on, -2, -1))
+    last_on = np.maximum.accumulate(on_at, axis=1)
+    last_off = np.maximum.accumulate(off_at, axis=1)
+    flags = (last_on > last_off) & new
+    frun = _run_rows(flags)  # runs that start with the new scores
+    before = np.array([tr.on_for if tr.on else 0 for tr in trackers])[:, None]
+    # the on-delay: the run that continues from before counts the readings it was on
+    lead = np.where(frun == t + 1, frun + before, frun)
+    delayed = flags if r.confirm <= 1 else lead >= r.confirm
+    out = []
+    for b, tr in enumerate(trackers):
+        lo, end = int(hl[b]), int(tot[b])
+        out.append(delayed[b, lo:end].copy())
+        tr.on = bool(flags[b, end - 1])
+        tail_run = int(frun[b, end - 1])
+        bf = int(before[b, 0])
+        tr.on_for = min(tail_run + (bf if tail_run == xl[b] else 0), 1 << 30)
+        # the state _resync would rebuild from the last raw scores, read off the rows
+        tr._hist.clear()
+        tr._hist.extend(raw[b, max(0, end - H) : end].tolist())
+        tr._win = deque(pad[b, end - 1 : end - 1 + w].tolist())
+        tr._run_on = min(int(run_on[b, end - 1]), m)
+        tr._run_off = min(int(run_off[b, end - 1]), rel)
+    return out

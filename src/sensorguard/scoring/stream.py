@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sensorguard.detectors.alarm import AlarmTracker
+from sensorguard.detectors.alarm import AlarmTracker, update_trackers
 from sensorguard.detectors.base import BaseDetector, Computed, StreamingDetector
 from sensorguard.detectors.blame import (
     BlameState,
@@ -252,12 +252,16 @@ class AssetStreams:
         assert c.contributions is not None
         contrib = np.asarray(c.contributions)
         with self._lock:
-            for key, rows in blocks.items():
+            if n == 1:
+                (key,) = blocks
+                fs = [np.array([states[key].tracker.step(float(score[0]))])]
+            else:  # every asset's alarm rule in one call
+                fs = update_trackers(
+                    [states[key].tracker for key in blocks],
+                    [score if rows is None else score[rows] for rows in blocks.values()],
+                )
+            for (key, rows), f in zip(blocks.items(), fs, strict=True):
                 st = states[key]
-                if n == 1:
-                    f = np.array([st.tracker.step(float(score[0]))])
-                else:
-                    f = st.tracker.update(score if rows is None else score[rows])
                 if rows is None:
                     flags[:] = f
                 else:
