@@ -124,5 +124,6 @@ def test_warm_leaves_no_stream_and_changes_no_result(detector, stream) -> None: 
     a, b = warmed.update("p", None, X), cold.update("p", None, X)
     assert np.array_equal(a.score, b.score) and np.array_equal(a.is_anomaly, b.is_anomaly)
     assert np.array_equal(a.top, b.top) and warmed.state_of("p") == cold.state_of("p")
-    warmed.warm()  # with a stream already there it does nothing (it could evict one)
-    assert len(warmed) == 1 and warmed.evicted == 0
+    warmed.update("q", None, X.iloc[:10])  # full: a throwaway stream would evict "p"
+    warmed.warm()  # so with streams there it does nothing
+    assert len(warmed) == 2 and warmed.evicted == 0 and "p" in warmed

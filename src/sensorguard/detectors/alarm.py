@@ -296,14 +296,13 @@ def update_trackers(trackers: list[AlarmTracker], scores: list[np.ndarray]) -> l
             out[i] = t.update(x)
         else:
             big.append(i)
-    rule = trackers[big[0]].rule if big else None
-    if len(big) == 1 or any(trackers[i].rule != rule for i in big):
-        for i in big:  # one stream, or trackers of different rules: one by one
-            out[i] = trackers[i].update(xs[i])
-    elif big:
+    if len(big) > 1 and all(trackers[i].rule == trackers[big[0]].rule for i in big):
         flags = _update_rows([trackers[i] for i in big], [xs[i] for i in big])
         for i, f in zip(big, flags, strict=True):
             out[i] = f
+    else:  # one stream, or trackers of different rules: one by one
+        for i in big:
+            out[i] = trackers[i].update(xs[i])
     return out  # type: ignore[return-value]
 
 

@@ -102,8 +102,8 @@ class QualityMonitor:
             for s in self.sensors
         ]
         self._ranged = [s in self.ranges for s in self.sensors]
-        self._lo = np.array([self.ranges.get(s, (-np.inf,))[0] for s in self.sensors], float)
-        self._hi = np.array([self.ranges.get(s, (0.0, np.inf))[1] for s in self.sensors], float)
+        bounds = np.array([self.ranges.get(s, (-np.inf, np.inf)) for s in self.sensors], float)
+        self._lo, self._hi = bounds.reshape(-1, 2).T
         self.silent: dict[str, Any] = {"open": False, "start": None}
         r = self.rules
         self._rules = {
