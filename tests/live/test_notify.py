@@ -36,9 +36,16 @@ class Receiver:
     """A real HTTP receiver on 127.0.0.1: fails the first ``fail_first`` requests with
     503, and with ``lose_ack`` stores one delivery but answers 500 (a lost reply)."""
 
-    def __init__(self, port: int = 0, fail_first: int = 0, lose_ack: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        fail_first: int = 0,
+        lose_ack: str | None = None,
+        barrier: threading.Barrier | None = None,
+    ) -> None:
         self.fail_first = fail_first
         self.lose_ack = lose_ack
+        self.barrier = barrier  # the first request waits here for the other parties (503 if not)
         self.requests: list[dict[str, Any]] = []  # every request seen
         self.accepted: list[dict[str, Any]] = []  # deliveries processed (maybe twice)
         self.lock = threading.Lock()
@@ -58,10 +65,17 @@ class Receiver:
                     ),
                     "body": json.loads(body),
                 }
+                held_ok = True
+                barrier, receiver.barrier = receiver.barrier, None
+                if barrier is not None:
+                    try:
+                        barrier.wait()
+                    except threading.BrokenBarrierError:
+                        held_ok = False
                 with receiver.lock:
                     receiver.requests.append(req)
                     n = len(receiver.requests)
-                    if n <= receiver.fail_first:
+                    if n <= receiver.fail_first or not held_ok:
                         status = 503
                     else:
                         receiver.accepted.append(req)
@@ -218,6 +232,31 @@ def test_receiver_down_then_back_gets_everything_afterwards_in_order(pg_url: str
         notifier.close()
         receiver.close()
     assert [r["key"] for r in receiver.accepted] == [t.key for t in transitions]
+
+
+@pytest.mark.postgres
+def test_receivers_drain_side_by_side_each_in_order(pg_url: str) -> None:
+    # Each receiver's first request is held until the other's first request has
+    # arrived too: drained one receiver after the other, the first would wait out the
+    # barrier and be answered 503 (a second attempt in the log).
+    barrier = threading.Barrier(2, timeout=5)
+    receivers = [Receiver(barrier=barrier), Receiver(barrier=barrier)]
+    transitions = _transitions()
+    try:
+        _enqueue_all(pg_url, transitions, [r.url for r in receivers])
+        notifier = Notifier(pg_url, secret=SECRET, backoff_base=0.05, timeout=15)
+        engine = ensure_schema(pg_url)
+        _drain_until(
+            notifier, lambda: all(d["state"] == "delivered" for d in read_deliveries(engine))
+        )
+        notifier.close()
+    finally:
+        for r in receivers:
+            r.close()
+    for r in receivers:
+        assert [q["key"] for q in r.requests] == [t.key for t in transitions]
+    log = read_deliveries(engine)
+    assert len(log) == 2 * len(transitions) and {d["attempts"] for d in log} == {1}
 
 
 @pytest.mark.postgres
