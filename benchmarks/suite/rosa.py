@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sensorguard.evaluation.regime import ranges_from_training, regime_check, suppress_regime_alarms
 from sensorguard.evaluation.suite import (
     Case,
     Scored,
@@ -126,7 +127,21 @@ def per_case(case: Case, scored: Scored) -> dict[str, Any]:
         ev = event_scores(merge_gaps(case.y, MERGE_ROWS), scored.flags)
         out["events"] = ev
         out["dt_s"] = case.meta["dt_s"]
+    # what the product reports: the alarm a regime change carries is replaced by the
+    # verdict (evaluation.regime.suppress_regime_alarms, as `sensorguard score` does)
+    verdict = regime_check(case.test, ranges_from_training(case.train))
+    out["regime_change"] = verdict.regime_change
+    kept, removed = suppress_regime_alarms(scored.flags, verdict)
+    out["after_verdict"] = {**point_scores(case.y, kept), "alarm_rows_removed": removed}
     return out
+
+
+def _after_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled point scores with the alarms regime changes carry replaced by the verdict."""
+    return {
+        **pooled([r["after_verdict"] for r in rows]),
+        "files_with_verdict": sum(bool(r["regime_change"]) for r in rows),
+    }
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -151,7 +166,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "event_precision": ev["precision"],
                 "mean_delay_s": delay,
             }
-        out[proto] = {"modes": modes, "all": pooled(pr)}
+        out[proto] = {"modes": modes, "all": pooled(pr), "after_verdict": _after_verdict(pr)}
     loo = [r for r in rows if r["protocol"] == "LOO"]
     if loo:
         far = np.array([r["far_percent"] for r in loo])
@@ -166,6 +181,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "far_percent_median": float(np.median(far)),
             "files_with_alarms": int((far > 0).sum()),
             "per_speed": per_speed,
+            "after_verdict": _after_verdict(loo),
         }
     return out
 
@@ -207,6 +223,7 @@ def tables(res: dict[str, dict[str, Any]]) -> str:
             + "\n\nfiles per mode: "
             + ", ".join(f"{m} {k}" for m, k in files.items())
             + "\n"
+            + _verdict_line(res, proto)
         )
     if any("LOO" in s for s in res.values()):
         out += f"\nHealthy leave-one-out: {PROTOCOLS['LOO']}.\n\n"
@@ -232,5 +249,28 @@ def tables(res: dict[str, dict[str, Any]]) -> str:
                     *[f1d(x["per_speed"][v]["far_percent"]) for v in speeds],
                 ]
             )
-        out += table(head, rows) + "\n"
+        out += table(head, rows) + "\n" + _verdict_line(res, "LOO")
     return out
+
+
+def _verdict_line(res: dict[str, dict[str, Any]], proto: str) -> str:
+    """The same files as the product reports them: the alarm a regime-change verdict
+    carries replaced by the verdict (the tables above count it as an alarm)."""
+    first = next(iter(res.values()))[proto].get("after_verdict")
+    if first is None:  # a JSON file of an earlier run
+        return ""
+    cells = []
+    for n, s in res.items():
+        x = s[proto]["after_verdict"]
+        cells.append(
+            f"{n} {x['far_percent']:.1f} %"
+            if proto == "LOO"
+            else f"{n} {x['f1']:.3f} / {x['far_percent']:.1f} / {x['mar_percent']:.1f}"
+        )
+    what = "FAR" if proto == "LOO" else "F1 / FAR % / MAR %, all modes pooled"
+    return (
+        f"\nAs the product reports it ({first['files_with_verdict']} files get the "
+        f"regime-change verdict; the alarm it carries is replaced by the verdict), {what}: "
+        + ", ".join(cells)
+        + "\n"
+    )

@@ -1,0 +1,202 @@
+"""Variants of ``pca-smoothed`` that were measured on the quality suite and not kept.
+
+docs/quality.md, "What was tried and not kept", gives their figures. They live here, not
+in the library, so that those figures can be reproduced:
+
+    .venv/bin/python benchmarks/quality_tried.py pca-smoothed 'tried-lags[lags=1]' \\
+        'tried-folds' 'tried-bulk[z=4.0,mix="min"]' --json tried.json
+    .venv/bin/python benchmarks/quality_defaults.py tried.json
+
+Every argument after the script's name goes to ``quality_suite.py`` unchanged; the three
+names below are added to the detector table for this process only.
+
+* ``tried-lags``: dynamic PCA, each reading joined with ``lags`` earlier ones
+  (``mode="diff"``: its change from each, ``"lag"``: the readings themselves);
+  contributions folded back onto the sensors.
+* ``tried-folds``: the alarm threshold set on out-of-fold training scores
+  (``folds`` contiguous folds, each scored by a PCA fitted on the others).
+* ``tried-bulk``: the threshold extrapolated from the bulk of the smoothed training
+  scores, ``margin · exp(median + z · MAD)`` of their logarithm (``mix="robust"``), or
+  the lower (``"min"``) or higher (``"max"``) of that and the quantile rule.
+
+Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import runpy
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from sensorguard.detectors import names
+from sensorguard.detectors._stats import MAD_TO_STD, smoothed_threshold
+from sensorguard.detectors.base import Computed
+from sensorguard.detectors.events import rolling_mean
+from sensorguard.detectors.params import Rule, number
+from sensorguard.detectors.pca import PCADetector, SmoothedPCADetector
+
+HERE = Path(__file__).resolve().parent
+
+
+def _lagged(A: np.ndarray, lags: int, mode: str) -> np.ndarray:
+    parts = [A]
+    for lag in range(1, lags + 1):
+        prev = np.vstack([np.repeat(A[:1], lag, axis=0), A[:-lag]])
+        parts.append(A - prev if mode == "diff" else prev)
+    return np.hstack(parts)
+
+
+class LaggedPCA(SmoothedPCADetector):
+    name = "tried-lags"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **SmoothedPCADetector.param_rules,
+        "lags": Rule("a whole number of at least 1", lambda v: number(v) and v >= 1),
+        "mode": Rule("'diff' or 'lag'", lambda v: v in ("diff", "lag")),
+    }
+
+    def __init__(
+        self,
+        lags: int = 1,
+        mode: str = "diff",
+        n_components: float = 0.9,
+        limit_quantile: float = 0.99,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        adapt: float = 4.0,
+    ) -> None:
+        super().__init__(
+            n_components, limit_quantile, quantile, margin, smooth_window, min_duration,
+            off_ratio, release, adapt,
+        )  # fmt: skip
+        self.lags = lags
+        self.mode = mode
+
+    def _fit(self, A: np.ndarray) -> None:
+        self.p_ = A.shape[1]
+        PCADetector._fit(self, _lagged(A, int(self.lags), self.mode))
+        self.n_train_ = int(A.shape[0])
+        self.rmean_, self.rscale_ = self.mean_[: self.p_].copy(), self.scale_[: self.p_].copy()
+
+    def _start(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.asarray(self.rmean_, dtype=np.float64)
+        return mu, np.vstack([mu, mu])
+
+    def _recentre(
+        self, A: np.ndarray, state: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        # the running mean works on the sensors, not on the lagged columns
+        kept = self.mean_, self.scale_
+        self.mean_, self.scale_ = self.rmean_, self.rscale_
+        try:
+            return super()._recentre(A, state)
+        finally:
+            self.mean_, self.scale_ = kept
+
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        shifted = self._recentre(A, self._start())[0]
+        c = PCADetector._compute(self, _lagged(shifted, int(self.lags), self.mode), want_contrib)
+        if c.contributions is None:
+            return c
+        p = self.p_
+        folded = sum(c.contributions[:, k * p : (k + 1) * p] for k in range(int(self.lags) + 1))
+        return Computed(c.score, np.asarray(folded))
+
+
+class OutOfFoldPCA(SmoothedPCADetector):
+    name = "tried-folds"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **SmoothedPCADetector.param_rules,
+        "folds": Rule("a whole number of at least 2", lambda v: number(v) and v >= 2),
+    }
+
+    def __init__(
+        self,
+        folds: int = 5,
+        n_components: float = 0.9,
+        limit_quantile: float = 0.99,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        adapt: float = 4.0,
+    ) -> None:
+        super().__init__(
+            n_components, limit_quantile, quantile, margin, smooth_window, min_duration,
+            off_ratio, release, adapt,
+        )  # fmt: skip
+        self.folds = folds
+
+    def _fit(self, A: np.ndarray) -> None:
+        super()._fit(A)
+        edges = np.linspace(0, A.shape[0], int(self.folds) + 1).astype(int)
+        oof = np.empty(A.shape[0])
+        for lo, hi in itertools.pairwise(edges):
+            part = PCADetector(n_components=self.n_components, limit_quantile=self.limit_quantile)
+            part._fit(np.vstack([A[:lo], A[hi:]]))
+            oof[lo:hi] = part._compute(A[lo:hi], False).score
+        self.threshold_ = smoothed_threshold(oof, self.quantile, self.margin, self.smooth_window)
+
+
+class BulkThresholdPCA(SmoothedPCADetector):
+    name = "tried-bulk"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **SmoothedPCADetector.param_rules,
+        "z": Rule("a number above 0", lambda v: number(v) and v > 0),
+        "mix": Rule("'robust', 'min' or 'max'", lambda v: v in ("robust", "min", "max")),
+    }
+
+    def __init__(
+        self,
+        z: float = 2.576,
+        mix: str = "robust",
+        n_components: float = 0.9,
+        limit_quantile: float = 0.99,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        adapt: float = 4.0,
+    ) -> None:
+        super().__init__(
+            n_components, limit_quantile, quantile, margin, smooth_window, min_duration,
+            off_ratio, release, adapt,
+        )  # fmt: skip
+        self.z = z
+        self.mix = mix
+
+    def _fit(self, A: np.ndarray) -> None:
+        super()._fit(A)
+        t2, q = self._t2_q((A - self.mean_) / self.scale_)
+        smooth = rolling_mean(t2 / self.t2_limit_ + q / self.q_limit_, self.smooth_window)
+        logs = np.log(np.maximum(smooth[np.isfinite(smooth)], 1e-12))
+        med = float(np.median(logs))
+        mad = MAD_TO_STD * float(np.median(np.abs(logs - med)))
+        bulk = float(self.margin * np.exp(med + float(self.z) * mad))
+        quantile_rule = float(self.threshold_)
+        pick = {"robust": bulk, "min": min(bulk, quantile_rule), "max": max(bulk, quantile_rule)}
+        self.threshold_ = pick[self.mix]
+
+
+def main() -> None:
+    for cls in (LaggedPCA, OutOfFoldPCA, BulkThresholdPCA):
+        # the suite imports the class by module path: this file as a module, not __main__
+        names.DETECTORS[cls.name] = f"quality_tried:{cls.__name__}"
+    sys.path.insert(0, str(HERE))
+    sys.argv = [str(HERE / "quality_suite.py"), *sys.argv[1:]]
+    runpy.run_path(str(HERE / "quality_suite.py"), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
