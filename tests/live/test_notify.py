@@ -260,6 +260,42 @@ def test_receivers_drain_side_by_side_each_in_order(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
+def test_delivery_log_is_written_per_batch_of_sends_and_bounded(pg_url: str) -> None:
+    # Each request takes at least 0.15 s; the log is committed once 0.25 s of sends have
+    # gone by, so by the 4th request (after >= 0.45 s of sends) at least two are logged,
+    # and at the 2nd none yet (one commit per send would show the first).
+    engine = ensure_schema(pg_url)
+    seen: list[int] = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(sum(d["state"] == "delivered" for d in read_deliveries(engine)))
+            time.sleep(0.15)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    transitions = _transitions()[:4]
+    try:
+        _enqueue_all(pg_url, transitions, [url])
+        notifier = Notifier(pg_url, secret=SECRET, timeout=10)
+        assert notifier.drain_once() == 4
+        notifier.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen[:2] == [0, 0] and seen[3] >= 2
+    assert [d["state"] for d in read_deliveries(engine)] == ["delivered"] * 4
+
+
+@pytest.mark.postgres
 def test_two_notifiers_never_send_a_transition_twice(pg_url: str) -> None:
     receiver = Receiver()
     transitions = [

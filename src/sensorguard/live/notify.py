@@ -446,8 +446,8 @@ class Notifier:
                                 blocked = True
                                 break
                             if done[-1][2] - done[0][2] >= _RECORD_EVERY:
-                                self._record_all(conn, receiver, done, picked)
-                                done = []
+                                batch, done = done, []  # not recorded twice if this fails
+                                self._record_all(conn, receiver, batch, picked)
                     finally:
                         self._record_all(conn, receiver, done, picked)
                     if blocked or len(rows) < _DRAIN_BATCH:
