@@ -135,6 +135,34 @@ def test_missing_values_status_and_sensor_sets(store_url: str) -> None:
     assert "machine_status" not in frame  # labels only when every reading has one
 
 
+def test_sensor_set_ids_are_remembered_only_once_committed(store_url: str) -> None:
+    from sensorguard.store.ingest import sensor_set_id
+    from sensorguard.store.schema import sensor_sets
+
+    engine = ensure_schema(store_url)
+    with engine.connect() as conn:  # created, then rolled back: never remembered
+        first = sensor_set_id(conn, ["p", "q"])
+        assert sensor_set_id(conn, ["p", "q"]) == first  # the same transaction sees it
+        conn.rollback()
+        assert conn.execute(sa.select(sa.func.count()).select_from(sensor_sets)).scalar() == 0
+        with engine.begin() as other:  # another writer creates the set for real
+            other.execute(sa.insert(sensor_sets).values(id=41, sensors='["x"]', sensors_sha256="x"))
+            real = sensor_set_id(other, ["p", "q"])
+        assert sensor_set_id(conn, ["p", "q"]) == real  # looked up again, not the lost id
+        conn.commit()
+    with engine.connect() as conn:
+        # found stored, or created here and committed: remembered on this connection
+        # (asserted by moving the rows: a lookup would see the new ids)
+        sid = sensor_set_id(conn, ["p", "q"])
+        made = sensor_set_id(conn, ["r"])
+        conn.commit()
+        for old in (sid, made):
+            conn.execute(sa.update(sensor_sets).where(sensor_sets.c.id == old).values(id=old + 100))
+        assert (sensor_set_id(conn, ["p", "q"]), sensor_set_id(conn, ["r"])) == (sid, made)
+        conn.rollback()
+    dispose_engines()
+
+
 def test_repeated_times_within_a_batch_count_as_duplicates(store_url: str) -> None:
     engine = get_engine(store_url)
     upgrade(store_url)
