@@ -50,6 +50,11 @@ def _lagged(A: np.ndarray, lags: int, mode: str) -> np.ndarray:
     return np.hstack(parts)
 
 
+# Each variant spells out pca-smoothed's parameters in its own signature: get_params
+# (scikit-learn) and the catalog's parameter check read them from ``__init__``, which
+# is also why the library's detectors do the same.
+
+
 class LaggedPCA(SmoothedPCADetector):
     name = "tried-lags"
     param_rules: ClassVar[dict[str, Rule]] = {

@@ -136,7 +136,7 @@ def test_missing_values_status_and_sensor_sets(store_url: str) -> None:
 
 
 def test_sensor_set_ids_are_remembered_only_once_committed(store_url: str) -> None:
-    from sensorguard.store.ingest import sensor_set_id
+    from sensorguard.store.ingest import _sets_rolled_back, sensor_set_id
     from sensorguard.store.schema import sensor_sets
 
     engine = ensure_schema(store_url)
@@ -160,6 +160,12 @@ def test_sensor_set_ids_are_remembered_only_once_committed(store_url: str) -> No
             conn.execute(sa.update(sensor_sets).where(sensor_sets.c.id == old).values(id=old + 100))
         assert (sensor_set_id(conn, ["p", "q"]), sensor_set_id(conn, ["r"])) == (sid, made)
         conn.rollback()
+    dispose_engines()
+    # a new engine (maybe at a freed engine's address) gets its own commit/rollback hooks
+    fresh = ensure_schema(store_url)
+    with fresh.connect() as conn:
+        sensor_set_id(conn, ["p", "q"])
+    assert sa.event.contains(fresh, "rollback", _sets_rolled_back)
     dispose_engines()
 
 

@@ -145,7 +145,6 @@ def _sensors_key(sensors: Sequence[str]) -> tuple[str, str]:
 
 _SETS_KNOWN = "sensorguard_sensor_sets"  # keys of connection.info
 _SETS_PENDING = "sensorguard_sensor_sets_pending"
-_sets_hooked: set[int] = set()  # engines whose commit/rollback events are listened to
 
 
 def _sets_committed(conn: sa.Connection) -> None:
@@ -158,11 +157,12 @@ def _sets_rolled_back(conn: sa.Connection, *_args: Any) -> None:
 
 
 def _hook_sets(engine: sa.Engine) -> None:
-    if id(engine) not in _sets_hooked:
+    # asked of the engine itself: a registry of engine ids could outlive an engine and
+    # match a new one at the same address, which would then never forget a rollback
+    if not sa.event.contains(engine, "commit", _sets_committed):
         sa.event.listen(engine, "commit", _sets_committed)
         sa.event.listen(engine, "rollback", _sets_rolled_back)
         sa.event.listen(engine, "rollback_savepoint", _sets_rolled_back)
-        _sets_hooked.add(id(engine))
 
 
 def sensor_set_id(conn: sa.Connection, sensors: Sequence[str]) -> int:
