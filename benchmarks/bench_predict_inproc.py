@@ -127,10 +127,20 @@ async def _child(cases: list[tuple[str, int, str, int]]) -> dict[str, Any]:
                 raise SystemExit(f"{name}: {status} {answer[:300]!r}")
         clock = _GcClock()
         gc.callbacks.append(clock)
+        prof = None
+        if os.environ.get("SG_BENCH_PROFILE"):  # --profile: cProfile the timed loop
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         c0 = time.thread_time()
         for _ in range(n):
             await _call(app, "POST", "/v1/predict", body)
         cpu = (time.thread_time() - c0) / n * 1e6
+        if prof is not None:
+            prof.disable()
+            slug = name.replace(" ", "-").replace("(", "").replace(")", "")
+            prof.dump_stats(f"{os.environ['SG_BENCH_PROFILE']}-{slug}.prof")
         gc.callbacks.remove(clock)
         out[name] = {"cpu_us": cpu, "gc12_us": clock.spent / n * 1e6}
     out["unfrozen_objects"] = len(gc.get_objects())
@@ -144,6 +154,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--rows", type=int, default=5000, help="training rows of the model")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="write a cProfile of each tree's timed loop per case to DIR (last round wins); "
+        "profiled rounds are slower, so read their ratios from a run without it",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -181,6 +197,9 @@ def main() -> None:
                 SENSORGUARD_POLL_INTERVAL="3600",
                 PYTHONHASHSEED="0",
             )
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                env["SG_BENCH_PROFILE"] = str(args.profile / tag.replace(" ", "-"))
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", json.dumps(CASES)],
                 env=env,

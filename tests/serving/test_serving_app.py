@@ -583,6 +583,17 @@ def test_extra_fields_without_repeats_pass_the_key_count(client: TestClient) -> 
     assert r.status_code == 422 and r.json()["error"]["code"] == "duplicate_key"
 
 
+def test_the_one_count_shortcut_keeps_fields_without_colons(client: TestClient) -> None:
+    # a numeric timestamp or an extra number adds a colon but no string with one: the
+    # body is not "exactly the sensors", so the fields still pass through or are refused
+    r = _post(client, {"readings": [{**reading(0), "timestamp": 5}, reading(1)]})
+    assert r.status_code == 200, r.text
+    assert [p.get("timestamp") for p in r.json()["predictions"]] == [5, None]
+    r = _post(client, {"readings": [reading(0), reading(1)]})
+    assert r.status_code == 200, r.text
+    assert all("timestamp" not in p for p in r.json()["predictions"])
+
+
 def test_asset_ids_are_checked_when_stateless_too(client: TestClient) -> None:
     r = client.post(
         "/v1/predict?stateless=true", json={"readings": [{**reading(0), "asset_id": 2.5}]}

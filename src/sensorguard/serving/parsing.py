@@ -87,21 +87,28 @@ def parse_predict_doc(
         )
     if has_records:
         readings = doc["readings"]
-        batch = _records(readings, model, max_batch)
-        if batch.passthrough or model.sensor_colons:
-            _refuse_duplicate_keys(body, len(doc) + sum(map(len, readings)), batch, model)
-        elif count_colons(body) != len(doc) + len(readings) * len(model.sensors):
-            # Every reading holds at least the model's sensors (parsed above), so the
-            # body's colons (key/value separators plus colons inside strings) can equal
-            # that least count only when no key repeats: the common body is settled by
-            # one count, without summing the readings' lengths (240k instructions per
-            # 1,000 readings). Otherwise count the parsed pairs exactly.
-            _refuse_duplicate_keys(body, len(doc) + sum(map(len, readings)), batch, model)
+        # Every reading that parses holds at least the model's sensors, so when the body's
+        # colons (key/value separators plus colons inside strings) equal that least count,
+        # each reading holds exactly the sensors: no key repeats, nothing to pass through,
+        # nothing extra to refuse. The common body is settled by one count, without
+        # summing the readings' lengths (240k instructions per 1,000 readings) or looking
+        # for each pass-through key in every reading (2 x 1,000 lookups, about 50 µs).
+        # Otherwise the parsed pairs are counted exactly.
+        colons: int | None = None
+        bare = False
+        if isinstance(readings, list) and not model.sensor_colons:
+            colons = count_colons(body)
+            bare = colons == len(doc) + len(readings) * len(model.sensors)
+        batch = _records(readings, model, max_batch, bare)
+        if not bare:
+            pairs = len(doc) + sum(map(len, readings))
+            _refuse_duplicate_keys(body, pairs, batch, model, colons)
     else:
         batch = _columns(doc["columns"], model, max_batch)
         pairs = len(doc) + len(doc["columns"])
-        if batch.passthrough or model.sensor_colons or count_colons(body) != pairs:
-            _refuse_duplicate_keys(body, pairs, batch, model)
+        counted = None if batch.passthrough or model.sensor_colons else count_colons(body)
+        if counted != pairs:
+            _refuse_duplicate_keys(body, pairs, batch, model, counted)
     asset = doc.get("asset_id")
     if asset is not None:
         n = len(batch.values)
@@ -112,12 +119,15 @@ def parse_predict_doc(
     return batch
 
 
-def _refuse_duplicate_keys(body: bytes, pairs: int, batch: Batch, model: ServedModel) -> None:
+def _refuse_duplicate_keys(
+    body: bytes, pairs: int, batch: Batch, model: ServedModel, colons_in_body: int | None = None
+) -> None:
     """422 for a key given twice in one object (orjson keeps the last without a word).
 
     ``pairs`` counts the key/value pairs of the parsed document; the colons inside the
     strings we know of (timestamps, asset ids, sensor names) are added, so the common
-    body costs one ``bytes.count`` (see :func:`~sensorguard.store.payload.first_duplicate_key`)."""
+    body costs one ``bytes.count`` (see :func:`~sensorguard.store.payload.first_duplicate_key`;
+    ``colons_in_body``: that count, when the caller has it)."""
     per_set = model.sensor_colons  # colons in the sensor names of one key set
     colons = per_set * (len(batch.values) if batch.layout == "records" else 1) if per_set else 0
     for values in batch.passthrough.values():
@@ -126,14 +136,15 @@ def _refuse_duplicate_keys(body: bytes, pairs: int, batch: Batch, model: ServedM
         except TypeError:  # numbers or nulls among them
             text = "".join([v for v in values if type(v) is str])
         colons += text.count(":")
-    key = first_duplicate_key(body, pairs, colons)
+    key = first_duplicate_key(body, pairs, colons, colons_in_body)
     if key is not None:
         err = duplicate_key_error(key)
         raise RequestError(422, err.code, err.message, err.hint)
 
 
 # ---------------------------------------------------------------- records
-def _records(readings: Any, model: ServedModel, max_batch: int) -> Batch:
+def _records(readings: Any, model: ServedModel, max_batch: int, bare: bool = False) -> Batch:
+    """``bare``: the caller's colon count shows each reading holds exactly the sensors."""
     if not isinstance(readings, list):
         raise RequestError(
             422,
@@ -157,9 +168,11 @@ def _records(readings: Any, model: ServedModel, max_batch: int) -> Batch:
     values = np.array(flat, dtype=np.float64).reshape(n, p)  # null -> NaN
     if n > _SMALL_RANGE or not _in_range(flat):
         _check_range(values, model, "readings[{i}].{s}")
+    passthrough: dict[str, list[Any]] = {}
+    if bare:
+        return Batch(values, passthrough, "records", type(None) in kinds)
     if model.refuse_extra:
         _refuse_extra_records(readings, model)
-    passthrough: dict[str, list[Any]] = {}
     for key in PASSTHROUGH:
         if any(key in r for r in readings):
             passthrough[key] = [r.get(key) for r in readings]
