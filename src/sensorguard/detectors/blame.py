@@ -38,6 +38,7 @@ in the last bit from a plain loop at 8 sensors or more).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -139,16 +140,17 @@ def blame_streams(
     for j in range(1, p):  # sensor by sensor, as the one-reading path adds
         tot += C[:, j]
     np.copyto(tot, 1.0, where=~(tot > 0))  # an all-zero row has no share to give
-    S_all = C / tot[:, None]
     nb = len(rows)
     src: np.ndarray | None = None
     if nb == 1 and rows[0] is None:  # one stream, all rows: no gather
         lens, L = np.array([n], dtype=np.intp), n + 1
-        S = np.zeros((L, p))
-        S[:n] = S_all
+        S = np.empty((L, p))
+        np.divide(C, tot[:, None], out=S[:n])
+        S[n] = 0.0
         f = np.zeros(L, dtype=bool)
         f[:n] = f_all
     else:
+        S_all = C / tot[:, None]
         idx = [np.arange(n) if r is None else np.asarray(r, dtype=np.intp) for r in rows]
         lens = np.array([len(i) for i in idx], dtype=np.intp)
         L = int(lens.max()) + 1  # one padding row at least: every run ends in it
@@ -205,8 +207,8 @@ def _excursions(
     and length of a run still open at a stream's end. ``f``: the streams one after the
     other, each in ``L`` rows (its readings, then padding that is no excursion)."""
     nb, _, p = T.shape
-    e = np.flatnonzero(f)
-    blk, k = np.divmod(e, L)
+    e = np.flatnonzero(f)  # positions in f: stream blk's reading k is at blk * L + k
+    blk = e // L if nb > 1 else np.zeros(e.size, dtype=np.intp)
     carried = np.array([st.in_excursion and st.ex_base is not None for st in states], dtype=bool)
     prev = np.empty(f.size, dtype=bool)
     prev[1:] = f[:-1]
@@ -215,20 +217,29 @@ def _excursions(
     at_begin = np.zeros(f.size, dtype=bool)
     at_begin[::L] = carried
     start[at_begin & f] = np.flatnonzero(at_begin & f)
-    k0 = np.maximum.accumulate(start)[e] - blk * L  # where each reading's run started
+    g = np.maximum.accumulate(start)[e]  # the position where each reading's run started
+    # T holds L + 1 rows per stream, so position x of stream blk is row x + blk of Tf
     Tf = T.reshape(nb * (L + 1), p)
-    base = Tf[blk * (L + 1) + k0]
+    base = np.take(Tf, g + blk, axis=0)
     n0 = np.zeros(e.size, dtype=np.intp)
-    cont = (k0 == 0) & carried[blk]
-    if cont.any():  # per stream, not per reading: a long alarm continues in every piece
-        for b in np.unique(blk[cont]).tolist():
-            mine = cont & (blk == b)
-            base[mine] = states[b].ex_base
-            n0[mine] = states[b].ex_len
-    count = k - k0 + 1 + n0
-    out[e] = (Tf[blk * (L + 1) + k + 1] - base) / count[:, None]
+    # a run that continues the stream's is the first readings of its piece: in e, one
+    # slice per stream (one slice assignment each; masks per stream cost 37 µs for
+    # 1,000 readings of one stream)
+    cont = np.flatnonzero((g == blk * L) & carried[blk])
+    if cont.size:
+        cuts = [0, *(np.flatnonzero(np.diff(blk[cont])) + 1).tolist(), cont.size]
+        for a, b in pairwise(cuts):
+            lo, hi = int(cont[a]), int(cont[b - 1]) + 1
+            st = states[int(blk[lo])]
+            base[lo:hi] = st.ex_base
+            n0[lo:hi] = st.ex_len
+    count = e - g + 1 + n0
+    mean = np.take(Tf, e + blk + 1, axis=0)
+    mean -= base
+    mean /= count[:, None]
+    out[e] = mean
     # runs still open at a stream's end
-    for i in np.flatnonzero(k == lens[blk] - 1).tolist():
+    for i in np.flatnonzero(e - blk * L == lens[blk] - 1).tolist():
         nb_ = new[int(blk[i])]
         nb_.ex_base, nb_.ex_len = base[i].tolist(), int(count[i])
 
