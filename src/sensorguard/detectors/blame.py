@@ -208,7 +208,7 @@ def _excursions(
     other, each in ``L`` rows (its readings, then padding that is no excursion)."""
     nb, _, p = T.shape
     e = np.flatnonzero(f)  # positions in f: stream blk's reading k is at blk * L + k
-    blk = e // L if nb > 1 else np.zeros(e.size, dtype=np.intp)
+    blk = e // L
     carried = np.array([st.in_excursion and st.ex_base is not None for st in states], dtype=bool)
     prev = np.empty(f.size, dtype=bool)
     prev[1:] = f[:-1]
