@@ -740,3 +740,31 @@ def test_an_unexpected_fault_is_a_json_500_that_does_not_escape() -> None:
             "message": "internal server error; the details are in the server log",
         }
     }
+
+
+def test_a_model_that_refuses_extra_fields_refuses_them_past_the_one_count_shortcut() -> None:
+    # the shortcut skips the extra-field check only for bodies of exactly the sensors
+    import dataclasses
+
+    from sensorguard.registry.models import LoadedModel
+    from sensorguard.serving.errors import RequestError
+    from sensorguard.serving.model import ServedModel
+    from sensorguard.serving.parsing import parse_predict_body
+
+    det = fit(seed=0)
+    det.schema_ = dataclasses.replace(det.schema_, extra_columns="error")
+    served = ServedModel(LoadedModel(name="m", version=1, alias=None, run_id=None, detector=det))
+    assert served.refuse_extra
+
+    def body(readings: list[dict[str, Any]]) -> bytes:
+        return orjson.dumps({"readings": readings})
+
+    bare = parse_predict_body(body([reading(0), reading(1)]), served, MAX_BATCH)
+    assert bare.passthrough == {}
+    timed = [{**reading(0), "timestamp": "t0"}, {**reading(1), "timestamp": "t1"}]
+    full = parse_predict_body(body(timed), served, MAX_BATCH)
+    assert full.passthrough == {"timestamp": ["t0", "t1"]}
+    np.testing.assert_array_equal(bare.values, full.values)
+    with pytest.raises(RequestError) as err:
+        parse_predict_body(body([{**reading(0), "note": 1}, reading(1)]), served, MAX_BATCH)
+    assert err.value.code == "unexpected_columns"
