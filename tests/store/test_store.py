@@ -527,3 +527,24 @@ def test_upgrading_to_0007_counts_the_readings_already_stored(store_url: str) ->
     assert upgrade(store_url) == head_revision()
     kept, real = _counts(store_url)
     assert kept == real == {"old": 2}
+
+
+def test_raw_driver_errors_from_the_copy_paths_are_store_errors() -> None:
+    # the COPY paths call psycopg2's cursor directly: its errors arrive unwrapped, and a
+    # server restart mid-COPY must still be "unreachable, retry" (503), not a 500
+    import psycopg2
+
+    from sensorguard.errors import DataValidationError
+    from sensorguard.store import StoreError
+    from sensorguard.store.ingest import _database_errors
+
+    with pytest.raises(StoreError, match="unreachable"), _database_errors():
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+    with pytest.raises(StoreError, match="unreachable"), _database_errors():
+        raise psycopg2.InterfaceError("connection already closed")
+
+    class _DataError(psycopg2.DataError):
+        pgcode = "22001"  # string_data_right_truncation
+
+    with pytest.raises(DataValidationError), _database_errors():
+        raise _DataError("value too long for type character varying(64)")

@@ -269,10 +269,16 @@ def _database_errors() -> Iterator[None]:
     """Database failures as SensorGuard errors: a value the database refuses is bad
     input (4xx), a size limit is a :class:`StoreLimitError`, a lost connection a
     :class:`StoreError` (retry later)."""
+    import psycopg2
+
     try:
         yield
-    except sa.exc.DBAPIError as exc:
-        code = str(getattr(exc.orig, "pgcode", "") or "")
+    except (sa.exc.DBAPIError, psycopg2.Error) as exc:
+        # psycopg2's own errors too: the COPY paths call the driver's cursor directly,
+        # so a restart of the server mid-COPY arrives unwrapped (seen as a 500 in
+        # tests/store/test_store_faults.py)
+        raw = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        code = str(getattr(raw, "pgcode", "") or "")
         if code.startswith("54"):  # program_limit_exceeded
             raise StoreLimitError(
                 f"the readings store cannot hold these readings: {_first_line(exc)}",
@@ -287,9 +293,12 @@ def _database_errors() -> Iterator[None]:
                 f"the readings store refused a value: {_first_line(exc)}",
                 "check the asset ids, sensor names and statuses",
             ) from None
-        if exc.connection_invalidated or isinstance(
-            exc, sa.exc.OperationalError | sa.exc.InterfaceError
-        ):
+        lost = (
+            exc.connection_invalidated
+            if isinstance(exc, sa.exc.DBAPIError)
+            else isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+        )
+        if lost or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             raise StoreError(
                 f"the readings store is unreachable: {_first_line(exc)}",
                 "check SENSORGUARD_STORE_URL and the database server; then retry",
