@@ -259,3 +259,28 @@ def test_failure_types_are_saved_with_the_model(
     assert prof["types"][0]["top_sensors"][0] == "b"
     det.save(tmp_path / "m")
     assert load_detector(tmp_path / "m").failure_types_ == prof  # type: ignore[attr-defined]
+
+
+def _independent(n: int, p: int, rng: np.random.Generator) -> pd.DataFrame:
+    X = rng.normal(size=(n, p))
+    X[:, 1] = X[:, 0] + 0.3 * X[:, 1]  # one real correlation among noise
+    return pd.DataFrame(X, columns=[f"s{i}" for i in range(p)])
+
+
+def test_few_rows_for_many_sensors_do_not_raise_false_alarms() -> None:
+    # 450 rows of 50 sensors split into states of ~150 rows: with a fixed 5 % shrinkage
+    # the states' correlations fit noise, and fresh readings of the same process alarmed
+    # 19 % of the time (measured on this case before the Ledoit-Wolf rule)
+    rng = np.random.default_rng(0)
+    det = make_detector("operating-states").fit(_independent(450, 50, rng))
+    result = det.detect(_independent(3000, 50, rng))
+    assert result.is_anomaly.mean() < 0.02
+    assert det.state_shrinkage_.min() > 0.5
+
+
+def test_many_rows_keep_the_least_shrinkage() -> None:
+    rng = np.random.default_rng(1)
+    det = make_detector("operating-states", shrinkage=0.05).fit(_independent(20_000, 4, rng))
+    assert det.state_shrinkage_.shape == (det.n_states_,)
+    assert np.all(det.state_shrinkage_ >= 0.05)
+    assert det.state_shrinkage_.max() < 0.06
