@@ -7,8 +7,9 @@ in the library, so that those figures can be reproduced:
         'tried-folds' 'tried-bulk[z=4.0,mix="min"]' --json tried.json
     .venv/bin/python benchmarks/quality_defaults.py tried.json
 
-Every argument after the script's name goes to ``quality_suite.py`` unchanged; the three
-names below are added to the detector table for this process only.
+Every argument after the script's name goes to ``quality_suite.py`` unchanged; the
+names below are added to the detector table for this process only
+(``quality_gate_seeds.py`` uses them too).
 
 * ``tried-lags``: dynamic PCA, each reading joined with ``lags`` earlier ones
   (``mode="diff"``: its change from each, ``"lag"``: the readings themselves);
@@ -18,6 +19,12 @@ names below are added to the detector table for this process only.
 * ``tried-bulk``: the threshold extrapolated from the bulk of the smoothed training
   scores, ``margin · exp(median + z · MAD)`` of their logarithm (``mix="robust"``), or
   the lower (``"min"``) or higher (``"max"``) of that and the quantile rule.
+* ``tried-states-adapt``: ``operating-states`` on readings re-centred like
+  ``pca-smoothed``'s (``adapt`` × the training length).
+* ``tried-ensemble``: ``pca-smoothed`` and ``operating-states`` side by side, each score
+  over its own threshold, combined by ``mix`` (mean, max, geometric mean).
+* ``tried-states-folds``: ``operating-states`` with its threshold on out-of-fold
+  training scores.
 
 Not a test: nothing is asserted.
 """
@@ -38,6 +45,7 @@ from sensorguard.detectors.base import Computed
 from sensorguard.detectors.events import rolling_mean
 from sensorguard.detectors.params import Rule, number
 from sensorguard.detectors.pca import PCADetector, SmoothedPCADetector
+from sensorguard.detectors.states import OperatingStateDetector
 
 HERE = Path(__file__).resolve().parent
 
@@ -194,11 +202,197 @@ class BulkThresholdPCA(SmoothedPCADetector):
         self.threshold_ = pick[self.mix]
 
 
-def main() -> None:
-    for cls in (LaggedPCA, OutOfFoldPCA, BulkThresholdPCA):
+class RecentredStates(OperatingStateDetector):
+    """``operating-states`` on readings re-centred like ``pca-smoothed``'s (the same
+    running mean of the 3-reading median, time constant ``adapt`` × the training
+    length); training scores and the threshold stay in-sample, as there."""
+
+    name = "tried-states-adapt"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **OperatingStateDetector.param_rules,
+        "adapt": Rule("a number of at least 0", lambda v: number(v) and v >= 0),
+    }
+
+    def __init__(
+        self,
+        adapt: float = 4.0,
+        min_states: int = 3,
+        max_states: int = 8,
+        silhouette_sample: int = 20_000,
+        fit_sample: int = 200_000,
+        scale_floor: float = 0.05,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        shrinkage: float = 0.05,
+        refine_iter: int = 5,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            min_states, max_states, silhouette_sample, fit_sample, scale_floor, quantile,
+            margin, smooth_window, min_duration, off_ratio, release, shrinkage, refine_iter,
+            random_state,
+        )  # fmt: skip
+        self.adapt = adapt
+
+    def _fit(self, A: np.ndarray) -> None:
+        self._fitting = True
+        try:
+            super()._fit(A)
+        finally:
+            self._fitting = False
+        self.rmean_ = A.mean(axis=0)
+        std = A.std(axis=0)
+        self.rscale_ = np.where(std > 0, std, 1.0)
+
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        if getattr(self, "_fitting", False):
+            return super()._compute(A, want_contrib)
+        helper = SmoothedPCADetector(adapt=self.adapt)
+        helper.mean_, helper.scale_, helper.n_train_ = self.rmean_, self.rscale_, self.n_train_
+        return super()._compute(helper._recentre(A, helper._start())[0], want_contrib)
+
+
+class StatesPlusPCA(SmoothedPCADetector):
+    """An ensemble: ``pca-smoothed`` and ``operating-states`` fitted on the same window,
+    each score divided by its own threshold, combined by ``mix`` (``"mean"``, ``"max"``
+    or ``"geo"``, the geometric mean); contributions = the mean of the two detectors'
+    shares; the alarm rule (pca-smoothed's) on the combined training scores."""
+
+    name = "tried-ensemble"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **SmoothedPCADetector.param_rules,
+        "mix": Rule("'mean', 'max' or 'geo'", lambda v: v in ("mean", "max", "geo")),
+        "states_adapt": Rule("a number of at least 0", lambda v: number(v) and v >= 0),
+    }
+
+    def __init__(
+        self,
+        mix: str = "mean",
+        states_adapt: float = 0.0,
+        n_components: float = 0.9,
+        limit_quantile: float = 0.99,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        adapt: float = 4.0,
+    ) -> None:
+        super().__init__(
+            n_components, limit_quantile, quantile, margin, smooth_window, min_duration,
+            off_ratio, release, adapt,
+        )  # fmt: skip
+        self.mix = mix
+        self.states_adapt = states_adapt
+
+    def _combine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.mix == "max":
+            return np.maximum(a, b)
+        if self.mix == "geo":
+            return np.sqrt(np.maximum(a, 0.0) * np.maximum(b, 0.0))
+        return 0.5 * (a + b)
+
+    def _fit(self, A: np.ndarray) -> None:
+        super()._fit(A)
+        self.pca_threshold_ = float(self.threshold_)
+        states = RecentredStates(adapt=self.states_adapt)
+        states._fit(A)
+        self.states_ = states
+        t2, q = self._t2_q((A - self.mean_) / self.scale_)
+        pca_train = (t2 / self.t2_limit_ + q / self.q_limit_) / self.pca_threshold_
+        states._fitting = True
+        os_train = states._compute(A, False).score / float(states.threshold_)
+        states._fitting = False
+        combined = self._combine(pca_train, os_train)
+        self.threshold_ = smoothed_threshold(
+            combined, self.quantile, self.margin, self.smooth_window
+        )
+
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        p = super()._compute(A, want_contrib)
+        s = self.states_._compute(A, want_contrib)
+        score = self._combine(
+            p.score / self.pca_threshold_, s.score / float(self.states_.threshold_)
+        )
+        if not want_contrib or p.contributions is None or s.contributions is None:
+            return Computed(score)
+        tot = p.contributions.sum(axis=1, keepdims=True)
+        shares = p.contributions / np.where(tot > 0, tot, 1.0)
+        return Computed(score, 0.5 * (shares + s.contributions))
+
+
+class OutOfFoldStates(OperatingStateDetector):
+    """``operating-states`` whose threshold is set on out-of-fold training scores
+    (``folds`` contiguous folds, each scored by a model fitted on the others), the
+    same rule as ``tried-folds`` for PCA."""
+
+    name = "tried-states-folds"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **OperatingStateDetector.param_rules,
+        "folds": Rule("a whole number of at least 2", lambda v: number(v) and v >= 2),
+    }
+
+    def __init__(
+        self,
+        folds: int = 5,
+        min_states: int = 3,
+        max_states: int = 8,
+        silhouette_sample: int = 20_000,
+        fit_sample: int = 200_000,
+        scale_floor: float = 0.05,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        shrinkage: float = 0.05,
+        refine_iter: int = 5,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(
+            min_states, max_states, silhouette_sample, fit_sample, scale_floor, quantile,
+            margin, smooth_window, min_duration, off_ratio, release, shrinkage, refine_iter,
+            random_state,
+        )  # fmt: skip
+        self.folds = folds
+
+    def _fit(self, A: np.ndarray) -> None:
+        super()._fit(A)
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "folds"}
+        edges = np.linspace(0, A.shape[0], int(self.folds) + 1).astype(int)
+        smooth = np.empty(A.shape[0])
+        for lo, hi in itertools.pairwise(edges):
+            part = OperatingStateDetector(**params)
+            part._fit(np.vstack([A[:lo], A[hi:]]))
+            smooth[lo:hi] = rolling_mean(
+                part._compute(A[lo:hi], False).score, int(self.smooth_window)
+            )
+        self.threshold_ = float(self.margin) * float(np.quantile(smooth, float(self.quantile)))
+
+
+TRIED = (
+    LaggedPCA, OutOfFoldPCA, BulkThresholdPCA, RecentredStates, StatesPlusPCA,
+    OutOfFoldStates,
+)  # fmt: skip
+
+
+def register() -> None:
+    """Add the variants to the detector table of this process."""
+    for cls in TRIED:
         # the suite imports the class by module path: this file as a module, not __main__
         names.DETECTORS[cls.name] = f"quality_tried:{cls.__name__}"
-    sys.path.insert(0, str(HERE))
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+
+
+def main() -> None:
+    register()
     sys.argv = [str(HERE / "quality_suite.py"), *sys.argv[1:]]
     runpy.run_path(str(HERE / "quality_suite.py"), run_name="__main__")
 
