@@ -17,14 +17,14 @@ at 0) and of Q (``e_j²``), each divided by its limit, so they sum to about the 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 
 from sensorguard.detectors._stats import smoothed_threshold
-from sensorguard.detectors.base import BaseDetector, Computed, _safe
+from sensorguard.detectors.base import BaseDetector, Computed
 from sensorguard.detectors.params import ALARM_RULES, Rule, between, number
+from sensorguard.detectors.recentre import RecentredDetector
 
 
 def _components(v: object) -> bool:
@@ -109,28 +109,19 @@ class PCADetector(BaseDetector):
         return Computed(score, np.asarray(t2_part / self.t2_limit_ + E**2 / self.q_limit_))
 
 
-_CLIP = 1000.0  # training std-devs: the most one reading counts in pca-smoothed's running mean
-
-
-class SmoothedPCADetector(PCADetector):
+class SmoothedPCADetector(RecentredDetector, PCADetector):
     """PCA monitoring with the alarm rule of an operator's screen, on slowly re-centred
     readings.
 
     * **Alarm rule**: the same score as ``pca``, judged against 1.25 × the 99.5th
       percentile of the smoothed training scores, smoothed over 5 readings, on after 3,
       off after 5 below 0.8 × threshold.
-    * **Slow re-centring** (``adapt``): before scoring, each sensor is shifted by how far
-      its running mean has moved from the training mean:
-      ``x' = x − (m[t−1] − mean_train)``, ``m`` an exponentially weighted mean of the
-      median of the last 3 readings (a one-reading glitch does not move it; each
-      reading is clipped to ±1000 training standard deviations) with a time constant of
-      ``adapt`` × the training length (in readings, so it scales with the sampling
-      rate), starting at the training mean. Normal operation that drifts
-      slowly after a short training window (a rig warming up for hours) stops looking
-      anomalous; a change faster than that time constant still does. It is not frozen
-      during alarms: a failure lasting several training windows is absorbed too.
-      ``adapt=0`` turns it off. The running mean is the stream's filter state (one per
-      asset live; any chunking scores like one pass).
+    * **Slow re-centring** (``adapt``, :mod:`sensorguard.detectors.recentre`): before
+      scoring, each sensor is shifted by how far its running mean (time constant
+      ``adapt`` × the training length) has moved from the training mean; a rig that
+      drifts slowly after a short training window stops looking anomalous, a faster
+      change still does. ``adapt=0`` turns it off; the running mean is the stream's
+      filter state.
 
     ``pca`` keeps the textbook rule (every reading above the 99th percentile alarms) for
     comparison with published figures. Both settings here were chosen by the real-data
@@ -171,55 +162,5 @@ class SmoothedPCADetector(PCADetector):
         super()._fit(A)  # training scores are in-sample, not re-centred
         self.n_train_ = int(A.shape[0])
 
-    def _start(self) -> tuple[np.ndarray, np.ndarray]:
-        """The filter state where training ended: the running mean and the two readings
-        before the next one, all at the training mean."""
-        mu = np.asarray(self.mean_, dtype=np.float64)
-        return mu, np.vstack([mu, mu])
-
-    def _recentre(
-        self, A: np.ndarray, state: tuple[np.ndarray, np.ndarray]
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """Readings shifted by the running mean's move, and the filter state after them.
-
-        The running mean follows the median of the last 3 readings, each clipped to
-        ±``_CLIP`` training standard deviations: a one-reading glitch (even 1e300) does
-        not move it, a longer one by at most ``_CLIP / (adapt × n_train)`` standard
-        deviations per reading (drift of the hydraulic rig's temperatures reaches ~480).
-        The state keeps the last two readings, so any chunking of a stream gives the
-        same result."""
-        level, tail = state
-        adapt = float(self.adapt)
-        if adapt <= 0 or A.shape[0] == 0:
-            return A, state
-        from scipy.signal import lfilter
-
-        a = 1.0 / max(1.0, adapt * int(getattr(self, "n_train_", 1)))
-        band = _CLIP * self.scale_
-        ext = np.vstack([tail, np.clip(A, self.mean_ - band, self.mean_ + band)])
-        x0, x1, x2 = ext[:-2], ext[1:-1], ext[2:]
-        med = np.maximum(np.minimum(x0, x1), np.minimum(np.maximum(x0, x1), x2))
-        m, _ = lfilter([a], [1.0, -(1.0 - a)], med, axis=0, zi=((1.0 - a) * level)[None, :])
-        prev = np.vstack([level[None, :], m[:-1]])
-        return A - (prev - self.mean_), (np.asarray(m[-1], dtype=np.float64), ext[-2:].copy())
-
-    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
-        return super()._compute(self._recentre(A, self._start())[0], want_contrib)
-
-    def score_stream(
-        self, X: pd.DataFrame | np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> tuple[Computed, tuple[np.ndarray, np.ndarray]]:
-        """Scores and contributions of readings that continue a stream, and the filter
-        state after them (``None``: the stream starts where training ended)."""
-        A = self.prepare(X)
-        shifted, end = self._recentre(A, self._start() if state is None else state)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return _safe(PCADetector._compute(self, shifted, True)), end
-
-    def stream_state_to_dict(self, state: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
-        level, tail = self._start() if state is None else state
-        return {"level": np.asarray(level).tolist(), "tail": np.asarray(tail).tolist()}
-
-    def stream_state_from_dict(self, data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        level = np.asarray(data["level"], dtype=np.float64)
-        return level, np.asarray(data["tail"], dtype=np.float64).reshape(2, level.shape[0])
+    def _score_shifted(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        return PCADetector._compute(self, A, want_contrib)

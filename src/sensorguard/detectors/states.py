@@ -54,7 +54,6 @@ make sense together.)
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -64,6 +63,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from sensorguard.detectors._stats import blas_controller
 from sensorguard.detectors.base import BaseDetector, Computed
 from sensorguard.detectors.events import rolling_mean
 from sensorguard.detectors.params import ALARM_RULES, Rule, at_least, between
@@ -297,7 +297,7 @@ class OperatingStateDetector(BaseDetector):
             # one chunk: no BLAS limit needed (one thread does the work)
             work(0)
             return Computed(score, contrib, state)
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             if n <= 2 * _CHUNK or _THREADS == 1:
                 for s in starts:
                     work(s)
@@ -443,17 +443,6 @@ def _grouped_matmul(z: np.ndarray, k: np.ndarray, mats: np.ndarray) -> np.ndarra
         rows = np.flatnonzero(k == st)
         out[rows] = z[rows] @ mats[st]
     return out
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    """One ``ThreadpoolController`` for the process: building one scans the loaded
-    libraries (1.4 ms in a bare process, about 2 % of the watch loop's samples when
-    ``threadpool_limits`` built one per pass); its ``limit`` alone costs 15 us. NumPy's
-    BLAS, the one these products use, is loaded with NumPy, before the first call."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def _kmeans(Z: np.ndarray, k: int, seed: int) -> Any:
