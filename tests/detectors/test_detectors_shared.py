@@ -186,7 +186,7 @@ def test_streaming_capability_is_a_protocol(fitted) -> None:  # type: ignore[no-
     from sensorguard.detectors.base import Detector, StreamingDetector
 
     assert isinstance(fitted, Detector)
-    streaming = {"drift-robust", "pca-smoothed"}  # filter states: baseline, running mean
+    streaming = {"drift-robust", "pca-smoothed", "knn"}  # filter states: baseline, running mean
     assert isinstance(fitted, StreamingDetector) == (fitted.name in streaming)
 
 

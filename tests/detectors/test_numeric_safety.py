@@ -196,7 +196,7 @@ def fitted() -> dict[str, object]:
     params = {"operating-states": {"max_states": 4, "silhouette_sample": 600}}
     return {
         name: make_detector(name, **params.get(name, {})).fit(train)
-        for name in ("pca", "operating-states", "iforest", "drift-robust", "pca-smoothed")
+        for name in ("pca", "operating-states", "iforest", "drift-robust", "pca-smoothed", "knn")
     }
 
 
@@ -207,7 +207,7 @@ def _with_failure(seed: int) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(
-    "name", ["pca", "operating-states", "iforest", "drift-robust", "pca-smoothed"]
+    "name", ["pca", "operating-states", "iforest", "drift-robust", "pca-smoothed", "knn"]
 )
 @pytest.mark.parametrize("bad", [1e308, 3.4e38, -1e308])
 def test_a_huge_reading_alarms_and_the_later_failure_is_still_flagged(
@@ -224,9 +224,11 @@ def test_a_huge_reading_alarms_and_the_later_failure_is_still_flagged(
     assert res.score[50] >= clean.score[50] and res.score[50] > det.threshold_  # type: ignore[attr-defined]
     assert res.top_sensors(1)[50] == ["a"]  # the impossible sensor is blamed
     assert res.is_anomaly[150:282].mean() > 0.5  # not blinded
-    if name == "pca-smoothed":  # its running mean ignores a one-reading glitch (median)
+    if name in ("pca-smoothed", "knn"):  # the running mean ignores a one-reading glitch
         later = np.r_[0:50, 51:300]
-        atol = 0.01 * det.threshold_  # type: ignore[attr-defined]
+        # the median moves the running mean by a hair; knn's nearest readings can then
+        # change, a jump in a score far below the threshold (0.008 -> 0.0006 of 0.7)
+        atol = (0.01 if name == "pca-smoothed" else 0.02) * det.threshold_  # type: ignore[attr-defined]
         np.testing.assert_allclose(res.score[later], clean.score[later], rtol=0.01, atol=atol)
     elif name != "drift-robust":  # stateless scores: only the glitch row changes
         changed = np.flatnonzero(res.score != clean.score)

@@ -118,7 +118,7 @@ def test_fleet_default_detector_for_several_assets(fleet: Any) -> None:
     off = settings.model_copy(update={"fleet_calibration": False})
     assert fleet_detector(several, None, None, off) == (None, None)
     # a streaming default cannot be calibrated per asset: the fleet keeps operating-states
-    for streaming in ("pca-smoothed", "drift-robust"):
+    for streaming in ("pca-smoothed", "drift-robust", "knn"):
         other = settings.model_copy(update={"detector": streaming})
         assert fleet_detector(several, None, None, other) == (
             "asset-calibrated",

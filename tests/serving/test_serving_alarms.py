@@ -135,7 +135,7 @@ def test_stream_tracker_equals_one_pass_for_any_chunking(params: dict[str, Any])
 
 
 @pytest.mark.parametrize(
-    "name", ["operating-states", "pca", "iforest", "drift-robust", "pca-smoothed"]
+    "name", ["operating-states", "pca", "iforest", "drift-robust", "pca-smoothed", "knn"]
 )
 def test_every_detector_gets_its_own_smoothing(name: str) -> None:
     X = simulate_pump(days=0.5, seed=3, failures=False)[list(SENSORS)]

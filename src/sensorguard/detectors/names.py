@@ -23,6 +23,7 @@ DETECTORS: dict[str, str] = {
     "pca": "sensorguard.detectors.pca:PCADetector",
     "pca-smoothed": "sensorguard.detectors.pca:SmoothedPCADetector",
     "iforest": "sensorguard.detectors.iforest:IsolationForestDetector",
+    "knn": "sensorguard.detectors.knn:NeighbourDetector",
     "drift-robust": "sensorguard.detectors.robust:DriftRobustDetector",
     "asset-calibrated": "sensorguard.detectors.calibrated:AssetCalibrated",
 }

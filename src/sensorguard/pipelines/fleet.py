@@ -277,7 +277,7 @@ def simulate_fleet(
 FLEET_BASE = "operating-states"
 """The base detector of a fleet's per-asset calibration when the settings' detector
 cannot be one: a streaming detector (a score with a filter state, ``score_stream``:
-``pca-smoothed``, ``drift-robust``). Measured (docs/quality.md, "Default of
+``pca-smoothed``, ``knn``, ``drift-robust``). Measured (docs/quality.md, "Default of
 `sensorguard train`"): ``asset-calibrated`` maps each asset onto the fleet's operating
 states, and a detector without states gives one, so the gains stay at 1 (offsets
 only); and the wrapper has no ``score_stream``, so live scoring

@@ -1,0 +1,145 @@
+"""Nearest-neighbour (similarity-based) monitoring: each reading against the training
+readings most like it.
+
+The memory-based model of industrial condition monitoring (MSET, similarity-based
+modelling), in its plainest form:
+
+* readings are standardised with the training mean and standard deviation and
+  re-centred slowly like ``pca-smoothed``'s (:mod:`sensorguard.detectors.recentre`,
+  ``adapt``);
+* the **memory** is at most ``memory`` training readings, evenly spaced in time;
+* a reading's **estimate** is the mean of its ``k`` nearest memory readings (Euclidean,
+  standardised); its score is the squared distance to that estimate, and each
+  sensor's contribution its part of the sum: the sensors whose values the most similar
+  normal readings do not explain;
+* **training scores leave each row's own neighbourhood out**: a training row is
+  compared with memory readings more than ``gap`` readings away in time, so the
+  threshold is set on distances of readings the memory does not hold (with itself in
+  the memory every training distance would be about 0, and any fresh reading would
+  alarm);
+* the alarm rule is ``pca-smoothed``'s: 1.25 × the 99.5th percentile of the smoothed
+  training scores, smoothed over 5 readings, on after 3, off after 5 below 0.8 ×
+  threshold.
+
+Measured on the real-data suite (docs/quality.md): the best ranking of SMD's anomalous
+minutes of all detectors (TSB-AD protocol VUS-PR with ``adapt=0``: 0.733 / 0.386 /
+0.667 on machines 1-7 / 2-1 / 3-4, above the best published figure on 1-7 and 3-4) and
+the fewest false alarms on RoSA's healthy runs after ``drift-robust``, but worse than
+``pca-smoothed`` on short windows (NAB, Tennessee Eastman), so it is not the default.
+
+Scoring costs one distance to each memory reading, so ``memory`` bounds it: 256 keeps
+the scoring kernel above 1 M readings/s per core with 10 sensors (1.2-1.3; 500 readings:
+0.65; docs/benchmarks.md, "Detector speed"), and a larger memory did not score better
+on the suite except on SMD 2-1.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from sensorguard.detectors._stats import blas_controller, smoothed_threshold
+from sensorguard.detectors.base import Computed
+from sensorguard.detectors.params import ALARM_RULES, Rule, at_least, number
+from sensorguard.detectors.recentre import RecentredDetector
+
+_CHUNK = 1024  # readings per distance block: 1,024 × 256 float32 = 1 MB
+
+
+class NeighbourDetector(RecentredDetector):
+    name = "knn"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        "k": at_least(1),
+        "memory": at_least(2),
+        "gap": at_least(0),
+        "adapt": Rule("a number of at least 0 (0 = off)", lambda v: number(v) and v >= 0),
+        **ALARM_RULES,
+    }
+
+    def __init__(
+        self,
+        k: int = 5,
+        memory: int = 256,
+        gap: int = 10,
+        adapt: float = 4.0,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+    ) -> None:
+        self.k = k
+        self.memory = memory
+        self.gap = gap
+        self.adapt = adapt
+        self.quantile = quantile
+        self.margin = margin
+        self.smooth_window = smooth_window
+        self.min_duration = min_duration
+        self.off_ratio = off_ratio
+        self.release = release
+
+    def _fit(self, A: np.ndarray) -> None:
+        n = A.shape[0]
+        self.mean_ = A.mean(axis=0)
+        std = A.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        self.n_train_ = int(n)
+        Z = (A - self.mean_) / self.scale_
+        keep = np.unique(np.linspace(0, n - 1, min(n, int(self.memory))).round().astype(np.int64))
+        self.memory_ = Z[keep].copy()
+        self.memory_index_ = keep
+        # the widest gap that leaves every training row k memory readings outside it
+        spacing = n / keep.size
+        widest = ((keep.size - int(self.k) - 1) * spacing - 1) / 2
+        self.gap_used_ = int(max(0, min(int(self.gap), np.floor(widest))))
+        E = self._residuals(Z, rows=np.arange(n))
+        self.threshold_ = smoothed_threshold(
+            (E**2).sum(axis=1), self.quantile, self.margin, self.smooth_window
+        )
+
+    def _residuals(self, Z: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Each standardised reading minus the mean of its ``k`` nearest memory readings;
+        ``rows`` (training row numbers) leaves out memory readings within the gap.
+
+        The nearest are ranked in float32 by ``|m|² − 2 z·m`` (the squared distance less
+        ``|z|²``, which is the same for every memory reading: one matmul and one add),
+        taken by k passes of ``argmin`` for k ≤ 8 (5 passes cost a third of one
+        ``argpartition`` of 2,048 × 500 distances, 1.0 vs 3.9 ms) and by ``argpartition``
+        above; the estimate is averaged in float64. BLAS runs on one thread: on blocks
+        this small a second one costs more than it gives (CPU per reading 1.4-1.6× with
+        it, docs/benchmarks.md)."""
+        M = self.memory_
+        W = (-2.0 * M.T).astype(np.float32)
+        m2 = np.einsum("ij,ij->i", M, M).astype(np.float32)
+        k = min(int(self.k), M.shape[0])
+        out = np.empty_like(Z)
+        with blas_controller().limit(limits=1, user_api="blas"):
+            for lo in range(0, Z.shape[0], _CHUNK):
+                z = Z[lo : lo + _CHUNK]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    d = z.astype(np.float32) @ W
+                d += m2
+                if not np.isfinite(d).all():  # an overflowing reading: NaN ranks last
+                    d = np.nan_to_num(d, nan=np.inf)
+                if rows is not None:
+                    near = np.abs(rows[lo : lo + _CHUNK, None] - self.memory_index_[None, :])
+                    d[near <= self.gap_used_] = np.inf
+                if k <= 8:
+                    r = np.arange(z.shape[0])
+                    total = np.zeros_like(z)
+                    for j in range(k):
+                        i = d.argmin(axis=1)
+                        total += M[i]
+                        if j < k - 1:
+                            d[r, i] = np.inf
+                else:
+                    total = M[np.argpartition(d, k - 1, axis=1)[:, :k]].sum(axis=1)
+                out[lo : lo + _CHUNK] = z - total / k
+        return out
+
+    def _score_shifted(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        E2 = self._residuals((A - self.mean_) / self.scale_) ** 2
+        return Computed(E2.sum(axis=1), E2 if want_contrib else None)
