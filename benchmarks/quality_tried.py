@@ -1,4 +1,4 @@
-"""Variants of ``pca-smoothed`` that were measured on the quality suite and not kept.
+"""Variants of the detectors that were measured on the quality suite and not kept.
 
 docs/quality.md, "What was tried and not kept", gives their figures. They live here, not
 in the library, so that those figures can be reproduced:
@@ -25,6 +25,10 @@ names below are added to the detector table for this process only
   over its own threshold, combined by ``mix`` (mean, max, geometric mean).
 * ``tried-states-folds``: ``operating-states`` with its threshold on out-of-fold
   training scores.
+* ``tried-freeze``: ``pca-smoothed`` whose running mean stops (``slow=0``) or slows
+  while the smoothed score is in an excursion.
+* ``tried-knn``: the first form of the ``knn`` detector (float64 ranking, a memory of
+  2,000 readings), kept for the memory-size and ``k``/``gap`` figures.
 
 Not a test: nothing is asserted.
 """
@@ -45,6 +49,7 @@ from sensorguard.detectors.base import Computed
 from sensorguard.detectors.events import rolling_mean
 from sensorguard.detectors.params import Rule, number
 from sensorguard.detectors.pca import PCADetector, SmoothedPCADetector
+from sensorguard.detectors.recentre import _CLIP
 from sensorguard.detectors.states import OperatingStateDetector
 
 HERE = Path(__file__).resolve().parent
@@ -376,9 +381,169 @@ class OutOfFoldStates(OperatingStateDetector):
         self.threshold_ = float(self.margin) * float(np.quantile(smooth, float(self.quantile)))
 
 
+class FrozenPCA(SmoothedPCADetector):
+    """``pca-smoothed`` whose running mean stops (``slow`` = 0) or slows to ``slow`` ×
+    its rate while the score is in an excursion: on when the mean of the last
+    ``smooth_window`` scores passes the threshold, off when it falls below
+    ``off_ratio`` × the threshold. Exact and causal (a reading's gate uses the score it
+    gets from the running mean before it), computed in blocks that restart at each
+    switch of the gate. One pass per batch: the suite's protocol scores each file in one
+    ``detect``."""
+
+    name = "tried-freeze"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **SmoothedPCADetector.param_rules,
+        "slow": Rule("a number between 0 and 1", lambda v: number(v) and 0 <= v <= 1),
+    }
+
+    def __init__(
+        self,
+        slow: float = 0.0,
+        n_components: float = 0.9,
+        limit_quantile: float = 0.99,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        adapt: float = 4.0,
+    ) -> None:
+        super().__init__(
+            n_components, limit_quantile, quantile, margin, smooth_window, min_duration,
+            off_ratio, release, adapt,
+        )  # fmt: skip
+        self.slow = slow
+
+    def _scores(self, shifted: np.ndarray) -> np.ndarray:
+        t2, q = self._t2_q((shifted - self.mean_) / self.scale_)
+        return np.asarray(t2 / self.t2_limit_ + q / self.q_limit_)
+
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        from scipy.signal import lfilter
+
+        adapt = float(self.adapt)
+        if adapt <= 0 or A.shape[0] == 0:
+            return PCADetector._compute(self, A, want_contrib)
+        n = A.shape[0]
+        a_free = 1.0 / max(1.0, adapt * int(self.n_train_))
+        band = _CLIP * self.scale_
+        level, tail = self._start()
+        ext = np.vstack([tail, np.clip(A, self.mean_ - band, self.mean_ + band)])
+        x0, x1, x2 = ext[:-2], ext[1:-1], ext[2:]
+        med = np.maximum(np.minimum(x0, x1), np.minimum(np.maximum(x0, x1), x2))
+        w = max(1, int(self.smooth_window))
+        thr, off = float(self.threshold_), float(self.off_ratio) * float(self.threshold_)
+        prev_levels = np.empty_like(A, dtype=np.float64)
+        recent = np.zeros(w - 1)  # scores before the block, for the causal mean
+        gate, i, block = False, 0, 512
+        while i < n:
+            j = min(n, i + block)
+            a = a_free * (float(self.slow) if gate else 1.0)
+            if a > 0:
+                m, _ = lfilter([a], [1.0, -(1.0 - a)], med[i:j], axis=0,
+                               zi=((1.0 - a) * level)[None, :])  # fmt: skip
+            else:
+                m = np.repeat(level[None, :], j - i, axis=0)
+            prev = np.vstack([level[None, :], m[:-1]])
+            sc = self._scores(A[i:j] - (prev - self.mean_))
+            sc = np.clip(np.nan_to_num(sc, nan=0.0, posinf=1e12), 0, 1e12)
+            full = np.concatenate([recent, sc])
+            sm = np.convolve(full, np.ones(w) / w, mode="valid") if w > 1 else full
+            flip = np.flatnonzero(sm < off) if gate else np.flatnonzero(sm > thr)
+            if flip.size:
+                k = int(flip[0])  # the gate switches at reading i + k
+                prev_levels[i : i + k + 1] = prev[: k + 1]
+                # reading i+k's own update follows the new gate
+                a_new = a_free * (1.0 if gate else float(self.slow))
+                level = prev[k] + a_new * (med[i + k] - prev[k])
+                gate = not gate
+                used = np.concatenate([recent, sc[: k + 1]])
+                i += k + 1
+            else:
+                prev_levels[i:j] = prev
+                level = m[-1]
+                used = full
+                i = j
+            recent = used[len(used) - (w - 1) :] if w > 1 else recent
+        return PCADetector._compute(self, A - (prev_levels - self.mean_), want_contrib)
+
+
+class NeighbourPCA(SmoothedPCADetector):
+    """A memory-based detector on ``pca-smoothed``'s re-centred readings and alarm
+    rule: each reading (standardised by the training mean and deviation) against the
+    mean of its ``k`` nearest training readings (a memory of at most ``memory`` evenly
+    spaced training rows); score = the squared distance to that mean over the sensors,
+    contributions = each sensor's part of it. Training scores leave out each row's own
+    neighbourhood in time (``gap`` readings either side), so the threshold is set on
+    scores of rows the memory does not hold, not on in-sample distances of 0."""
+
+    name = "tried-knn"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **SmoothedPCADetector.param_rules,
+        "k": Rule("a whole number of at least 1", lambda v: number(v) and v >= 1),
+        "memory": Rule("a whole number of at least 10", lambda v: number(v) and v >= 10),
+        "gap": Rule("a whole number of at least 0", lambda v: number(v) and v >= 0),
+    }
+
+    def __init__(
+        self,
+        k: int = 5,
+        memory: int = 2000,
+        gap: int = 10,
+        n_components: float = 0.9,
+        limit_quantile: float = 0.99,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+        adapt: float = 4.0,
+    ) -> None:
+        super().__init__(
+            n_components, limit_quantile, quantile, margin, smooth_window, min_duration,
+            off_ratio, release, adapt,
+        )  # fmt: skip
+        self.k = k
+        self.memory = memory
+        self.gap = gap
+
+    def _nearest(self, Z: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Per sensor, each row minus the mean of its k nearest memory rows."""
+        M, m2 = self.memory_, self.m2_
+        out = np.empty_like(Z)
+        k = min(int(self.k), M.shape[0])
+        for lo in range(0, Z.shape[0], 4096):
+            z = Z[lo : lo + 4096]
+            d = (z**2).sum(axis=1)[:, None] - 2.0 * z @ M.T + m2[None, :]
+            if exclude is not None:
+                t = exclude[lo : lo + 4096]
+                d[np.abs(t[:, None] - self.mem_time_[None, :]) <= int(self.gap)] = np.inf
+            idx = np.argpartition(d, k - 1, axis=1)[:, :k]
+            out[lo : lo + 4096] = z - M[idx].mean(axis=1)
+        return out
+
+    def _fit(self, A: np.ndarray) -> None:
+        super()._fit(A)  # mean_, scale_, n_train_ (and PCA's, unused)
+        Z = (A - self.mean_) / self.scale_
+        n = Z.shape[0]
+        keep = np.unique(np.linspace(0, n - 1, min(n, int(self.memory))).astype(int))
+        self.memory_, self.mem_time_ = Z[keep].copy(), keep
+        self.m2_ = (self.memory_**2).sum(axis=1)
+        E = self._nearest(Z, exclude=np.arange(n))
+        score = (E**2).sum(axis=1)
+        self.threshold_ = smoothed_threshold(score, self.quantile, self.margin, self.smooth_window)
+
+    def _compute(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        shifted = self._recentre(A, self._start())[0]
+        E = self._nearest((shifted - self.mean_) / self.scale_) ** 2
+        return Computed(E.sum(axis=1), E if want_contrib else None)
+
+
 TRIED = (
     LaggedPCA, OutOfFoldPCA, BulkThresholdPCA, RecentredStates, StatesPlusPCA,
-    OutOfFoldStates,
+    OutOfFoldStates, FrozenPCA, NeighbourPCA,
 )  # fmt: skip
 
 
