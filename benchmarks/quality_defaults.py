@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("results", nargs="+")
     parser.add_argument("--markdown")
     parser.add_argument("--drop", action="append", default=[], help="leave a candidate out")
+    parser.add_argument("--plot", help="write the table as a heatmap (PNG) here")
     args = parser.parse_args()
     data = load(args.results)
     for res in data.values():
@@ -155,6 +156,49 @@ def main() -> None:
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
+    if args.plot:
+        mean_fig = {c: float(np.mean([figs[d][c] for d in sets])) for c in cands}
+        order = sorted(cands, key=lambda c: (mean_rank[c], -mean_fig[c]))
+        plot(Path(args.plot), order, sets, figs, rk, mean_rank, best)
+
+
+def plot(
+    path: Path,
+    order: list[str],
+    sets: list[str],
+    figs: dict[str, dict[str, float | None]],
+    rk: dict[str, dict[str, float]],
+    mean_rank: dict[str, float],
+    best: str,
+) -> None:
+    """Candidates (rows, best mean rank first) × data sets: colour = rank within the data
+    set (the choice's currency), text = the primary figure; the simulator, never used,
+    in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    R = np.array([[rk[d][c] for d in sets] for c in order])
+    fig, ax = plt.subplots(figsize=(2.0 + 1.05 * (len(sets) + 2), 0.9 + 0.42 * len(order)))
+    ax.imshow(R, cmap="RdYlGn_r", vmin=1, vmax=len(order), aspect="auto")
+    sim = figs.get("simulator", {})
+    for i, c in enumerate(order):
+        for j, d in enumerate(sets):
+            ax.text(j, i, f"{figs[d][c]:.3f}", ha="center", va="center", fontsize=8)
+        ax.text(len(sets), i, f"{mean_rank[c]:.2f}", ha="center", va="center", fontsize=8,
+                fontweight="bold" if c == best else None)  # fmt: skip
+        v = sim.get(c)
+        ax.text(len(sets) + 1, i, "—" if v is None else f"{v:.3f}", ha="center",
+                va="center", fontsize=8, color="grey")  # fmt: skip
+    ax.set_xlim(-0.5, len(sets) + 1.5)
+    ax.set_xticks(range(len(sets) + 2), [*sets, "mean\nrank", "simulator\n(not used)"], fontsize=8)
+    ax.set_yticks(range(len(order)), [f"{c} ◀" if c == best else c for c in order], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_title("primary figure per real data set; colour = rank (green = 1)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
