@@ -47,6 +47,7 @@ from sensorguard.detectors import names
 from sensorguard.detectors._stats import MAD_TO_STD, smoothed_threshold
 from sensorguard.detectors.base import Computed
 from sensorguard.detectors.events import rolling_mean
+from sensorguard.detectors.knn import NeighbourDetector
 from sensorguard.detectors.params import Rule, number
 from sensorguard.detectors.pca import PCADetector, SmoothedPCADetector
 from sensorguard.detectors.recentre import _CLIP
@@ -541,9 +542,88 @@ class NeighbourPCA(SmoothedPCADetector):
         return Computed(E.sum(axis=1), E if want_contrib else None)
 
 
+class LeaveSensorOutKnn(NeighbourDetector):
+    """``knn`` whose contributions, on readings scoring above ``off_ratio`` × the
+    threshold, are each sensor's residual against an estimate from neighbours found
+    without it, divided by that residual's typical size on training rows (``norm=True``;
+    up to 2,000 evenly spaced rows, their own neighbourhood in time left out), rescaled
+    to sum to the score; elsewhere as ``knn``. Scores and alarms are ``knn``'s."""
+
+    name = "tried-knn-loo"
+    param_rules: ClassVar[dict[str, Rule]] = {
+        **NeighbourDetector.param_rules,
+        "norm": Rule("true or false", lambda v: isinstance(v, bool)),
+    }
+
+    def __init__(
+        self,
+        norm: bool = True,
+        k: int = 5,
+        memory: int = 256,
+        gap: int = 10,
+        adapt: float = 4.0,
+        quantile: float = 0.995,
+        margin: float = 1.25,
+        smooth_window: int = 5,
+        min_duration: int = 3,
+        off_ratio: float = 0.8,
+        release: int = 5,
+    ) -> None:
+        super().__init__(
+            k, memory, gap, adapt, quantile, margin, smooth_window, min_duration, off_ratio,
+            release,
+        )  # fmt: skip
+        self.norm = norm
+
+    def _loo(self, Zh: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        M = self.memory_
+        k = min(int(self.k), M.shape[0])
+        full = (Zh.astype(np.float32) @ (-2.0 * M.T).astype(np.float32)).astype(np.float64)
+        full += np.einsum("ij,ij->i", M, M)[None, :]
+        if rows is not None:
+            full[np.abs(rows[:, None] - self.memory_index_[None, :]) <= self.gap_used_] = np.inf
+        R = np.empty_like(Zh)
+        r = np.arange(Zh.shape[0])
+        for j in range(Zh.shape[1]):
+            # the distance without sensor j: a rank-one correction of the full one
+            d = full + 2.0 * Zh[:, j : j + 1] * M[None, :, j] - (M[:, j] ** 2)[None, :]
+            total = np.zeros(Zh.shape[0])
+            for step in range(k):
+                i = d.argmin(axis=1)
+                total += M[i, j]
+                if step < k - 1:
+                    d[r, i] = np.inf
+            R[:, j] = Zh[:, j] - total / k
+        return R
+
+    def _fit(self, A: np.ndarray) -> None:
+        super()._fit(A)
+        n = A.shape[0]
+        rows = np.unique(np.linspace(0, n - 1, min(n, 2000)).round().astype(np.int64))
+        R = self._loo(((A - self.mean_) / self.scale_)[rows], rows)
+        rms = np.sqrt((R**2).mean(axis=0))
+        self.loo_scale_ = np.where(rms > 0, rms, 1.0)
+
+    def _score_shifted(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
+        Z = (A - self.mean_) / self.scale_
+        E2 = self._residuals(Z) ** 2
+        score = E2.sum(axis=1)
+        if not want_contrib:
+            return Computed(score)
+        hot = np.flatnonzero(score > float(self.off_ratio) * float(self.threshold_))
+        if hot.size and Z.shape[1] > 1:
+            R = self._loo(Z[hot])
+            if self.norm:
+                R = R / self.loo_scale_
+            R2 = R**2
+            tot = R2.sum(axis=1, keepdims=True)
+            E2[hot] = R2 * (score[hot, None] / np.where(tot > 0, tot, 1.0))
+        return Computed(score, E2)
+
+
 TRIED = (
     LaggedPCA, OutOfFoldPCA, BulkThresholdPCA, RecentredStates, StatesPlusPCA,
-    OutOfFoldStates, FrozenPCA, NeighbourPCA,
+    OutOfFoldStates, FrozenPCA, NeighbourPCA, LeaveSensorOutKnn,
 )  # fmt: skip
 
 
