@@ -71,7 +71,7 @@ def test_nodes_fit_profile_and_evaluate_without_mlflow(no_mlflow: None) -> None:
     assert "mlflow" not in {m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}
 
 
-@pytest.mark.parametrize("name", ["pca-smoothed", "asset-calibrated"])
+@pytest.mark.parametrize("name", ["pca-smoothed", "knn", "asset-calibrated"])
 def test_every_detector_gets_failure_types_in_training(no_mlflow: None, name: str) -> None:
     from sensorguard.pipelines import training as tr
 
