@@ -29,6 +29,9 @@ names below are added to the detector table for this process only
   while the smoothed score is in an excursion.
 * ``tried-knn``: the first form of the ``knn`` detector (float64 ranking, a memory of
   2,000 readings), kept for the memory-size and ``k``/``gap`` figures.
+* ``tried-knn-loo``: ``knn`` whose left-out residuals are divided by their typical size
+  on training rows (``norm``).
+* ``tried-knn-cover``: ``knn`` with half its memory chosen by farthest-point sampling.
 
 Not a test: nothing is asserted.
 """
@@ -621,9 +624,43 @@ class LeaveSensorOutKnn(NeighbourDetector):
         return Computed(score, E2)
 
 
+class CoverKnn(NeighbourDetector):
+    """``knn`` whose memory covers the training readings instead of sampling them evenly
+    in time: half the memory evenly spaced, the other half added greedily, each time the
+    training reading farthest from the memory so far (farthest-point sampling, on the
+    standardised readings). Rare normal states get memory readings; so do the training
+    window's own outliers."""
+
+    name = "tried-knn-cover"
+
+    def _fit(self, A: np.ndarray) -> None:
+        super()._fit(A)
+        n = A.shape[0]
+        m = min(n, int(self.memory))
+        if m >= n:
+            return
+        Z = (A - self.mean_) / self.scale_
+        even = np.unique(np.linspace(0, n - 1, max(1, m // 2)).round().astype(np.int64))
+        chosen = list(even)
+        d = np.full(n, np.inf)
+        for i in even:
+            d = np.minimum(d, ((Z - Z[i]) ** 2).sum(axis=1))
+        while len(chosen) < m:
+            i = int(d.argmax())
+            chosen.append(i)
+            d = np.minimum(d, ((Z - Z[i]) ** 2).sum(axis=1))
+        keep = np.array(sorted(set(chosen)), dtype=np.int64)
+        self.memory_ = Z[keep].copy()
+        self.memory_index_ = keep
+        E = self._residuals(Z, rows=np.arange(n))
+        self.threshold_ = smoothed_threshold(
+            (E**2).sum(axis=1), self.quantile, self.margin, self.smooth_window
+        )
+
+
 TRIED = (
     LaggedPCA, OutOfFoldPCA, BulkThresholdPCA, RecentredStates, StatesPlusPCA,
-    OutOfFoldStates, FrozenPCA, NeighbourPCA, LeaveSensorOutKnn,
+    OutOfFoldStates, FrozenPCA, NeighbourPCA, LeaveSensorOutKnn, CoverKnn,
 )  # fmt: skip
 
 
