@@ -104,74 +104,61 @@ class NeighbourDetector(RecentredDetector):
 
     def _residuals(self, Z: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Each standardised reading minus the mean of its ``k`` nearest memory readings;
-        ``rows`` (training row numbers) leaves out memory readings within the gap.
-
-        The nearest are ranked in float32 by ``|m|² − 2 z·m`` (the squared distance less
-        ``|z|²``, which is the same for every memory reading: one matmul and one add),
-        taken by k passes of ``argmin`` for k ≤ 8 (5 passes cost a third of one
-        ``argpartition`` of 2,048 × 500 distances, 1.0 vs 3.9 ms) and by ``argpartition``
-        above; the estimate is averaged in float64. BLAS runs on one thread: on blocks
-        this small a second one costs more than it gives (CPU per reading 1.4-1.6× with
-        it, docs/benchmarks.md)."""
+        ``rows`` (training row numbers) leaves out memory readings within the gap."""
         M = self.memory_
-        W = (-2.0 * M.T).astype(np.float32)
-        m2 = np.einsum("ij,ij->i", M, M).astype(np.float32)
-        k = min(int(self.k), M.shape[0])
+        terms = self._ranking_terms()
         out = np.empty_like(Z)
         with blas_controller().limit(limits=1, user_api="blas"):
             for lo in range(0, Z.shape[0], _CHUNK):
                 z = Z[lo : lo + _CHUNK]
-                with np.errstate(over="ignore", invalid="ignore"):
-                    d = z.astype(np.float32) @ W
-                d += m2
+                d = _ranking(z, *terms)
                 if not np.isfinite(d).all():  # an overflowing reading: NaN ranks last
                     d = np.nan_to_num(d, nan=np.inf)
                 if rows is not None:
                     near = np.abs(rows[lo : lo + _CHUNK, None] - self.memory_index_[None, :])
                     d[near <= self.gap_used_] = np.inf
-                if k <= 8:
-                    r = np.arange(z.shape[0])
-                    total = np.zeros_like(z)
-                    for j in range(k):
-                        i = d.argmin(axis=1)
-                        total += M[i]
-                        if j < k - 1:
-                            d[r, i] = np.inf
-                else:
-                    total = M[np.argpartition(d, k - 1, axis=1)[:, :k]].sum(axis=1)
-                out[lo : lo + _CHUNK] = z - total / k
+                out[lo : lo + _CHUNK] = z - _mean_of(M, self._nearest(d))
         return out
 
     def _left_out(self, Z: np.ndarray) -> np.ndarray:
         """Each sensor of each reading minus the mean of its ``k`` nearest memory readings
-        found without that sensor. The distance without sensor j is the full one less
-        sensor j's term (a rank-one correction, no new matmul), ranked in float32 like
-        the full one."""
+        found without that sensor: the ranking without sensor j is the full one less
+        sensor j's term, ``−2 z_j m_j + m_j²`` (a rank-one correction, no new matmul)."""
         M = self.memory_
         M32 = M.astype(np.float32)
-        k = min(int(self.k), M.shape[0])
+        terms = self._ranking_terms()
         R = np.empty_like(Z)
-        for lo in range(0, Z.shape[0], _CHUNK):
-            z = Z[lo : lo + _CHUNK]
-            z32 = z.astype(np.float32)
-            with blas_controller().limit(limits=1, user_api="blas"):
-                full = z32 @ (-2.0 * M32.T)
-            full += np.einsum("ij,ij->i", M32, M32)[None, :]
-            d = np.empty_like(full)
-            r = np.arange(z.shape[0])
-            for j in range(z.shape[1]):
-                # full − (−2 z_j m_j + m_j²)
-                np.multiply(2.0 * z32[:, j : j + 1], M32[None, :, j], out=d)
-                d += full
-                d -= (M32[:, j] ** 2)[None, :]
-                total = np.zeros(z.shape[0])
-                for step in range(k):
-                    i = d.argmin(axis=1)
-                    total += M[i, j]
-                    if step < k - 1:
-                        d[r, i] = np.inf
-                R[lo : lo + _CHUNK, j] = z[:, j] - total / k
+        with blas_controller().limit(limits=1, user_api="blas"):
+            for lo in range(0, Z.shape[0], _CHUNK):
+                z = Z[lo : lo + _CHUNK]
+                full = _ranking(z, *terms)
+                d = np.empty_like(full)
+                for j in range(z.shape[1]):
+                    np.multiply(2.0 * z[:, j : j + 1].astype(np.float32), M32[None, :, j], out=d)
+                    d += full
+                    d -= (M32[:, j] ** 2)[None, :]
+                    R[lo : lo + _CHUNK, j] = z[:, j] - _mean_of(M[:, j], self._nearest(d))
         return R
+
+    def _ranking_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """``−2 Mᵀ`` and ``|m|²`` of the memory, in float32, for :func:`_ranking`."""
+        M = self.memory_
+        return (-2.0 * M.T).astype(np.float32), np.einsum("ij,ij->i", M, M).astype(np.float32)
+
+    def _nearest(self, d: np.ndarray) -> np.ndarray:
+        """Indices ``(n, k)`` of the k smallest of each row of ``d`` (which it overwrites):
+        k passes of ``argmin`` for k ≤ 8 (5 passes cost a third of one ``argpartition``
+        of 2,048 × 500, 1.0 vs 3.9 ms), ``argpartition`` above."""
+        k = min(int(self.k), d.shape[1])
+        if k > 8:
+            return np.argpartition(d, k - 1, axis=1)[:, :k]
+        r = np.arange(d.shape[0])
+        idx = np.empty((d.shape[0], k), dtype=np.intp)
+        for step in range(k):
+            idx[:, step] = d.argmin(axis=1)
+            if step < k - 1:
+                d[r, idx[:, step]] = np.inf
+        return idx
 
     def _score_shifted(self, A: np.ndarray, want_contrib: bool = True) -> Computed:
         Z = (A - self.mean_) / self.scale_
@@ -193,3 +180,24 @@ class NeighbourDetector(RecentredDetector):
                 tot = R2.sum(axis=1, keepdims=True)
                 E2[hot] = R2 * (score[hot, None] / np.where(tot > 0, tot, 1.0))
         return Computed(score, E2)
+
+
+def _ranking(z: np.ndarray, W: np.ndarray, m2: np.ndarray) -> np.ndarray:
+    """``|m|² − 2 z·m`` for every memory reading m, in float32: the squared distance less
+    ``|z|²``, which is the same for every m (one matmul and one add). The callers pin BLAS
+    to one thread: on blocks this small a second one costs more than it gives (CPU per
+    reading 1.4-1.6× with it, docs/benchmarks.md)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = z.astype(np.float32) @ W
+    d += m2
+    return d
+
+
+def _mean_of(M: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The mean of ``M``'s rows ``idx[:, 0..k-1]`` for every row of ``idx``, by k gathers
+    and adds: ``M[idx].mean(axis=1)`` scored 0.97-1.01 M readings/s per core against
+    1.21 this way (10 sensors, scoring kernel)."""
+    total = M[idx[:, 0]].copy()
+    for step in range(1, idx.shape[1]):
+        total += M[idx[:, step]]
+    return np.asarray(total / idx.shape[1])
